@@ -1,0 +1,3 @@
+from stnlab.data.datamodule import GTSRBDataModule
+
+__all__ = ["GTSRBDataModule"]

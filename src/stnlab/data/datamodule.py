@@ -1,0 +1,95 @@
+"""The GTSRB ``LightningDataModule``: official archives -> cached uint8 tensors -> batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stnlab.data import archives
+from stnlab.data.gtsrb import Split, archive_fingerprint, cached, read_test, read_train, split_by_tracks
+from stnlab.data.tensors import TensorDataModule
+from stnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class GTSRBDataModule(TensorDataModule):
+    """GTSRB from the official archives (or a mirror), split into train/val by whole tracks.
+
+    Args:
+        root: folder for the archives and the decoded cache.
+        mirror: folder or URL holding the official archives; ``None`` means the official server.
+        image_size: side of the square images after resizing (the reference uses 48).
+        crop_roi: crop each image to its (scaled) ROI before resizing.
+        val_tracks_per_class: whole tracks held out per class for validation.
+        split_seed: seed of the track choice.
+    """
+
+    name = "gtsrb"
+
+    def __init__(
+        self,
+        root: str = "data",
+        mirror: str | None = None,
+        image_size: int = 48,
+        crop_roi: bool = False,
+        val_tracks_per_class: int = 1,
+        split_seed: int = 0,
+        batch_size: int = 50,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        download_timeout: float = 30.0,
+        download_retries: int = 3,
+        name: str = "gtsrb",
+    ):
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name)
+        if image_size < 8:
+            raise ConfigError(f"data.image_size={image_size} is too small; use at least 8 (the reference uses 48)")
+        if val_tracks_per_class < 0:
+            raise ConfigError(f"data.val_tracks_per_class={val_tracks_per_class} must be >= 0")
+        self.root = Path(root).expanduser()
+        self.mirror = mirror or None
+        self.crop_roi, self.val_tracks_per_class, self.split_seed = crop_roi, val_tracks_per_class, split_seed
+        self._fetch_kw = dict(timeout=download_timeout, retries=download_retries)
+        self._warned_no_test = False
+        self._archives: tuple | None = None
+
+    def _fetch(self):
+        if self._archives is None:
+            self._archives = self._fetch_all()
+        return self._archives
+
+    def _fetch_all(self):
+        train_zip = archives.fetch(archives.TRAIN, self.root, self.mirror, **self._fetch_kw)
+        test_zip = archives.try_fetch(archives.TEST, self.root, self.mirror, **self._fetch_kw)
+        gt_zip = archives.try_fetch(archives.TEST_GT, self.root, self.mirror, **self._fetch_kw)
+        return train_zip, test_zip, gt_zip
+
+    def _key(self, *paths: Path) -> dict:
+        return dict(version=1, archives=archive_fingerprint(*paths), image_size=self.image_size, crop_roi=self.crop_roi)
+
+    def _load_train(self, train_zip: Path) -> Split:
+        return cached(self.root / "cache", "train", self._key(train_zip),
+                      lambda: read_train(train_zip, self.image_size, self.crop_roi))
+
+    def _load_test(self, test_zip: Path | None, gt_zip: Path | None) -> Split | None:
+        if test_zip is None or gt_zip is None:
+            if not self._warned_no_test:
+                log.warning("GTSRB test labels unavailable (no %s in the mirror and no network): the test stage is skipped",
+                            archives.TEST_GT.filename if gt_zip is None else archives.TEST.filename)
+                self._warned_no_test = True
+            return None
+        return cached(self.root / "cache", "test", self._key(test_zip, gt_zip),
+                      lambda: read_test(test_zip, gt_zip, self.image_size, self.crop_roi))
+
+    def prepare_data(self) -> None:
+        train_zip, test_zip, gt_zip = self._fetch()
+        self._load_train(train_zip)
+        self._load_test(test_zip, gt_zip)
+
+    def load(self):
+        train_zip, test_zip, gt_zip = self._fetch()
+        full = self._load_train(train_zip)
+        train_idx, val_idx = split_by_tracks(full, self.val_tracks_per_class, self.split_seed)
+        return full.subset(train_idx), full.subset(val_idx), self._load_test(test_zip, gt_zip)
+

@@ -1,0 +1,232 @@
+"""GTSRB in its official archive layout: CSV parsing, decoding, caching, track splits.
+
+Shapes: every split is held as ``images`` uint8 (N, 3, S, S) with S = ``image_size``,
+``labels`` int64 (N,) in 0..42, and ``tracks`` int64 (N,): a global track id
+(``class_id * 100_000 + track``) for training images, -1 for test images.
+
+The CSVs' ``Width``, ``Height`` and ``Roi.*`` columns are in the *original*
+image's pixels; mirrors may hold re-sized images, so a ROI is scaled by
+``actual / Width`` before cropping. ``Roi.X2``/``Roi.Y2`` are inclusive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from stnlab.data.classes import NUM_CLASSES
+from stnlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+REQUIRED_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
+TRAIN_CSV = re.compile(r"^GTSRB/Final_Training/Images/(\d{5})/GT-\1\.csv$")
+TEST_GT_CSV = "GT-final_test.csv"
+TEST_DIR = "GTSRB/Final_Test/Images/"
+
+
+@dataclass
+class Split:
+    images: torch.Tensor
+    labels: torch.Tensor
+    tracks: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        return Split(self.images[index], self.labels[index], self.tracks[index])
+
+
+@dataclass(frozen=True)
+class Row:
+    member: str
+    width: int
+    height: int
+    roi: tuple[int, int, int, int]
+    class_id: int
+    track: int
+
+
+def parse_csv(text: str, source: str, directory: str, need_label: bool) -> list[Row]:
+    """Parse one official semicolon CSV; ``directory`` is prefixed to each Filename."""
+    reader = csv.DictReader(io.StringIO(text), delimiter=";")
+    columns = REQUIRED_COLUMNS + (("ClassId",) if need_label else ())
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; the CSV must have the official header {';'.join(columns)}")
+    rows = []
+    for lineno, rec in enumerate(reader, start=2):
+        try:
+            name = rec["Filename"].strip()
+            w, h = int(rec["Width"]), int(rec["Height"])
+            roi = tuple(int(rec[c]) for c in REQUIRED_COLUMNS[3:])
+            label = int(rec["ClassId"]) if need_label else -1
+        except (TypeError, ValueError, AttributeError):
+            raise DataError(f"{source}, line {lineno}: malformed row {dict(rec)}; fix or replace the CSV") from None
+        if need_label and not 0 <= label < NUM_CLASSES:
+            raise DataError(f"{source}, line {lineno}: ClassId {label} outside 0..{NUM_CLASSES - 1}; fix or replace the CSV")
+        if w <= 0 or h <= 0:
+            raise DataError(f"{source}, line {lineno}: non-positive Width/Height; fix or replace the CSV")
+        track = int(name.split("_")[0]) if "_" in name and name.split("_")[0].isdigit() else -1
+        rows.append(Row(directory + name, w, h, roi, label, track))
+    return rows
+
+
+def scaled_roi(row: Row, actual_w: int, actual_h: int) -> tuple[float, float, float, float]:
+    """The ROI as a PIL crop box (left, upper, right, lower) in the actual image's pixels."""
+    sx, sy = actual_w / row.width, actual_h / row.height
+    x1, y1, x2, y2 = row.roi
+    return (x1 * sx, y1 * sy, (x2 + 1) * sx, (y2 + 1) * sy)
+
+
+def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool, source: str) -> torch.Tensor:
+    out = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        try:
+            with Image.open(io.BytesIO(zf.read(row.member))) as im:
+                im = im.convert("RGB")
+                if crop_roi:
+                    im = im.crop(tuple(round(v) for v in scaled_roi(row, *im.size)))
+                out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
+        except KeyError:
+            raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: truncated or corrupt zip ({e}); replace the archive with a good copy") from None
+
+
+def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
+    with _open(path) as zf:
+        csvs = sorted(n for n in zf.namelist() if TRAIN_CSV.match(n))
+        if not csvs:
+            raise DataError(f"{path}: no GTSRB/Final_Training/Images/000NN/GT-000NN.csv inside; this is not the official training archive")
+        rows: list[Row] = []
+        for name in csvs:
+            directory = name.rsplit("/", 1)[0] + "/"
+            rows += parse_csv(zf.read(name).decode("utf-8-sig"), f"{path.name}:{name}", directory, need_label=True)
+        images = decode(zf, rows, image_size, crop_roi, path.name)
+    labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
+    tracks = torch.tensor([r.class_id * 100_000 + r.track for r in rows], dtype=torch.int64)
+    return Split(images, labels, tracks)
+
+
+def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool) -> Split:
+    with _open(gt_path) as gz:
+        if TEST_GT_CSV not in gz.namelist():
+            raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
+        rows = parse_csv(gz.read(TEST_GT_CSV).decode("utf-8-sig"), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True)
+    with _open(images_path) as zf:
+        images = decode(zf, rows, image_size, crop_roi, images_path.name)
+    labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
+    return Split(images, labels, torch.full_like(labels, -1))
+
+
+def archive_fingerprint(*paths: Path) -> str:
+    """A content fingerprint from the zips' central directories (member names and CRCs): cheap and exact."""
+    h = hashlib.sha1()
+    for p in paths:
+        with _open(p) as zf:
+            for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                h.update(f"{info.filename}:{info.CRC}:{info.file_size};".encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive inter-process lock, so concurrent runs build a cache once, not over each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _load_cache(path: Path, key: dict) -> Split | None:
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+        ok = blob.get("key") == json.dumps(key, sort_keys=True)
+        split = Split(blob["images"], blob["labels"], blob["tracks"])
+        ok = ok and split.images.dtype == torch.uint8 and len(split.images) == len(split.labels) == len(split.tracks)
+        ok = ok and int(blob["checksum"]) == _checksum(split)
+    except Exception as e:  # any unreadable cache is rebuilt, never trusted
+        log.warning("cache %s is unreadable (%s): rebuilding it", path, type(e).__name__)
+        return None
+    if not ok:
+        log.warning("cache %s does not match its key or checksum: rebuilding it", path)
+        return None
+    return split
+
+
+def _checksum(split: Split) -> int:
+    # Cheap integrity check against bit rot and truncated copies (sums of the raw tensors).
+    return int(split.images.sum(dtype=torch.int64)) * 31 + int(split.labels.sum()) * 7 + int(split.tracks.sum())
+
+
+def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
+    """Return the split from ``cache_dir`` if its cache matches ``key``, else ``build()`` it and cache it atomically."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / f"{name}-{digest}.pt"
+    split = _load_cache(path, key)
+    if split is not None:
+        return split
+    with _locked(cache_dir / f".{name}-{digest}.lock"):
+        split = _load_cache(path, key)  # another process may have built it while we waited
+        if split is not None:
+            return split
+        log.info("decoding %s into cache %s", name, path)
+        split = build()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=cache_dir)
+        os.close(fd)
+        try:
+            blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
+            torch.save(blob, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return split
+
+
+def split_by_tracks(split: Split, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out ``per_class`` whole tracks of every class: (train_index, val_index), disjoint in tracks.
+
+    Every class keeps at least one track for training. The choice depends only on
+    ``seed`` and the data, so every process of a run draws the same split.
+    """
+    rng = np.random.default_rng(seed)
+    labels, tracks = split.labels.numpy(), split.tracks.numpy()
+    val_tracks: list[int] = []
+    for c in np.unique(labels):
+        unique = np.unique(tracks[labels == c])
+        k = min(per_class, len(unique) - 1)
+        if k > 0:
+            val_tracks += rng.choice(unique, size=k, replace=False).tolist()
+    is_val = np.isin(tracks, np.asarray(val_tracks, dtype=np.int64))
+    return torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))

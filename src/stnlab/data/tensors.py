@@ -1,0 +1,92 @@
+"""In-memory tensor datasets and the data module they share (GTSRB and synthetic data).
+
+Batches are gathered with one tensor index per batch (``__getitems__``), never one
+image at a time, and stay uint8 until they reach the device.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from stnlab.data.gtsrb import Split
+from stnlab.data.normalize import channel_stats
+
+log = logging.getLogger(__name__)
+
+
+class InMemoryDataset(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)
+        return self.images[idx], self.labels[idx]
+
+
+def _identity(batch):
+    return batch
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """A data module over uint8 splits held in memory; subclasses implement :meth:`load`.
+
+    After ``setup``: ``train``, ``val`` and (maybe) ``test`` are :class:`Split`s,
+    ``mean``/``std`` the training split's per-channel statistics.
+    """
+
+    name = "tensors"
+
+    def __init__(self, batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, image_size: int = 48,
+                 name: str | None = None):
+        super().__init__()
+        if name:
+            self.name = name
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.image_size = num_workers, image_size
+        self.train: Split | None = None
+        self.val: Split | None = None
+        self.test: Split | None = None
+        self.mean = self.std = None
+
+    def load(self) -> tuple[Split, Split, Split | None]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is None:
+            self.train, self.val, self.test = self.load()
+            self.mean, self.std = channel_stats(self.train.images)
+            log.info("data: %d train, %d val, %s test images at %dx%d", len(self.train), len(self.val),
+                     len(self.test) if self.test is not None else "no", self.image_size, self.image_size)
+
+    @property
+    def has_test(self) -> bool:
+        return self.test is not None and len(self.test) > 0
+
+    def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            InMemoryDataset(split.images, split.labels),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_identity,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test, self.eval_batch_size, shuffle=False)

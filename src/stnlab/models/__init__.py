@@ -1,0 +1,7 @@
+from stnlab.models.backbone import ConvBackbone
+from stnlab.models.localization import ConvLocNet, FCLocNet
+from stnlab.models.network import STNClassifier
+from stnlab.models.spatial_transformer import SpatialTransformer
+from stnlab.models.transforms import Affine, Transform
+
+__all__ = ["ConvBackbone", "ConvLocNet", "FCLocNet", "STNClassifier", "SpatialTransformer", "Affine", "Transform"]

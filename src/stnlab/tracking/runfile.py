@@ -1,0 +1,102 @@
+"""Reading back what an offline W&B run recorded: the ``.wandb`` file that ``wandb sync`` uploads.
+
+The file is W&B's LevelDB-style log: a 7-byte header (``:W&B``, magic 0xBEE1,
+version 0), then 32 KiB blocks of chunks, each with a 7-byte header (CRC-32,
+little-endian length, type FULL=1/FIRST=2/MIDDLE=3/LAST=4); chunks join into
+``wandb_internal_pb2.Record`` protobuf messages.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BLOCK = 32 * 1024
+HEADER = b":W&B"
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def iter_records(path: Path):
+    """Yield every ``Record`` protobuf in a ``.wandb`` file, in order."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if not data.startswith(HEADER):
+        raise ValueError(f"{path}: not a W&B run file (no :W&B header)")
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        room = BLOCK - pos % BLOCK
+        if room < 7:  # block trailer padding
+            pos += room
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
+            continue
+        if kind in (FULL, FIRST):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (FULL, LAST):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+@dataclass
+class RunFile:
+    """History rows, summary, config and media file paths of one offline run."""
+
+    path: Path
+    run_id: str = ""
+    name: str = ""
+    group: str = ""
+    job_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def metric(self, key: str) -> list[Any]:
+        """The logged values of ``key``, in history order."""
+        return [row[key] for row in self.history if key in row]
+
+
+def _key(item) -> str:
+    return item.key if item.key else "/".join(item.nested_key)
+
+
+def read_run(path: Path | str) -> RunFile:
+    """Parse an offline run (its ``run-*.wandb`` file, or the ``offline-run-*`` folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        (path,) = path.glob("run-*.wandb")
+    out = RunFile(path=path)
+    for rec in iter_records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out.run_id, out.name, out.group, out.job_type = r.run_id, r.display_name, r.run_group, r.job_type
+            out.tags = list(r.tags)
+            for item in r.config.update:
+                out.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in rec.config.update:
+                out.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            out.history.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            for item in rec.summary.update:
+                out.summary[_key(item)] = json.loads(item.value_json)
+            for item in rec.summary.remove:
+                out.summary.pop(_key(item), None)
+        elif kind == "files":
+            out.files += [f.path for f in rec.files.files]
+    return out

@@ -1,0 +1,128 @@
+"""W&B conventions: offline by default, run files inside the run directory, never blocking on the network.
+
+Mode: ``wandb.mode`` in the config, else ``WANDB_MODE`` from the environment, else
+``offline``. ``online`` is honoured only when an API key is known and the server
+answers within a few seconds; otherwise the run falls back to offline with one
+warning (``wandb sync`` uploads it later).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from stnlab import IDSIA_COMMITTEE_ACC
+
+log = logging.getLogger(__name__)
+
+SUMMARY_MAX = ("val/acc", "val/acc_best", "test/acc")
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text() or bool(os.environ.get("WANDB_BASE_URL"))
+    except OSError:
+        return False
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_mode(requested: str | None) -> str:
+    mode = (requested or os.environ.get("WANDB_MODE") or "offline").lower()
+    if mode in ("online", "run"):
+        base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        if not _has_credentials():
+            log.warning("W&B online mode but no API key (wandb login / WANDB_API_KEY): logging offline; `wandb sync` later")
+            return "offline"
+        if not _reachable(base):
+            log.warning("W&B server %s unreachable: logging offline; `wandb sync` the run later", base)
+            return "offline"
+        return "online"
+    return mode if mode in ("offline", "disabled", "dryrun") else "offline"
+
+
+def run_name(cfg: dict) -> str:
+    """What ran, e.g. ``two_st-affine-s1``."""
+    model = cfg["model"].get("name", "model")
+    transform = (cfg.get("transform") or {}).get("name", "affine")
+    return f"{model}-{transform}-s{cfg.get('seed', 0)}"
+
+
+def run_tags(cfg: dict) -> list[str]:
+    data = cfg["data"]
+    return [
+        f"variant:{cfg['model'].get('name', 'model')}",
+        f"transform:{(cfg.get('transform') or {}).get('name', 'affine')}",
+        f"dataset:{data.get('name', 'gtsrb')}",
+        f"size:{data.get('image_size')}",
+    ] + list(cfg.get("wandb", {}).get("tags") or [])
+
+
+def flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"model.name": ..., "optim.lr": ...}``: filterable keys in the dashboard."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_config(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def make_wandb_logger(cfg: dict, run_dir: Path):
+    from lightning.pytorch.loggers import WandbLogger
+    import wandb
+
+    wb = cfg.get("wandb", {}) or {}
+    mode = resolve_mode(wb.get("mode"))
+    if mode == "disabled":
+        return None
+    os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(
+        project=wb.get("project", "stnlab"),
+        entity=wb.get("entity"),
+        name=wb.get("name") or run_name(cfg),
+        group=wb.get("group"),
+        job_type=wb.get("job_type", "train"),
+        tags=run_tags(cfg),
+        save_dir=str(run_dir),
+        offline=mode != "online",
+        config=flat_config(cfg),
+        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True),
+    )
+    run = logger.experiment
+    for key in SUMMARY_MAX:
+        run.define_metric(key, summary="max")
+    run.summary["baseline/idsia_committee_acc"] = IDSIA_COMMITTEE_ACC / 100
+    return logger
+
+
+def write_summary(logger, metrics: dict[str, float]) -> None:
+    """Final numbers into the run summary, with the delta to the 99.46% committee in points."""
+    if logger is None:
+        return
+    summary = logger.experiment.summary
+    for k, v in metrics.items():
+        summary[k] = v
+    ref = metrics.get("test/acc", metrics.get("val/acc_best"))
+    if ref is not None:
+        summary["baseline/delta_vs_idsia"] = 100 * ref - IDSIA_COMMITTEE_ACC
+        summary["baseline/delta_measured_on"] = "test" if "test/acc" in metrics else "val"

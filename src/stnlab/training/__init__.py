@@ -1,0 +1,3 @@
+from stnlab.training.module import STNModule
+
+__all__ = ["STNModule"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+from gtsrb_fixture import make_archives  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gtsrb_mirror(tmp_path_factory) -> Path:
+    """A folder holding tiny official-layout archives (3 classes x 3 tracks x 4 frames, 12 test images)."""
+    return make_archives(tmp_path_factory.mktemp("mirror"))
+
+
+@pytest.fixture(scope="session")
+def http_mirror(gtsrb_mirror):
+    """The same archives served over HTTP on 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(gtsrb_mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def real_mirror() -> Path | None:
+    """The full GTSRB mirror, when one is set ($GTSRB_MIRROR) or lies beside the checkout."""
+    for cand in (os.environ.get("GTSRB_MIRROR"), ROOT.parent / "shared" / "gtsrb"):
+        if cand and (Path(cand) / "GTSRB_Final_Training_Images.zip").is_file():
+            return Path(cand)
+    return None
+
+
+def compose(overrides: list[str]):
+    """The run config that `python src/train.py <overrides>` would get."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def tiny_overrides(gtsrb_mirror, tmp_path):
+    """Overrides for a fast run on the tiny mirror, with its own data and run folders."""
+    return [
+        f"data.mirror={gtsrb_mirror}",
+        f"data.root={tmp_path / 'data'}",
+        f"run_dir={tmp_path / 'run'}",
+        "data.image_size=32",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+    ]

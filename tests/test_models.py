@@ -1,0 +1,95 @@
+"""Every model preset: shapes, identity at initialisation, gradients into the localisation nets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import CONF, compose
+from stnlab.models.contrast_norm import SpatialContrastiveNorm, gaussian_kernel1d
+from stnlab.training.module import build_network
+
+PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def net_for(preset: str, size: int = 32):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose([f"model={preset}", f"data.image_size={size}"]), resolve=True)
+    return build_network(cfg)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("size", [32, 48])
+def test_output_shape(preset, size):
+    net = net_for(preset, size)
+    assert net(torch.randn(2, 3, size, size)).shape == (2, 43)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_st_is_identity_at_init(preset):
+    torch.manual_seed(0)
+    net = net_for(preset)
+    x = torch.randn(2, 3, 32, 32)
+    for name, st in net.transformers.items():
+        c, s = net.backbone.shape_at(net.positions[name])
+        inp = torch.randn(2, c, s, s)
+        assert torch.allclose(st(inp), inp, atol=1e-5), name
+    assert torch.allclose(net(x), _without_sts(net)(x), atol=1e-5)
+
+
+def _without_sts(net):
+    import copy
+
+    bare = copy.deepcopy(net)
+    bare.transformers.clear()
+    bare.positions.clear()
+    return bare
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "no_st"])
+def test_gradients_reach_localisation_nets(preset):
+    torch.manual_seed(0)
+    net = net_for(preset)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 43, (8,))
+    for _ in range(2):  # step 1 moves the zero-initialised regressor, step 2 reaches the locnet
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    for name, st in net.transformers.items():
+        assert st.regressor.weight.grad.abs().sum() > 0, name
+        first = next(p for p in st.locnet.parameters() if p.dim() > 1)
+        assert first.grad is not None and first.grad.abs().sum() > 0, name
+
+
+def test_presets_place_sts_as_the_paper():
+    assert net_for("two_st").positions == {"input": 0, "conv2": 2}
+    assert net_for("conv_st").positions == {"input": 0}
+    assert net_for("no_st").positions == {}
+
+
+def test_st_position_beyond_backbone_is_rejected():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose(["model=conv_st", "model.transformers.input.position=7"]), resolve=True)
+    with pytest.raises(ValueError, match="position 7 is beyond the backbone"):
+        build_network(cfg)
+
+
+def test_gaussian_kernel_matches_torch7():
+    # Torch7 image.gaussian1D(7), normalised: exp(-((i - 4) / 1.75)^2 / 2), i = 1..7.
+    k = gaussian_kernel1d(7)
+    ref = torch.exp(-(((torch.arange(1, 8) - 4.0) / 1.75) ** 2) / 2)
+    assert torch.allclose(k, ref / ref.sum())
+
+
+def test_contrast_norm_removes_local_mean_and_scale():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 20, 20) * 5 + 3
+    y = SpatialContrastiveNorm(3)(x)
+    assert y.mean().abs() < 0.1
+    assert torch.allclose(SpatialContrastiveNorm(3)(x * 10 + 4), y, atol=1e-4)  # invariant to affine intensity

@@ -1,0 +1,23 @@
+"""A few batches of `two_st` on the real GTSRB mirror (skipped where none is set or found)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, compose, real_mirror
+from stnlab.app import train
+
+MIRROR = real_mirror()
+
+
+@pytest.mark.skipif(MIRROR is None, reason="no GTSRB mirror: set GTSRB_MIRROR or place ../shared/gtsrb beside the checkout")
+def test_two_st_trains_on_real_gtsrb(tmp_path):
+    # The decoded cache lives in the checkout's data/ (git-ignored) so reruns start in seconds.
+    metrics = train(compose([
+        "model=two_st", f"data.mirror={MIRROR}", f"data.root={ROOT / 'data'}", f"run_dir={tmp_path / 'run'}",
+        "data.image_size=32", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+        "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
+    ]))
+    assert 0.0 <= metrics["val/acc_best"] <= 1.0
+    assert "test/acc" not in metrics  # the mirror holds no test labels
+    assert list((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))

@@ -1,0 +1,70 @@
+"""The training app through Hydra's compose API, on the tiny archives."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF, ROOT, compose
+from stnlab.app import train
+from stnlab.errors import ConfigError
+from stnlab.tracking.runfile import read_run
+
+PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_dev_run_each_preset(preset, tiny_overrides, tmp_path):
+    metrics = train(compose(tiny_overrides + [f"model={preset}", "trainer.fast_dev_run=true"]))
+    assert "val/acc_best" in metrics and 0.0 <= metrics["val/acc_best"] <= 1.0
+    assert "test/acc" in metrics  # the tiny mirror has test labels
+
+
+def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_overrides, tmp_path):
+    metrics = train(compose(tiny_overrides + ["model=conv_st", "trainer.max_epochs=2", "seed=3"]))
+    run = tmp_path / "run"
+    assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((run / "metrics.json").read_text())["val/acc_best"] == metrics["val/acc_best"]
+    csv_text = (run / "csv" / "metrics.csv").read_text()
+    assert "train/loss_step" in csv_text and "val/acc" in csv_text
+    (run_dir,) = run.glob("wandb/offline-run-*")
+    record = read_run(run_dir)  # what `wandb sync` would upload
+    assert record.name == "conv_st-affine-s3" and "variant:conv_st" in record.tags
+    assert record.config["model.name"] == "conv_st" and record.config["optim.lr"] == 0.01
+    assert len(record.metric("train/loss_step")) == 6 and len(record.metric("val/acc")) == 2
+    assert record.summary["baseline/delta_vs_idsia"] == pytest.approx(100 * metrics["test/acc"] - 99.46)
+    assert record.summary["val/acc_best"] == pytest.approx(metrics["val/acc_best"])
+
+
+def test_invalid_lr_is_rejected_before_any_work(tiny_overrides, tmp_path):
+    with pytest.raises(ConfigError, match="optim.lr=-0.1 must be positive"):
+        train(compose(tiny_overrides + ["optim.lr=-0.1"]))
+    assert not (tmp_path / "data").exists()
+
+
+def _cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ, WANDB_MODE="offline", **(env_extra or {}))
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_unknown_preset_lists_the_presets(tmp_path):
+    res = _cli("model=four_st", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "Could not find 'model/four_st'" in res.stderr and "two_st" in res.stderr
+
+
+def test_cli_missing_data_is_one_clear_line(tmp_path):
+    res = _cli(f"data.root={tmp_path / 'd'}", f"data.mirror={tmp_path / 'nowhere'}", "trainer.fast_dev_run=true",
+               cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("stnlab: error:") and "GTSRB_MIRROR" in last
+    assert "Traceback" not in res.stderr
