@@ -4,39 +4,78 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab.callbacks import EpochThroughput
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, StnlabError
+from stnlab.perf import SpeedSwitches
+from stnlab.reliability import check_compatible, resolve_resume
 from stnlab.tracking.wandb_logger import make_wandb_logger, write_summary
 from stnlab.training.module import STNModule
 
 log = logging.getLogger(__name__)
 
 
+def _number(key: str, value: Any, kind=float):
+    """``kind(value)``, or a ConfigError naming the key (``data.batch_size=abc`` is not a number)."""
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not math.isfinite(number) or (kind is int and number != int(number)):
+            raise ValueError
+        return kind(number)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value} is not {'an integer' if kind is int else 'a number'}; "
+                          f"set {key}=<{'integer' if kind is int else 'number'}>") from None
+
+
 def validate(cfg: dict) -> None:
     """Reject invalid values before any work starts (one clear line each)."""
     lr = cfg["optim"].get("lr")
-    if lr is None or float(lr) <= 0:
+    if lr is None or _number("optim.lr", lr) <= 0:
         raise ConfigError(f"optim.lr={lr} must be positive (the reference uses 0.01)")
     for key in ("batch_size", "eval_batch_size"):
         v = cfg["data"].get(key)
-        if v is not None and int(v) <= 0:
+        if v is not None and _number(f"data.{key}", v, int) <= 0:
             raise ConfigError(f"data.{key}={v} must be a positive integer (the reference uses 50)")
-    size = int(cfg["data"].get("image_size", 48))
+    for key, least in (("download_retries", 1), ("download_timeout", 1e-9)):
+        v = cfg["data"].get(key)
+        if v is not None and _number(f"data.{key}", v) < least:
+            raise ConfigError(f"data.{key}={v} must be positive (the default is {3 if key == 'download_retries' else 30})")
+    every = (cfg.get("checkpoint") or {}).get("every_n_train_steps")
+    if every is not None and _number("checkpoint.every_n_train_steps", every, int) < 0:
+        raise ConfigError(f"checkpoint.every_n_train_steps={every} must be >= 0 (0 or null: only at epoch ends)")
+    size = _number("data.image_size", cfg["data"].get("image_size", 48), int)
     if size < 8:
         raise ConfigError(f"data.image_size={size} is too small; use at least 8 (the reference uses 48)")
     scale = cfg["model"].get("locnet_lr_scale", 1.0)
     if scale is not None and float(scale) < 0:
         raise ConfigError(f"model.locnet_lr_scale={scale} must be >= 0")
+
+
+def _instantiate(node: dict, section: str, **kwargs):
+    """``instantiate``, with a user error inside (a StnlabError, or a bad value or argument for the trainer)
+    raised as one line rather than Hydra's wrapped traceback."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, StnlabError):
+            raise cause from None
+        if cause is not None and isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise ConfigError(f"{section}: {first}; fix the {section}.* override") from None
+        raise
 
 
 def build_module(cfg: dict) -> STNModule:
@@ -60,42 +99,62 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     """Fit, then test the best checkpoint (when test labels exist). Returns the final metrics."""
     resolved: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     validate(resolved)
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # resume=last|PATH: the checkpoint and its run directory, which the resumed run writes into.
+    ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"))
+    run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else resumed_dir or run_dir_of(cfg)
     pl.seed_everything(resolved.get("seed", 0), workers=True, verbose=False)
 
     module = build_module(resolved)
-    datamodule = instantiate(resolved["data"])
+    if ckpt_path is not None:
+        check_compatible(ckpt_path, resolved)
+        log.info("resuming from %s into %s", ckpt_path, run_dir)
+    datamodule = _instantiate(resolved["data"], "data")
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once every value was checked
 
     wandb_logger = make_wandb_logger(resolved, run_dir)
-    loggers = [CSVLogger(str(run_dir), name="csv", version="")]
+    # A resumed run logs beside the earlier part (CSVLogger would delete csv/metrics.csv): csv/resume-<k>/.
+    csv_version = f"resume-{len(list((run_dir / 'csv').glob('resume-*'))) + 1}" if ckpt_path is not None else ""
+    loggers = [CSVLogger(str(run_dir), name="csv", version=csv_version)]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"), filename="best-{epoch:02d}", monitor="val/acc", mode="max",
-        save_last=True, auto_insert_metric_name=False,
+        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
     )
+    # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last).
+    every = int((resolved.get("checkpoint") or {}).get("every_n_train_steps") or 0)
+    step_checkpoints = [ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
+                                        every_n_train_steps=every, enable_version_counter=False)] if every else []
     throughput = EpochThroughput()
-    callbacks = [checkpoint, throughput] + [instantiate(c) for c in (resolved.get("callbacks") or {}).values()]
+    callbacks = [checkpoint, *step_checkpoints, throughput] + [instantiate(c) for c in (resolved.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks or []
-    trainer: pl.Trainer = instantiate(resolved["trainer"], logger=loggers, callbacks=callbacks,
+    callbacks.append(SpeedSwitches(resolved.get("speed")))  # the speed: section (stnlab.perf)
+    trainer: pl.Trainer = _instantiate(resolved["trainer"], "trainer", logger=loggers, callbacks=callbacks,
                                       default_root_dir=str(run_dir))
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolved.get("resume"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
     fit_seconds = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}
+    # After trainer.strategy=ddp_spawn the fit ran in worker processes: only callback_metrics came back.
+    done = trainer.callback_metrics
     if module.val_acc_best.update_called:
         metrics["val/acc_best"] = float(module.val_acc_best.compute())
+    elif "val/acc_best" in done:
+        metrics["val/acc_best"] = float(done["val/acc_best"])
+    if datamodule.train is None:  # fitted in spawned workers: load here to learn whether test labels exist
+        datamodule.setup("test")
     if datamodule.has_test:
-        ckpt = "best" if checkpoint.best_model_path else None
+        ckpt = checkpoint.best_model_path or None  # this callback's best (Lightning's "best" warns with two callbacks)
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
     metrics["time/fit_s"] = fit_seconds
     metrics["model/params"] = sum(p.numel() for p in module.net.parameters())
     if throughput.last is not None:
         metrics["perf/train_img_per_s"] = throughput.last
+    elif "perf/train_img_per_s" in done:
+        metrics["perf/train_img_per_s"] = float(done["perf/train_img_per_s"])
     if checkpoint.best_model_path:
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:

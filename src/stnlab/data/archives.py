@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,12 @@ def _is_url(location: str) -> bool:
     return location.startswith(("http://", "https://", "file://"))
 
 
-def verify_archive(path: Path, archive: Archive, md5: bool = False) -> None:
-    """Raise DataError unless ``path`` is a readable zip in the official layout (and MD5, if asked)."""
+def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str | None = None) -> None:
+    """Raise DataError unless ``path`` is a readable zip in the official layout (and MD5, if asked).
+
+    ``source`` is where the bytes came from (a mirror file or URL), named in the error instead of ``path``.
+    """
+    label = source or path
     if md5:
         digest = hashlib.md5()
         with open(path, "rb") as f:
@@ -69,15 +74,15 @@ def verify_archive(path: Path, archive: Archive, md5: bool = False) -> None:
             names = set(zf.namelist())
             if archive.marker not in names:
                 raise DataError(
-                    f"{path}: not the official GTSRB layout (no member {archive.marker}); point data.mirror at the official archives"
+                    f"{label}: not the official GTSRB layout (no member {archive.marker}); point data.mirror at the official archives"
                 )
             bad = zf.testzip()
             if bad is not None:
-                raise DataError(f"{path}: corrupt member {bad}; replace the archive with a good copy")
+                raise DataError(f"{label}: corrupt member {bad}; replace the archive with a good copy")
     except zipfile.BadZipFile as e:
-        raise DataError(f"{path}: truncated or corrupt zip ({e}); replace the archive with a good copy") from None
-    except (OSError, EOFError, zipfile.LargeZipFile) as e:
-        raise DataError(f"{path}: unreadable zip ({e}); replace the archive with a good copy") from None
+        raise DataError(f"{label}: truncated or corrupt zip ({e}); replace the archive with a good copy") from None
+    except (OSError, EOFError, zipfile.LargeZipFile, zlib.error) as e:  # zlib.error: a corrupt deflate stream
+        raise DataError(f"{label}: unreadable zip ({e}); replace the archive with a good copy") from None
 
 
 def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
@@ -136,13 +141,13 @@ def fetch(
                 raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
             log.info("copying %s from mirror %s", archive.filename, mirror)
             shutil.copyfile(src, tmp)
-            verify_archive(tmp, archive)
+            verify_archive(tmp, archive, source=str(src))
         else:
             base = mirror if mirror else OFFICIAL_URL
             url = base.rstrip("/") + "/" + archive.filename
             log.info("downloading %s", url)
             _download(url, tmp, timeout=timeout, retries=retries)
-            verify_archive(tmp, archive, md5=not mirror)
+            verify_archive(tmp, archive, md5=not mirror, source=url)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

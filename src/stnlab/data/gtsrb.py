@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def parse_csv(text: str, source: str, directory: str, need_label: bool) -> list[
             raise DataError(f"{source}, line {lineno}: ClassId {label} outside 0..{NUM_CLASSES - 1}; fix or replace the CSV")
         if w <= 0 or h <= 0:
             raise DataError(f"{source}, line {lineno}: non-positive Width/Height; fix or replace the CSV")
+        if not (0 <= roi[0] <= roi[2] and 0 <= roi[1] <= roi[3]):
+            raise DataError(f"{source}, line {lineno}: ROI {roi} is negative or inverted (X1 <= X2, Y1 <= Y2 expected); "
+                            "fix or replace the CSV")
         track = int(name.split("_")[0]) if "_" in name and name.split("_")[0].isdigit() else -1
         rows.append(Row(directory + name, w, h, roi, label, track))
     return rows
@@ -107,9 +111,18 @@ def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool
                 out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _text(zf: zipfile.ZipFile, name: str, source: str) -> str:
+    try:
+        return zf.read(name).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}:{name}: not UTF-8 text ({e.reason} at byte {e.start}); fix or replace the CSV") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise DataError(f"{source}: corrupt member {name} ({e}); replace the archive with a good copy") from None
 
 
 def _open(path: Path) -> zipfile.ZipFile:
@@ -127,7 +140,7 @@ def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
         rows: list[Row] = []
         for name in csvs:
             directory = name.rsplit("/", 1)[0] + "/"
-            rows += parse_csv(zf.read(name).decode("utf-8-sig"), f"{path.name}:{name}", directory, need_label=True)
+            rows += parse_csv(_text(zf, name, path.name), f"{path.name}:{name}", directory, need_label=True)
         images = decode(zf, rows, image_size, crop_roi, path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
     tracks = torch.tensor([r.class_id * 100_000 + r.track for r in rows], dtype=torch.int64)
@@ -138,7 +151,7 @@ def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool)
     with _open(gt_path) as gz:
         if TEST_GT_CSV not in gz.namelist():
             raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
-        rows = parse_csv(gz.read(TEST_GT_CSV).decode("utf-8-sig"), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True)
+        rows = parse_csv(_text(gz, TEST_GT_CSV, gt_path.name), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True)
     with _open(images_path) as zf:
         images = decode(zf, rows, image_size, crop_roi, images_path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
@@ -175,7 +188,7 @@ def _load_cache(path: Path, key: dict) -> Split | None:
         ok = blob.get("key") == json.dumps(key, sort_keys=True)
         split = Split(blob["images"], blob["labels"], blob["tracks"])
         ok = ok and split.images.dtype == torch.uint8 and len(split.images) == len(split.labels) == len(split.tracks)
-        ok = ok and int(blob["checksum"]) == _checksum(split)
+        ok = ok and blob["checksum"] == _checksum(split)
     except Exception as e:  # any unreadable cache is rebuilt, never trusted
         log.warning("cache %s is unreadable (%s): rebuilding it", path, type(e).__name__)
         return None
@@ -185,9 +198,13 @@ def _load_cache(path: Path, key: dict) -> Split | None:
     return split
 
 
-def _checksum(split: Split) -> int:
-    # Cheap integrity check against bit rot and truncated copies (sums of the raw tensors).
-    return int(split.images.sum(dtype=torch.int64)) * 31 + int(split.labels.sum()) * 7 + int(split.tracks.sum())
+def _checksum(split: Split) -> str:
+    # A digest of every byte (a sum would miss swapped or compensating changes): bit rot, bad copies, tampering.
+    h = hashlib.blake2b(digest_size=16)
+    for t in (split.images, split.labels, split.tracks):
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(memoryview(t.contiguous().numpy()).cast("B"))
+    return h.hexdigest()
 
 
 def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
@@ -201,6 +218,8 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
         split = _load_cache(path, key)  # another process may have built it while we waited
         if split is not None:
             return split
+        for stale in cache_dir.glob(f".{path.name}.*.part"):  # left by a killed writer: we hold the lock
+            stale.unlink(missing_ok=True)
         log.info("decoding %s into cache %s", name, path)
         split = build()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=cache_dir)

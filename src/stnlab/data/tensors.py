@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stnlab.data.gtsrb import Split
 from stnlab.data.normalize import channel_stats
+from stnlab.data.resumable import ResumableLoader
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class InMemoryDataset(Dataset):
         return self.images[i], self.labels[i]
 
     def __getitems__(self, indices: list[int]):
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        if self.labels.device.type == "cuda":  # data resident on the GPU: an async copy, the host never waits
+            idx = idx.pin_memory().to(self.labels.device, non_blocking=True)
         return self.images[idx], self.labels[idx]
 
 
@@ -72,15 +75,30 @@ class TensorDataModule(pl.LightningDataModule):
     def has_test(self) -> bool:
         return self.test is not None and len(self.test) > 0
 
+    # Where the loaders gather batches: None (host memory) or the accelerator, set by
+    # stnlab.perf.SpeedSwitches (speed.device_resident); each split is copied there once.
+    resident_device: torch.device | None = None
+
+    def _dataset(self, split: Split) -> InMemoryDataset:
+        if self.resident_device is None:
+            return InMemoryDataset(split.images, split.labels)
+        copies = self.__dict__.setdefault("_resident_copies", {})  # id(split) -> (split, its copy there)
+        if id(split) not in copies:
+            copies[id(split)] = (split, InMemoryDataset(split.images.to(self.resident_device),
+                                                        split.labels.to(self.resident_device)))
+        return copies[id(split)][1]
+
     def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            InMemoryDataset(split.images, split.labels),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=_identity,
-            persistent_workers=self.num_workers > 0,
-        )
+        dataset = self._dataset(split)
+        workers = 0 if dataset.labels.is_cuda else self.num_workers
+        # Own generators: no loader draws from the global RNG, so a resumed run's RNG matches (resumable.py).
+        kw = dict(num_workers=workers, collate_fn=_identity, persistent_workers=workers > 0,
+                  generator=torch.Generator().manual_seed(0))
+        trainer = getattr(self, "trainer", None)
+        if shuffle and (trainer is None or trainer.world_size == 1):
+            # Order from (seed, epoch) alone, resumable mid-epoch; the seed is the run's (seed_everything).
+            return ResumableLoader(dataset, batch_size, seed=torch.initial_seed(), **kw)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kw)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train, self.batch_size, shuffle=True)

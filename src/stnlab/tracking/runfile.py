@@ -68,9 +68,22 @@ class RunFile:
         """The logged values of ``key``, in history order."""
         return [row[key] for row in self.history if key in row]
 
+    def media(self, key: str) -> list[dict[str, Any]]:
+        """The media logged under ``key`` (``wandb.Image``, ``wandb.Table``, ...): W&B's descriptors, each a dict
+        with ``_type`` (``image-file``, ``table-file``, ...) and ``path`` (relative to the run's ``files/``)."""
+        return [v for v in self.metric(key) if isinstance(v, dict) and "_type" in v]
+
 
 def _key(item) -> str:
     return item.key if item.key else "/".join(item.nested_key)
+
+
+def _put(target: dict, item) -> None:
+    """Store ``item``'s value; a nested key nests, as W&B media are dicts (``["test/errors", "_type"]``)."""
+    path = [item.key] if item.key else list(item.nested_key)
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = json.loads(item.value_json)
 
 
 def read_run(path: Path | str) -> RunFile:
@@ -91,10 +104,13 @@ def read_run(path: Path | str) -> RunFile:
             for item in rec.config.update:
                 out.config[_key(item)] = json.loads(item.value_json)
         elif kind == "history":
-            out.history.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+            row: dict[str, Any] = {}
+            for item in rec.history.item:
+                _put(row, item)
+            out.history.append(row)
         elif kind == "summary":
             for item in rec.summary.update:
-                out.summary[_key(item)] = json.loads(item.value_json)
+                _put(out.summary, item)
             for item in rec.summary.remove:
                 out.summary.pop(_key(item), None)
         elif kind == "files":

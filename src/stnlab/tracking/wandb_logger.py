@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import urllib.parse
+import http.client
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,15 @@ def _has_credentials() -> bool:
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
-    parsed = urllib.parse.urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    """Whether an HTTP server answers at ``url`` within ``timeout`` (any status counts). A refused port, a
+    black hole and a server that accepts connections but never answers are all unreachable: W&B itself
+    would wait on those for minutes."""
     try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):  # timeouts are OSErrors
         return False
 
 
@@ -86,13 +90,17 @@ def flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def make_wandb_logger(cfg: dict, run_dir: Path):
-    from lightning.pytorch.loggers import WandbLogger
-    import wandb
+    from lightning.pytorch.utilities import rank_zero_only
 
+    if rank_zero_only.rank != 0:  # a DDP worker started by Lightning, torchrun or SLURM: rank 0 logs the run
+        return None
     wb = cfg.get("wandb", {}) or {}
     mode = resolve_mode(wb.get("mode"))
     if mode == "disabled":
         return None
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
     os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
     os.environ.setdefault("WANDB_SILENT", "true")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,9 +114,16 @@ def make_wandb_logger(cfg: dict, run_dir: Path):
         save_dir=str(run_dir),
         offline=mode != "online",
         config=flat_config(cfg),
-        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True),
+        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode),
     )
-    run = logger.experiment
+    try:
+        run = logger.experiment
+    except Exception as e:  # noqa: BLE001 - a rejected key or a failing server must not stop the run
+        if mode != "online":
+            raise
+        log.warning("W&B online start failed (%s): logging offline; `wandb sync` the run later",
+                    (str(e).splitlines() or [type(e).__name__])[0][:200])
+        return make_wandb_logger({**cfg, "wandb": {**wb, "mode": "offline"}}, run_dir)
     for key in SUMMARY_MAX:
         run.define_metric(key, summary="max")
     run.summary["baseline/idsia_committee_acc"] = IDSIA_COMMITTEE_ACC / 100

@@ -7,13 +7,17 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+try:
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+except ImportError:  # no hydra-core (src/bench.py on a GPU machine): the same subset, stnlab.targets
+    from stnlab.targets import InstantiationException, instantiate
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from stnlab.data.normalize import InputNormalizer
 from stnlab.errors import StnlabError
+from stnlab.perf import FiniteWatch
 
 
 class NonFiniteLossError(StnlabError):
@@ -48,11 +52,23 @@ class STNModule(pl.LightningModule):
         norm = cfg.get("normalize") or {}
         self.normalizer = InputNormalizer(3, norm.get("global_norm", True), norm.get("local_norm", True))
         self.augment = instantiate(cfg["augment"]) if cfg.get("augment") else None
+        self.label_smoothing = float((cfg.get("loss") or {}).get("label_smoothing", 0.0))
         num_classes = cfg["model"].get("num_classes", 43)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # validate_args=False: its input checks wait for the GPU at every step.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        # NonFiniteLossError for a non-finite training loss, without a GPU sync per step (stnlab.perf).
+        self.finite_watch = FiniteWatch(self._non_finite)
+
+    @staticmethod
+    def _non_finite(value: float, step: int, epoch: int) -> None:
+        raise NonFiniteLossError(f"training loss became {value} at step {step} (epoch {epoch}); "
+                                 "lower optim.lr or check the input data")
+
+    def on_train_epoch_end(self) -> None:
+        self.finite_watch.flush()
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -72,14 +88,12 @@ class STNModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         logits = self.net(self.preprocess(images, train=True))
-        loss = F.cross_entropy(logits, labels)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                "lower optim.lr or check the input data"
-            )
-        self.train_acc(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        self.finite_watch(loss, self.global_step, self.current_epoch)
+        self.train_acc.update(logits, labels)
+        # The step value is this rank's; the epoch mean is summed locally and synced once, at the epoch end.
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(labels))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
@@ -90,6 +104,7 @@ class STNModule(pl.LightningModule):
         metric(logits, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return logits
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val", self.val_acc)
@@ -100,17 +115,46 @@ class STNModule(pl.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
+    # Resuming (see stnlab.reliability): what Lightning's own checkpoint state leaves out.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        best = float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["torch.cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["stnlab"] = {"val_acc_best": best, "rng": rng}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("stnlab") or {}
+        if state.get("val_acc_best") is not None:  # torchmetrics states are not in the state_dict
+            self.val_acc_best.update(torch.tensor(state["val_acc_best"]))
+        self._rng_to_restore = state.get("rng")
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Restored at the first batch after resuming: the augmentation then draws as in an uninterrupted run.
+        rng = getattr(self, "_rng_to_restore", None)
+        if rng is not None:
+            self._rng_to_restore = None
+            torch.set_rng_state(rng["torch"])
+            if rng.get("torch.cuda") and torch.cuda.is_available() and len(rng["torch.cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["torch.cuda"])
+
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test", self.test_acc)
+        return self._eval_step(batch, "test", self.test_acc)  # logits, for callbacks (evaluation.TestReport)
 
     def configure_optimizers(self):
         scale = float(self.cfg["model"].get("locnet_lr_scale", 1.0) or 1.0)
         optim_cfg = dict(self.cfg["optim"])
         lr = float(optim_cfg["lr"])
-        loc_ids = {id(p) for p in self.net.locnet_parameters()}
-        groups = [{"params": [p for p in self.net.parameters() if id(p) not in loc_ids]}]
-        if loc_ids:
-            groups.append({"params": list(self.net.locnet_parameters()), "lr": lr * scale})
+        sts = list(self.net.transformers.values())
+        # The regression layer starts at the identity: weight decay would pull its bias towards
+        # theta = 0 (a collapsed sampling grid), so it is exempt.
+        regressors = [p for st in sts for p in st.regressor.parameters()]
+        locnets = [p for st in sts for p in st.locnet.parameters()]
+        st_ids = {id(p) for p in regressors + locnets}
+        groups = [{"params": [p for p in self.net.parameters() if id(p) not in st_ids]}]
+        if locnets:
+            groups.append({"params": locnets, "lr": lr * scale})
+            groups.append({"params": regressors, "lr": lr * scale, "weight_decay": 0.0})
         optimizer = instantiate(optim_cfg)(groups)
         sched_cfg = self.cfg.get("scheduler")
         if not sched_cfg:

@@ -1,0 +1,50 @@
+"""Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [data.key=value ...]``.
+
+Writes ``<split>_report.json`` (top-1 and per-class accuracy, macro F1, confusion matrix,
+most-confused pairs, errors), ``<split>_confusion.png`` and ``<split>_errors.png`` to
+``out`` (default: the checkpoint's run folder, ``<ckpt>/../../eval/``).
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
+
+from stnlab.cli import run_cli  # noqa: E402
+from stnlab.evaluation.args import Option, boolean, parse, wandb_mode  # noqa: E402
+from stnlab.errors import ConfigError  # noqa: E402
+
+OPTIONS = {
+    "ckpt": Option(None, "checkpoint to evaluate (<run_dir>/checkpoints/best-*.ckpt)"),
+    "split": Option("test", "test or val (or train)"),
+    "out": Option(None, "output folder (default <run_dir>/eval)"),
+    "wandb": Option("false", "log to a W&B evaluation run: true (offline unless WANDB_MODE), online, false", wandb_mode),
+    "max_errors": Option(32, "errors kept for the gallery and the W&B table", int),
+    "top_pairs": Option(10, "most-confused pairs printed", int),
+    "batch_size": Option(500, "evaluation batch size", int),
+    "device": Option("auto", "auto, cpu or cuda"),
+    "verbose": Option(False, "log progress", boolean),
+}
+
+
+def main(argv: list[str]) -> None:
+    values, data, _ = parse(argv, OPTIONS, "evaluate.py", __doc__.splitlines()[0])
+    if not values["ckpt"]:
+        raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt")
+    logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
+    from stnlab.evaluation.loading import data_overrides
+    from stnlab.evaluation.runner import evaluate_checkpoint
+
+    report, paths = evaluate_checkpoint(values["ckpt"], values["split"], data_overrides(data), values["out"], values["wandb"],
+                                        values["max_errors"], values["batch_size"], values["device"])
+    split = values["split"]
+    print(f"{split}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%, "
+          f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_images - int(report.confusion.diagonal().sum())} errors")
+    for pair in report.most_confused(values["top_pairs"]):
+        print(f"  {pair['count']:5d} x  {pair['true']} ({pair['true_id']}) -> {pair['pred']} ({pair['pred_id']})")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

@@ -1,0 +1,359 @@
+"""Throughput measurements: the Lightning training loop and a plain PyTorch loop on the same batches.
+
+Both loops train a copy of the same ``STNModule`` (same seed, same weights) with the same
+optimiser, precision, memory format and batches (the data module's own train loader), in
+the same process; repetitions alternate between them and medians are reported. Timed
+windows start after ``warmup`` steps and end with a device sync. "Data" is the share of a
+loop's wall time spent inside the loader's ``next()``, the copy to the device included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from stnlab.data.gtsrb import Split
+from stnlab.data.tensors import TensorDataModule
+from stnlab.perf import SpeedSwitches, resident_device, use_channels_last
+from stnlab.training.module import STNModule
+
+GTSRB_TRAIN = 39209  # images in the official training set
+# Dense bf16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column.
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+
+
+def bf16_peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class RandomData(TensorDataModule):
+    """Random uint8 images of the GTSRB shape (43 classes): enough for throughput, not for accuracy."""
+
+    name = "random"
+
+    def __init__(self, num_train: int, image_size: int, batch_size: int = 50, eval_batch_size: int = 500,
+                 num_val: int = 0, seed: int = 0):
+        super().__init__(batch_size, eval_batch_size, 0, image_size)
+        self.num_train, self.num_val, self.seed = num_train, num_val, seed
+
+    def load(self):
+        g = torch.Generator().manual_seed(self.seed)
+
+        def split(n):
+            images = torch.randint(0, 256, (n, 3, self.image_size, self.image_size), dtype=torch.uint8, generator=g)
+            return Split(images, torch.randint(0, 43, (n,), generator=g), torch.zeros(n, dtype=torch.long))
+
+        return split(self.num_train), split(max(self.num_val, 1)), None
+
+
+class TimedBatches:
+    """Wraps a loader: times each ``next()`` plus the copy of the batch to ``device``."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+        self.seconds = 0.0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                images, labels = next(it)
+            except StopIteration:
+                return
+            batch = images.to(self.device), labels.to(self.device)
+            self.seconds += time.perf_counter() - t
+            yield batch
+
+
+class _TimedData(pl.LightningDataModule):
+    """The benchmark's data module as Lightning sees it: the real train loader, wrapped in TimedBatches."""
+
+    def __init__(self, data: TensorDataModule, device: torch.device):
+        super().__init__()
+        self.data, self.device, self.timed = data, device, None
+
+    def train_dataloader(self):
+        self.timed = TimedBatches(self.data.train_dataloader(), self.device)
+        return self.timed
+
+
+@dataclass
+class LoopTiming:
+    images: int = 0
+    seconds: float = 0.0
+    data_seconds: float = 0.0
+
+    @property
+    def img_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+    @property
+    def data_share(self) -> float:
+        return self.data_seconds / self.seconds if self.seconds else 0.0
+
+
+class _StepWindow(pl.Callback):
+    """Times batches ``warmup`` .. the last one of a fit (device-synced at both ends)."""
+
+    def __init__(self, warmup: int, last: int, device: torch.device, data: _TimedData):
+        self.warmup, self.last, self.device, self.data = warmup, last, device, data
+        self.timing = LoopTiming()
+        self._t0 = self._d0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            sync(self.device)
+            self._t0, self._d0 = time.perf_counter(), self.data.timed.seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx >= self.warmup:
+            self.timing.images += len(batch[1])
+        if batch_idx == self.last:
+            sync(self.device)
+            self.timing.seconds = time.perf_counter() - self._t0
+            self.timing.data_seconds = self.data.timed.seconds - self._d0
+
+
+@dataclass
+class Setup:
+    """How both loops run: the device and the speed switches of a run on it."""
+
+    device: torch.device
+    precision: str = "32-true"  # Lightning's name; bf16-mixed = autocast to bfloat16
+    benchmark: bool = False
+    speed: dict = field(default_factory=dict)
+
+    @property
+    def accelerator(self) -> str:
+        return "gpu" if self.device.type == "cuda" else self.device.type
+
+    def autocast(self):
+        if self.precision.startswith("bf16") and self.precision != "bf16-true":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def lightning_train(module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int,
+                    enable_progress_bar: bool = False) -> LoopTiming:
+    """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
+    timed = _TimedData(data, setup.device)
+    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = pl.Trainer(
+            accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
+            max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0,
+            logger=pl.loggers.CSVLogger(tmp, name="csv"), log_every_n_steps=20, enable_checkpointing=False,
+            enable_progress_bar=enable_progress_bar, enable_model_summary=False, default_root_dir=tmp,
+            callbacks=[window, SpeedSwitches(setup.speed)],
+        )
+        trainer.fit(module, datamodule=timed)
+    return window.timing
+
+
+class PlainLoop:
+    """The same network trained by hand: preprocess, forward, cross-entropy, backward, step."""
+
+    def __init__(self, module: STNModule, data: TensorDataModule, setup: Setup):
+        self.module, self.data, self.setup = module, data, setup
+        module.to(setup.device)
+        if use_channels_last(setup.speed.get("channels_last", "auto"), setup.device):
+            module.to(memory_format=torch.channels_last)
+        module.train()
+        opt = module.configure_optimizers()
+        self.optimizer = opt["optimizer"] if isinstance(opt, dict) else opt
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self.setup.autocast():
+            logits = self.module.net(self.module.preprocess(images, train=True))
+            loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def run(self, warmup: int, steps: int) -> LoopTiming:
+        timed = TimedBatches(self.data.train_dataloader(), self.setup.device)
+        timing = LoopTiming()
+        t0 = d0 = 0.0
+        for i, (images, labels) in enumerate(timed):
+            if i == warmup:
+                sync(self.setup.device)
+                t0, d0 = time.perf_counter(), timed.seconds
+            if i >= warmup:
+                timing.images += len(labels)
+            self.step(images, labels)
+            if i == warmup + steps - 1:
+                break
+        sync(self.setup.device)
+        timing.seconds, timing.data_seconds = time.perf_counter() - t0, timed.seconds - d0
+        return timing
+
+
+def flops_per_image(plain: PlainLoop, data: TensorDataModule) -> float:
+    """FLOPs of one training step (forward and backward, as counted by FlopCounterMode) per image."""
+    images, labels = next(iter(TimedBatches(data.train_dataloader(), plain.setup.device)))
+    with FlopCounterMode(display=False) as counter:
+        plain.step(images, labels)
+    return counter.get_total_flops() / len(labels)
+
+
+@torch.inference_mode()
+def inference(module: STNModule, images: torch.Tensor, setup: Setup, reps: int) -> float:
+    """Images per second of ``module(images)`` (preprocessing included), median of ``reps`` timed passes."""
+    module.eval()
+    times = []
+    for i in range(reps + 1):
+        sync(setup.device)
+        t = time.perf_counter()
+        with setup.autocast():
+            module(images)
+        sync(setup.device)
+        if i:  # the first pass warms up (cuDNN autotuning, allocator)
+            times.append(time.perf_counter() - t)
+    module.train()
+    return len(images) / statistics.median(times)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's peak RSS
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+@dataclass
+class ModelResult:
+    model: str
+    image_size: int
+    params: int
+    lightning: list[LoopTiming]
+    plain: list[LoopTiming]
+    infer_img_per_s: float
+    train_peak_mb: float
+    infer_peak_mb: float
+    gflops_per_image: float
+
+    @property
+    def ratio(self) -> float:
+        """Median over repetitions of Lightning img/s / plain img/s (each pair measured back to back)."""
+        return statistics.median(lt.img_per_s / pt.img_per_s for lt, pt in zip(self.lightning, self.plain))
+
+    def median(self, loop: str, attr: str) -> float:
+        return statistics.median(getattr(t, attr) for t in getattr(self, loop))
+
+
+def bench_model(name: str, cfg: dict, data: TensorDataModule, setup: Setup, warmup: int, steps: int, reps: int,
+                infer_batches: int = 2) -> ModelResult:
+    """Alternating repetitions of the Lightning and the plain loop on one model preset."""
+    pl.seed_everything(cfg.get("seed", 0), verbose=False)
+    module = STNModule(cfg)
+    plain_module = copy.deepcopy(module)
+    data.setup("fit")
+    data.resident_device = resident_device(setup.speed.get("device_resident", "auto"), setup.device,
+                                           data.train.images.numel() + data.val.images.numel())
+    for m in (module, plain_module):
+        m.normalizer.set_stats(data.mean.float(), data.std.float())
+    plain = PlainLoop(plain_module, data, setup)
+    reset_peak(setup.device)
+    lightning, plain_t = [], []
+    for _ in range(reps):
+        lightning.append(lightning_train(module, data, setup, warmup, steps))
+        plain_t.append(plain.run(warmup, steps))
+    train_peak = peak_memory_mb(setup.device)
+    gflops = flops_per_image(plain, data) / 1e9
+    n_eval = min(len(data.val), data.eval_batch_size)
+    eval_images = data.val.images[:n_eval].to(setup.device)
+    if n_eval < data.eval_batch_size:  # random data: repeat up to one evaluation batch
+        eval_images = eval_images.repeat((data.eval_batch_size + n_eval - 1) // n_eval, 1, 1, 1)[: data.eval_batch_size]
+    reset_peak(setup.device)
+    infer = inference(plain.module, eval_images, setup, reps=max(infer_batches, 2))
+    infer_peak = peak_memory_mb(setup.device)
+    params = sum(p.numel() for p in module.net.parameters())
+    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops)
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of every training epoch (device-synced), and the images it saw."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: list[float] = []
+        self.images = 0
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        sync(self.device)
+        self._t0, self.images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.images += len(batch[1])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        sync(self.device)
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+@dataclass
+class EpochResult:
+    model: str
+    image_size: int
+    batch_size: int
+    images: int
+    seconds: list[float]
+    gflops_per_image: float
+    peak_tflops: float | None
+    compiled: bool
+
+    @property
+    def tflops(self) -> float:
+        return self.gflops_per_image * self.images / min(self.seconds) / 1e3
+
+    @property
+    def peak_fraction(self) -> float | None:
+        return self.tflops / self.peak_tflops if self.peak_tflops else None
+
+
+def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epochs: int = 2) -> EpochResult:
+    """``epochs`` whole training epochs through ``Trainer.fit``, exactly as a run (no validation)."""
+    pl.seed_everything(cfg.get("seed", 0), verbose=False)
+    module = STNModule(cfg)
+    timer = EpochTimer(setup.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = pl.Trainer(
+            accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
+            max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
+            logger=pl.loggers.CSVLogger(tmp, name="csv"), log_every_n_steps=20, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp,
+            callbacks=[timer, SpeedSwitches(setup.speed)],
+        )
+        trainer.fit(module, datamodule=data)
+    pl.seed_everything(cfg.get("seed", 0), verbose=False)
+    gflops = flops_per_image(PlainLoop(STNModule(cfg), data, setup), data) / 1e9  # an uncompiled copy
+    return EpochResult(name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops,
+                       bf16_peak(setup.device), bool(setup.speed.get("compile")))

@@ -1,0 +1,49 @@
+"""The benchmark's markdown report."""
+
+from __future__ import annotations
+
+from stnlab.bench.measure import EpochResult, ModelResult
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def model_table(results: list[ModelResult]) -> list[str]:
+    lines = [
+        "| model | px | params | GFLOP/img (train step) | train img/s Lightning | train img/s plain | Lightning / plain "
+        "| data wait Lightning | data wait plain | infer img/s | peak MiB train | peak MiB infer |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.image_size} | {r.params / 1e6:.2f}M | {r.gflops_per_image:.2f} "
+            f"| {r.median('lightning', 'img_per_s'):.1f} | {r.median('plain', 'img_per_s'):.1f} | {r.ratio:.3f} "
+            f"| {_pct(r.median('lightning', 'data_share'))} | {_pct(r.median('plain', 'data_share'))} "
+            f"| {r.infer_img_per_s:.1f} | {r.train_peak_mb:.0f} | {r.infer_peak_mb:.0f} |"
+        )
+    return lines
+
+
+def epoch_table(results: list[EpochResult]) -> list[str]:
+    lines = [
+        "| model | px | batch | images/epoch | compiled | epoch s (each) | img/s (best epoch) | TFLOP/s | of bf16 peak |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        best = min(r.seconds)
+        lines.append(
+            f"| {r.model} | {r.image_size} | {r.batch_size} | {r.images} | {'yes' if r.compiled else 'no'} "
+            f"| {', '.join(f'{s:.2f}' for s in r.seconds)} | {r.images / best:.0f} | {r.tflops:.1f} "
+            f"| {_pct(r.peak_fraction)} |"
+        )
+    return lines
+
+
+def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult]) -> str:
+    out = list(header)
+    if models:
+        out += ["", "## Training and inference throughput", ""] + model_table(models)
+    if epochs:
+        out += ["", "## Full training epochs (Trainer.fit, as a run; validation off)", ""] + epoch_table(epochs)
+    return "\n".join(out) + "\n"

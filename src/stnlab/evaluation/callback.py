@@ -1,0 +1,56 @@
+"""Lightning callback: the evaluation report of the test stage, written to the run and logged to its loggers.
+
+Enabled for every training run by ``callbacks.test_report`` in ``conf/train.yaml``.
+On test end it logs ``test/f1_macro`` (so it reaches ``metrics.json``, the CSV log
+and the W&B summary), writes ``<run_dir>/eval/test_report.json`` with the two PNGs,
+and logs the confusion matrix, the error table (with images) and the PNGs to W&B.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from stnlab.evaluation.files import write_report
+from stnlab.evaluation.metrics import ReportBuilder
+from stnlab.evaluation.wandb_media import report_media
+
+log = logging.getLogger(__name__)
+
+
+class TestReport(pl.Callback):
+    """Args: ``max_errors`` images kept for the gallery; ``out_dir`` (default ``<default_root_dir>/eval``)."""
+
+    def __init__(self, max_errors: int = 32, out_dir: str | None = None, log_media: bool = True):
+        self.max_errors, self.out_dir, self.log_media = max_errors, out_dir, log_media
+        self.builder: ReportBuilder | None = None
+        self.paths: dict[str, Path] = {}
+
+    def on_test_epoch_start(self, trainer, pl_module):
+        num_classes = int(pl_module.cfg["model"].get("num_classes", 43)) if hasattr(pl_module, "cfg") else 43
+        self.builder = ReportBuilder(num_classes, self.max_errors).to(pl_module.device)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        images, labels = batch
+        logits = outputs if isinstance(outputs, torch.Tensor) else pl_module(images)
+        self.builder.update(logits, labels, images)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        if self.builder is None or self.builder.seen == 0:
+            return
+        report = self.builder.compute()  # synchronised across processes
+        pl_module.log("test/f1_macro", report.f1_macro)
+        if not trainer.is_global_zero:
+            return
+        out_dir = Path(self.out_dir) if self.out_dir else Path(trainer.default_root_dir) / "eval"
+        self.paths = write_report(report, out_dir, "test", meta={"checkpoint": getattr(trainer, "ckpt_path", None)})
+        log.info("test report: %s", self.paths["json"])
+        if self.log_media:
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    media = report_media(report, "test", {k: v for k, v in self.paths.items() if k != "json"})
+                    logger.experiment.log({**media, "trainer/global_step": trainer.global_step})

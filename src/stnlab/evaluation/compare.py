@@ -1,0 +1,222 @@
+"""Comparison of finished runs from their folders: a table (terminal + markdown) and validation curves.
+
+A run folder is any folder holding ``metrics.json`` (written by :func:`stnlab.app.train`).
+Its config is read, in order of preference, from ``.hydra/config.yaml`` (runs started
+by ``train.py`` without ``run_dir=``), ``csv/hparams.yaml`` (every run: Lightning
+stores the module's ``cfg`` there) or the offline W&B run's config; its validation
+curve from ``csv/metrics.csv``. Nothing needs the network.
+
+Targets: run folders, folders holding runs (searched recursively), glob patterns, or
+a sweep name, which means ``outputs/sweeps/<name>/trial_*/``. None: ``outputs/runs``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from omegaconf import OmegaConf
+
+from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.errors import ConfigError
+from stnlab.tracking.wandb_logger import flat_config
+
+# (column, header, format); the table's fixed columns, after which come the hyperparameters that vary.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("run", "run", "s"),
+    ("variant", "variant", "s"),
+    ("transform", "transform", "s"),
+    ("optim", "optim", "s"),
+    ("lr", "lr", "g"),
+    ("batch", "batch", "g"),
+    ("size", "size", "g"),
+    ("augment", "augment", "s"),
+    ("scheduler", "scheduler", "s"),
+    ("epochs", "epochs", "g"),
+    ("seed", "seed", "g"),
+    ("val/acc_best", "val acc best %", "pct"),
+    ("test/acc", "test acc %", "pct"),
+    ("delta", f"Δ vs {IDSIA_COMMITTEE_ACC} (pts)", "delta"),
+    ("params", "params", "int"),
+    ("train_s", "train time", "time"),
+    ("img_per_s", "img/s", "int"),
+)
+FIXED_KEYS = {"model.name", "transform.name", "optim._target_", "optim.lr", "data.batch_size", "data.image_size",
+              "augment._target_", "augment", "scheduler._target_", "scheduler", "trainer.max_epochs", "seed"}
+# Flat config keys never shown as "varying": paths, logging and derived values.
+IGNORED_PARTS = ("run_dir", "root", "mirror", "wandb.", "resume", "hydra", "_partial_", "model.image_size",
+                 "enable_progress_bar", "enable_model_summary", "download_", "num_workers", "T_max")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]  # flat: {"model.name": ..., "optim.lr": ...}
+    metrics: dict[str, Any]
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, val/acc)
+
+
+def _short_target(target: Any) -> str:
+    """``torch.optim.SGD`` -> ``SGD``; nothing -> ``none``."""
+    return str(target).rsplit(".", 1)[-1] if target else "none"
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's flat config from ``.hydra/config.yaml``, else ``csv/hparams.yaml``, else the offline W&B run."""
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if hydra_cfg.is_file():
+        cfg = OmegaConf.load(hydra_cfg)
+        try:
+            return flat_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        except Exception:  # an interpolation that only resolves inside Hydra
+            return flat_config(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
+    hparams = run_dir / "csv" / "hparams.yaml"
+    if hparams.is_file():
+        data = yaml.safe_load(hparams.read_text()) or {}
+        if isinstance(data.get("cfg"), dict):
+            return flat_config(data["cfg"])
+    for offline in sorted(run_dir.glob("wandb/offline-run-*")):
+        from stnlab.tracking.runfile import read_run
+
+        return {k: v for k, v in read_run(offline).config.items() if not k.startswith("_")}
+    return {}
+
+
+def read_curve(run_dir: Path) -> list[tuple[float, float]]:
+    """``[(epoch, val/acc), ...]`` from the CSV log (one row per validation)."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [(float(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(f) if r.get("val/acc")]
+
+
+def read_run(run_dir: Path) -> Run:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir))
+
+
+def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[Path]:
+    """Run folders named by ``targets`` (see the module docstring), in order, without duplicates."""
+    found: list[Path] = []
+    for target in targets or [str(outputs / "runs")]:
+        path = Path(target)
+        if path.is_dir():
+            hits = [path] if (path / "metrics.json").is_file() else sorted(p.parent for p in path.rglob("metrics.json"))
+        elif any(c in target for c in "*?["):
+            hits = sorted(Path(p) for p in glob.glob(target) if (Path(p) / "metrics.json").is_file())
+        else:
+            hits = sorted(p for p in (outputs / "sweeps" / target).glob("trial_*") if (p / "metrics.json").is_file())
+        if not hits:
+            raise ConfigError(f"no runs found for {target!r}: give run folders (with metrics.json), a folder of runs, "
+                              f"or a sweep name with runs in {outputs / 'sweeps' / target / 'trial_*'}")
+        found += [h for h in hits if h not in found]
+    return found
+
+
+def _label(path: Path) -> str:
+    parts = path.resolve().parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)
+
+
+def row(run: Run) -> dict[str, Any]:
+    """One table row of ``run``: the :data:`COLUMNS` keys (missing values are ``None``)."""
+    c, m = run.config, run.metrics
+    test, val = m.get("test/acc"), m.get("val/acc_best")
+    ref = test if test is not None else val
+    return {
+        "run": _label(run.path),
+        "variant": c.get("model.name"),
+        "transform": c.get("transform.name", "affine" if c else None),
+        "optim": _short_target(c.get("optim._target_")) if c else None,
+        "lr": c.get("optim.lr"),
+        "batch": c.get("data.batch_size"),
+        "size": c.get("data.image_size"),
+        "augment": _short_target(c.get("augment._target_")) if c else None,
+        "scheduler": _short_target(c.get("scheduler._target_")) if c else None,
+        "epochs": c.get("trainer.max_epochs"),
+        "seed": c.get("seed"),
+        "val/acc_best": val,
+        "test/acc": test,
+        "delta": None if ref is None else 100 * ref - IDSIA_COMMITTEE_ACC,
+        "delta_on": None if ref is None else ("test" if test is not None else "val"),
+        "params": m.get("model/params"),
+        "train_s": m.get("time/fit_s"),
+        "img_per_s": m.get("perf/train_img_per_s"),
+    }
+
+
+def varying_keys(runs: Sequence[Run]) -> list[str]:
+    """Flat config keys, other than the fixed columns' and :data:`IGNORED_PARTS`, whose values differ between runs."""
+    if len(runs) < 2:
+        return []
+    keys = sorted(set().union(*(r.config for r in runs)))
+    out = []
+    for k in keys:
+        if k in FIXED_KEYS or any(part in k for part in IGNORED_PARTS):
+            continue
+        values = {json.dumps(r.config.get(k), sort_keys=True, default=str) for r in runs}
+        if len(values) > 1:
+            out.append(k)
+    return out
+
+
+def table(runs: Sequence[Run], sort: str = "val/acc_best", ascending: bool = False) -> tuple[list[dict], list[str]]:
+    """Rows (with the varying hyperparameters added) sorted by ``sort``, missing values last; and the column keys."""
+    extra = varying_keys(runs)
+    rows = []
+    for r in runs:
+        d = row(r)
+        d.update({k: r.config.get(k) for k in extra})
+        rows.append(d)
+    columns = [k for k, _, _ in COLUMNS[:11]] + extra + [k for k, _, _ in COLUMNS[11:]]
+    if sort not in columns:
+        raise ConfigError(f"sort={sort} is not a column; choose from {', '.join(columns)}")
+
+    def missing(v):
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    present = [d for d in rows if not missing(d.get(sort))]
+    # Numbers before strings; within each, by value.
+    present.sort(key=lambda d: (isinstance(d[sort], str), d[sort]), reverse=not ascending)
+    rows = present + [d for d in rows if missing(d.get(sort))]
+    return rows, columns
+
+
+def _fmt(value: Any, kind: str, d: dict) -> str:
+    if value is None:
+        return "–"
+    if kind == "pct":
+        return f"{100 * value:.2f}"
+    if kind == "delta":
+        return f"{value:+.2f}" + (" (val)" if d.get("delta_on") == "val" else "")
+    if kind == "int":
+        return f"{value:,.0f}"
+    if kind == "time":
+        return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A GitHub-flavoured markdown table; numbers right-aligned."""
+    spec = {k: (h, f) for k, h, f in COLUMNS}
+    heads = [spec.get(k, (k, "g"))[0] for k in columns]
+    align = ["---" if spec.get(k, (k, "g"))[1] == "s" else "---:" for k in columns]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(align) + "|"]
+    for d in rows:
+        lines.append("| " + " | ".join(_fmt(d.get(k), spec.get(k, (k, "g"))[1], d) for k in columns) + " |")
+    return "\n".join(lines)
+
+
+def curves(runs: Sequence[Run], rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Validation curves keyed by the table's ``run`` label, in the table's order."""
+    by_label = {_label(r.path): r.curve for r in runs}
+    return {d["run"]: by_label[d["run"]] for d in rows}

@@ -1,0 +1,30 @@
+"""Writing a :class:`~stnlab.evaluation.metrics.Report` to a folder: ``<split>_report.json`` plus two PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from stnlab.evaluation.metrics import Report
+from stnlab.evaluation.plots import plot_confusion, plot_errors
+
+
+def write_report(report: Report, out_dir: Path | str, split: str, meta: dict[str, Any] | None = None,
+                 top_pairs: int = 10) -> dict[str, Path]:
+    """Write ``<split>_report.json``, ``<split>_confusion.png`` and ``<split>_errors.png`` into ``out_dir``.
+
+    Returns ``{"json": ..., "confusion": ..., "errors": ...}`` (the PNG keys are the W&B media names).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {"split": split, **(meta or {}), **report.as_dict(top_pairs)}
+    paths = {"json": out_dir / f"{split}_report.json"}
+    paths["json"].write_text(json.dumps(data, indent=1))
+    paths["confusion"] = plot_confusion(report, out_dir / f"{split}_confusion.png",
+                                        title=f"{split}: accuracy {100 * report.accuracy:.2f}%, "
+                                              f"macro F1 {100 * report.f1_macro:.2f}%")
+    paths["errors"] = plot_errors(report, out_dir / f"{split}_errors.png",
+                                  title=f"{split}: {len(report.errors)} most confident of "
+                                        f"{report.num_images - int(report.confusion.diagonal().sum())} errors")
+    return paths

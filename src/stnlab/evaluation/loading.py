@@ -1,0 +1,99 @@
+"""Checkpoints and their data: the trained module, the split it is evaluated on, where results go.
+
+The data module is the checkpoint's own ``cfg["data"]`` (instantiated with Hydra), so
+a model is evaluated on the images it was trained for. Precedence of the data
+options: command-line overrides (``data.root=...``) over the environment
+(``GTSRB_MIRROR``, ``STNLAB_DATA_DIR``, as ``conf/data/gtsrb.yaml`` reads them) over the
+values stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from stnlab.data.gtsrb import Split
+from stnlab.errors import ConfigError, StnlabError
+from stnlab.training.module import STNModule
+
+SPLITS = ("train", "val", "test")
+ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
+
+
+class CheckpointError(StnlabError):
+    """A checkpoint path is missing or not an stnlab checkpoint."""
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_module(ckpt: Path | str, device: torch.device | str = "cpu") -> STNModule:
+    """``STNModule`` from a Lightning checkpoint, in eval mode on ``device``."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt")
+    try:
+        module = STNModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not an stnlab checkpoint ({type(e).__name__}: {e}); "
+                              "pass one written by src/train.py") from None
+    return module.to(device).eval()
+
+
+def data_config(cfg: dict, overrides: dict[str, Any] | None = None) -> dict:
+    """The checkpoint's ``data`` section with environment values and ``overrides`` (``{"image_size": 32}``) applied."""
+    data = dict(cfg["data"])
+    for key, env in ENV_KEYS.items():
+        if key in data and os.environ.get(env):
+            data[key] = os.environ[env]
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    size = cfg["model"].get("image_size")
+    if size is not None and int(data.get("image_size", size)) != int(size):
+        raise ConfigError(f"data.image_size={data['image_size']} differs from the model's {size}; "
+                          "drop the override (the network is built for its training size)")
+    return data
+
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def load_split(data_cfg: dict, split: str) -> Split:
+    """``split`` ('train', 'val' or 'test') of the data module that ``data_cfg`` describes (kept per config)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split={split} is not one of {', '.join(SPLITS)}")
+    key = json.dumps(data_cfg, sort_keys=True, default=str)
+    dm = _DATA_CACHE.get(key)
+    if dm is None:
+        dm = instantiate(data_cfg)
+        dm.prepare_data()
+        dm.setup("test")
+        _DATA_CACHE.clear()  # one data set in memory at a time
+        _DATA_CACHE[key] = dm
+    out = getattr(dm, split)
+    if out is None or len(out) == 0:
+        raise ConfigError(f"the {split} split of data={data_cfg.get('name', '?')} is empty or has no labels; "
+                          "use split=val")
+    return out
+
+
+def run_dir_of_checkpoint(ckpt: Path | str) -> Path:
+    """``<run_dir>`` of ``<run_dir>/checkpoints/x.ckpt``."""
+    return Path(ckpt).resolve().parent.parent
+
+
+def data_overrides(pairs: dict[str, str]) -> dict[str, Any]:
+    """``{"data.image_size": "32"}`` -> ``{"image_size": 32}`` (values parsed as YAML, as Hydra does)."""
+    if not pairs:
+        return {}
+    dotlist = [f"{k.removeprefix('data.')}={v}" for k, v in pairs.items()]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist), resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,144 @@
+"""Controlled geometric distortions of evaluation images, and accuracy per distortion level.
+
+Warps follow :mod:`stnlab.models.transforms`: normalised coordinates (x right, y down,
+both in [-1, 1], ``ALIGN_CORNERS``), grids mapping *output* to *input* positions,
+built by the transform families themselves (``Affine`` for rotation, scale and
+translation; ``Projective`` for perspective), bilinear sampling with zero (black)
+padding. A distortion is applied to float images in [0, 255] *before* the model's
+own preprocessing. Level 0 (scale 1) is the identity: the clean images.
+
+Levels, and how image i of the split (its index in the split) is distorted:
+
+- ``rotation``: degrees; the content turns by +level for even i, -level for odd i
+  (+ is counter-clockwise on screen).
+- ``scale``: zoom factor of the content (0.6 = shrunk to 60% about the centre, black
+  border; 1.4 = enlarged, edges cut off).
+- ``translation``: shift as a fraction of the image size, in the direction +x, +y,
+  -x, -y for i mod 4 = 0, 1, 2, 3.
+- ``perspective``: tilt of the sign's plane in degrees, about its vertical axis
+  (i mod 4 = 0, 2, with opposite signs) or horizontal axis (1, 3), seen by a pinhole
+  camera at ``CAMERA_DISTANCE`` half-sizes from the sign.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from stnlab.models.transforms import ALIGN_CORNERS, Affine, Projective, Transform
+
+CAMERA_DISTANCE = 3.0
+
+
+def _affine(n: int) -> torch.Tensor:
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    return theta
+
+
+def rotation_params(level: float, index: torch.Tensor) -> torch.Tensor:
+    """(N,) image indices -> Affine params (N, 6): content turned by +-``level`` degrees."""
+    a = math.radians(level) * (1 - 2 * (index % 2)).double()
+    theta = _affine(len(index))
+    # Output p samples the input at R(a) p, so the content appears turned by -a in (x, y-down) coordinates,
+    # i.e. by +a counter-clockwise on screen.
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(a), -torch.sin(a)
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(a), torch.cos(a)
+    return theta.flatten(1)
+
+
+def scale_params(level: float, index: torch.Tensor) -> torch.Tensor:
+    """Content zoomed by ``level`` about the centre: the grid samples the input at p / level."""
+    if level <= 0:
+        raise ValueError(f"scale level {level} must be positive")
+    theta = _affine(len(index))
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / level
+    return theta.flatten(1)
+
+
+_DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+
+
+def translation_params(level: float, index: torch.Tensor) -> torch.Tensor:
+    """Content shifted by ``level`` of the image size (normalised coordinates span 2 per size)."""
+    theta = _affine(len(index))
+    theta[:, :, 2] = -2.0 * level * _DIRECTIONS[index % 4]
+    return theta.flatten(1)
+
+
+def tilt_homography(degrees: torch.Tensor, vertical_axis: torch.Tensor,
+                    distance: float = CAMERA_DISTANCE) -> torch.Tensor:
+    """(N, 3, 3) forward maps sign -> image of a plane tilted by ``degrees`` about its vertical (or horizontal) axis.
+
+    A sign point (x, y) at depth ``distance`` moves to (x cos t, y, distance + x sin t) (vertical axis)
+    and projects to (x cos t, y) / (1 + x sin t / distance): H = [[cos t, 0, 0], [0, 1, 0], [sin t / d, 0, 1]].
+    """
+    t = torch.deg2rad(degrees.double())
+    h = torch.eye(3, dtype=torch.float64).repeat(len(t), 1, 1)
+    v = vertical_axis.bool()
+    h[v, 0, 0] = torch.cos(t[v])
+    h[v, 2, 0] = torch.sin(t[v]) / distance
+    h[~v, 1, 1] = torch.cos(t[~v])
+    h[~v, 2, 1] = torch.sin(t[~v]) / distance
+    return h
+
+
+def perspective_params(level: float, index: torch.Tensor) -> torch.Tensor:
+    """Projective params (N, 8): the inverse of :func:`tilt_homography` (output -> input), normalised to h22 = 1."""
+    sign = torch.where(index % 4 < 2, 1.0, -1.0).double()
+    h = torch.linalg.inv(tilt_homography(level * sign, index % 2 == 0))
+    h = h / h[:, 2:, 2:]
+    return h.flatten(1)[:, :8]
+
+
+@dataclass(frozen=True)
+class Distortion:
+    name: str
+    unit: str
+    levels: tuple[float, ...]
+    family: Transform
+    params: Callable[[float, torch.Tensor], torch.Tensor]  # (level, image indices (N,)) -> params (N, k), float64
+
+    def grid(self, level: float, index: torch.Tensor, size: tuple[int, int, int, int], device=None) -> torch.Tensor:
+        """The sampling grid (N, H, W, 2) of images ``index`` at ``level`` for a batch of ``size`` (N, C, H, W)."""
+        params = self.params(level, index.cpu()).to(device=device, dtype=torch.float32)
+        return self.family.grid(params, size)
+
+    def apply(self, images: torch.Tensor, level: float, index: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 or float images (N, C, H, W) in [0, 255] -> float32 distorted images in [0, 255]."""
+        x = images.float()
+        if index is None:
+            index = torch.arange(len(x))
+        grid = self.grid(level, index, tuple(x.shape), x.device)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+
+
+DISTORTIONS: dict[str, Distortion] = {
+    "rotation": Distortion("rotation", "degrees", (0, 5, 10, 15, 20, 25, 30), Affine(), rotation_params),
+    "scale": Distortion("scale", "zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), Affine(), scale_params),
+    "translation": Distortion("translation", "fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), Affine(),
+                              translation_params),
+    "perspective": Distortion("perspective", "tilt (degrees)", (0, 10, 20, 30, 40, 50), Projective(),
+                              perspective_params),
+}
+
+
+@torch.no_grad()
+def accuracy_curve(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+                   distortion: Distortion, levels: tuple[float, ...] | None = None, num_classes: int = 43,
+                   batch_size: int = 500, device: torch.device | str = "cpu") -> list[tuple[float, float]]:
+    """``[(level, top-1 accuracy), ...]`` of ``model`` (images in [0, 255] -> logits) on the distorted split."""
+    out = []
+    for level in levels if levels is not None else distortion.levels:
+        acc = MulticlassAccuracy(num_classes, average="micro").to(device)
+        for i in range(0, len(labels), batch_size):
+            x = images[i : i + batch_size].to(device)
+            index = torch.arange(i, i + len(x))
+            acc.update(model(distortion.apply(x, float(level), index)), labels[i : i + batch_size].to(device))
+        out.append((float(level), float(acc.compute())))
+    return out

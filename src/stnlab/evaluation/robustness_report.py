@@ -1,0 +1,130 @@
+"""``robustness.py``'s work: several checkpoints x distortions x levels -> JSON table, PNG curves, W&B plots.
+
+Output (``out_dir``; default ``<run_dir>/eval`` for one checkpoint, else
+``outputs/robustness/<date>_<time>``): ``robustness_<split>.json`` =
+``{"split", "num_images", "distortions": {name: {"unit", "levels"}},
+"models": [{"label", "checkpoint", "variant", "transform", "accuracy": {name: [acc per level]}}]}``
+and ``robustness_<split>.png`` (one panel per distortion, one line per model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from stnlab.errors import ConfigError
+from stnlab.evaluation.loading import data_config, load_module, load_split, pick_device, run_dir_of_checkpoint
+from stnlab.evaluation.plots import plot_robustness
+from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
+from stnlab.tracking.wandb_logger import run_name
+
+log = logging.getLogger(__name__)
+
+
+def model_labels(cfgs: Sequence[dict], ckpts: Sequence[str | Path]) -> list[str]:
+    """W&B-style run names (``two_st-affine-s1``), made unique with the run folder's name, then the
+    checkpoint's, where they clash."""
+    labels = [run_name(c) for c in cfgs]
+    for part in (lambda p: run_dir_of_checkpoint(p).name, lambda p: Path(p).stem):
+        labels = [f"{lb} {part(p)}" if labels.count(lb) > 1 else lb for lb, p in zip(labels, ckpts)]
+    return labels
+
+
+def subset(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """Indices of the evaluated images: all, or ``limit`` of them drawn without replacement (fixed seed)."""
+    if not limit or limit >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
+def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[str, Any] | None = None,
+                   distortions: Sequence[str] | None = None, levels: dict[str, Sequence[float]] | None = None,
+                   limit: int | None = None, out_dir: str | Path | None = None, wandb_mode: str | None = "disabled",
+                   batch_size: int = 500, device: str = "auto") -> tuple[dict[str, Any], dict[str, Path]]:
+    """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG. Returns (table, paths)."""
+    if not ckpts:
+        raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt (repeat for more models)")
+    names = list(distortions or DISTORTIONS)
+    unknown = [n for n in names if n not in DISTORTIONS]
+    if unknown:
+        raise ConfigError(f"unknown distortion(s) {', '.join(unknown)}; choose from {', '.join(DISTORTIONS)}")
+    chosen = {n: tuple((levels or {}).get(n) or DISTORTIONS[n].levels) for n in names}
+    if "scale" in chosen and min(chosen["scale"]) <= 0:
+        raise ConfigError(f"scale levels {list(chosen['scale'])} must be positive zoom factors (1 = unchanged)")
+    dev = pick_device(device)
+    table: dict[str, Any] = {
+        "split": split, "camera_distance": CAMERA_DISTANCE,
+        "distortions": {n: {"unit": DISTORTIONS[n].unit, "levels": list(chosen[n])} for n in names}, "models": [],
+    }
+    cfgs = []
+    for ckpt in ckpts:
+        module = load_module(ckpt, dev)
+        cfgs.append(module.cfg)
+        data_split = load_split(data_config(module.cfg, data), split)
+        index = subset(len(data_split), limit)
+        images, labels = data_split.images[index], data_split.labels[index]
+        num_classes = module.cfg["model"].get("num_classes", 43)
+        start = time.perf_counter()
+        acc = {n: [a for _, a in accuracy_curve(module, images, labels, DISTORTIONS[n], chosen[n], num_classes,
+                                                batch_size, dev)] for n in names}
+        log.info("%s: %d images x %d levels in %.1f s", ckpt, len(labels), sum(map(len, chosen.values())),
+                 time.perf_counter() - start)
+        table["num_images"] = len(labels)
+        table["models"].append({"checkpoint": str(Path(ckpt).resolve()), "variant": module.cfg["model"].get("name"),
+                                "transform": (module.cfg.get("transform") or {}).get("name"), "accuracy": acc})
+        del module
+    for entry, label in zip(table["models"], model_labels(cfgs, ckpts)):
+        entry["label"] = label
+    out = Path(out_dir) if out_dir else (
+        run_dir_of_checkpoint(ckpts[0]) / "eval" if len(ckpts) == 1
+        else Path("outputs") / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    curves = curves_of(table)
+    units = {n: DISTORTIONS[n].unit for n in names}
+    paths = {"json": out / f"robustness_{split}.json"}
+    paths["json"].write_text(json.dumps(table, indent=1))
+    paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png")
+    if wandb_mode != "disabled":
+        _log_wandb(table, cfgs, curves, units, out, wandb_mode, paths["png"])
+    return table, paths
+
+
+def curves_of(table: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """The JSON table as ``curves[distortion][model label] = [(level, accuracy), ...]``."""
+    return {n: {m["label"]: list(zip(d["levels"], m["accuracy"][n])) for m in table["models"]}
+            for n, d in table["distortions"].items()}
+
+
+def format_table(table: dict[str, Any]) -> str:
+    """Markdown: one table per distortion, models as rows, levels as columns, accuracy in %."""
+    blocks = []
+    for n, d in table["distortions"].items():
+        head = f"| {n} ({d['unit']}) | " + " | ".join(f"{lv:g}" for lv in d["levels"]) + " |"
+        rule = "|---|" + "---:|" * len(d["levels"])
+        rows = [f"| {m['label']} | " + " | ".join(f"{100 * a:.2f}" for a in m["accuracy"][n]) + " |"
+                for m in table["models"]]
+        blocks.append("\n".join([head, rule, *rows]))
+    return "\n\n".join(blocks)
+
+
+def _log_wandb(table, cfgs, curves, units, out: Path, mode, png: Path) -> None:
+    import wandb
+
+    from stnlab.evaluation.runner import start_wandb_run
+    from stnlab.evaluation.wandb_media import robustness_media
+
+    labels = [m["label"] for m in table["models"]]
+    tags = sorted({f"variant:{m['variant']}" for m in table["models"]})
+    run = start_wandb_run(cfgs[0], out, "robustness", f"robustness-{table['split']}-" + "+".join(labels),
+                          {"split": table["split"], "checkpoints": [m["checkpoint"] for m in table["models"]],
+                           "models": labels, "num_images": table["num_images"], "distortions": table["distortions"]},
+                          mode, group="robustness", tags=tags)
+    if run is None:
+        return
+    run.log({**robustness_media(curves, units), "robustness/curves_png": wandb.Image(str(png))})
+    run.finish()

@@ -1,0 +1,63 @@
+"""``evaluate.py``'s work: one checkpoint on one split -> report files (and a W&B evaluation run on request)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from stnlab.evaluation.files import write_report
+from stnlab.evaluation.loading import data_config, load_module, load_split, pick_device, run_dir_of_checkpoint
+from stnlab.evaluation.metrics import Report, evaluate
+from stnlab.tracking.wandb_logger import flat_config, resolve_mode, run_name, run_tags
+
+log = logging.getLogger(__name__)
+
+
+def start_wandb_run(cfg: dict, out_dir: Path, job_type: str, name: str, config: dict[str, Any],
+                    mode: str | None = None, group: str | None = None, tags: list[str] | None = None):
+    """A W&B run (in ``out_dir``) for an evaluation of the training run ``cfg`` describes: its project, and
+    unless given, its group (the training run's name) and tags, plus ``job_type``.
+
+    Offline unless ``mode``/``WANDB_MODE`` asks otherwise (the rules of training runs). ``None`` when disabled.
+    """
+    import wandb
+
+    mode = resolve_mode(mode)
+    if mode == "disabled":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wb = cfg.get("wandb") or {}
+    return wandb.init(
+        project=wb.get("project", "stnlab"), entity=wb.get("entity"), group=group or wb.get("group") or run_name(cfg),
+        job_type=job_type, name=name, tags=(tags if tags is not None else run_tags(cfg)) + [job_type],
+        dir=str(out_dir), mode=mode, config=config,
+        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True),
+    )
+
+
+def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, Any] | None = None,
+                        out_dir: str | Path | None = None, wandb_mode: str | None = "disabled", max_errors: int = 32,
+                        batch_size: int = 500, device: str = "auto") -> tuple[Report, dict[str, Path]]:
+    """Evaluate ``ckpt`` on ``split`` of its own data (``data`` overrides it); write to ``out_dir``
+    (default ``<run_dir>/eval``). Returns the report and the written paths."""
+    dev = pick_device(device)
+    module = load_module(ckpt, dev)
+    images_split = load_split(data_config(module.cfg, data), split)
+    report = evaluate(module, images_split.images, images_split.labels, module.cfg["model"].get("num_classes", 43),
+                      batch_size=batch_size, max_errors=max_errors, device=dev)
+    out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval"
+    meta = {"checkpoint": str(Path(ckpt).resolve()), "run": run_name(module.cfg)}
+    paths = write_report(report, out, split, meta)
+    if wandb_mode != "disabled":
+        run = start_wandb_run(module.cfg, out, "eval", f"{run_name(module.cfg)}-eval-{split}",
+                              {**flat_config(module.cfg), "eval.checkpoint": str(ckpt), "eval.split": split}, wandb_mode)
+        if run is not None:
+            from stnlab.evaluation.wandb_media import report_media
+
+            run.log(report_media(report, split, {k: v for k, v in paths.items() if k != "json"}))
+            run.summary.update({f"{split}/acc": report.accuracy, f"{split}/f1_macro": report.f1_macro})
+            run.finish()
+    return report, paths

@@ -1,0 +1,156 @@
+"""Speed switches of a run (the ``speed:`` config section), applied by one Lightning callback.
+
+Precision (``trainer.precision``) and cuDNN autotuning (``trainer.benchmark``) are Lightning's
+own Trainer arguments (``trainer=gpu`` sets bf16-mixed and benchmark). What this module adds:
+
+- ``device_resident``: the whole dataset is copied to the accelerator once, so the loaders
+  gather batches there (no host-to-device copy per step). ``auto``: on a GPU, when the
+  images fit in a quarter of its free memory.
+- ``channels_last``: NHWC weights, so convolutions run on the NHWC kernels (``auto``: on GPUs).
+- ``compile``: ``torch.compile`` the network and the input normalisation, in place
+  (``nn.Module.compile``: checkpoints keep their keys).
+- ``matmul_precision``: ``torch.set_float32_matmul_precision`` (``high``: TF32 tensor cores).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from stnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "device_resident": "auto",
+    "channels_last": "auto",
+    "compile": False,
+    "compile_mode": None,
+    "matmul_precision": "high",
+}
+RESIDENT_SHARE = 0.25  # device_resident=auto: the data may take this share of the free accelerator memory
+
+
+def _switch(key: str, value: Any) -> bool | None:
+    """``true``/``false``/``auto`` -> True/False/None (auto)."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "on", "off"):
+        return value.lower() in ("true", "on")
+    raise ConfigError(f"speed.{key}={value} must be true, false or auto")
+
+
+def speed_settings(speed: Mapping | None) -> dict[str, Any]:
+    """The ``speed:`` section with defaults filled in, checked (one ConfigError line per bad key)."""
+    out = dict(DEFAULTS)
+    for key, value in (speed or {}).items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"speed.{key} is not a speed switch; use one of {', '.join(DEFAULTS)}")
+        out[key] = value
+    for key in ("device_resident", "channels_last"):
+        _switch(key, out[key])
+    if out["matmul_precision"] not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"speed.matmul_precision={out['matmul_precision']} must be highest, high or medium")
+    return out
+
+
+def use_channels_last(setting: Any, device: torch.device) -> bool:
+    on = _switch("channels_last", setting)
+    return device.type == "cuda" if on is None else on
+
+
+def resident_device(setting: Any, device: torch.device, nbytes: int) -> torch.device | None:
+    """Where to keep a dataset of ``nbytes``: the accelerator, or None (host memory, as loaded)."""
+    on = _switch("device_resident", setting)
+    if device.type == "cpu" or on is False:
+        return None
+    if on is None:
+        if device.type != "cuda":
+            return None
+        free, _ = torch.cuda.mem_get_info(device)
+        if nbytes > RESIDENT_SHARE * free:
+            log.info("data stays in host memory: %.1f GB is over %d%% of the GPU's free %.1f GB",
+                     nbytes / 1e9, 100 * RESIDENT_SHARE, free / 1e9)
+            return None
+    return device
+
+
+def dataset_bytes(datamodule) -> int:
+    splits = (getattr(datamodule, name, None) for name in ("train", "val", "test"))
+    return sum(s.images.numel() * s.images.element_size() + s.labels.numel() * 8 for s in splits if s is not None)
+
+
+def compile_module(module: torch.nn.Module, mode: str | None = None) -> None:
+    """``torch.compile`` the parts of an ``STNModule`` that run every step, in place."""
+    for name in ("net", "normalizer"):
+        part = getattr(module, name, None)
+        if part is not None:
+            part.compile(mode=mode)
+
+
+class FiniteWatch:
+    """Checks that losses are finite without stalling the GPU.
+
+    ``bool(torch.isfinite(loss))`` waits for every kernel queued so far, once per step. Here a
+    CUDA loss is copied to pinned host memory asynchronously and read once its copy has landed
+    (a later step, or :meth:`flush`); ``on_bad(value, step, epoch)`` is then called with the
+    step it came from. CPU losses are checked at once.
+    """
+
+    def __init__(self, on_bad):
+        self.on_bad = on_bad
+        self.pending: list[tuple[torch.Tensor, torch.cuda.Event, int, int]] = []
+
+    def __call__(self, loss: torch.Tensor, step: int, epoch: int) -> None:
+        if not loss.is_cuda:
+            if not torch.isfinite(loss):
+                self.on_bad(loss.item(), step, epoch)
+            return
+        host = loss.detach().float().to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self.pending.append((host, done, step, epoch))
+        while self.pending and self.pending[0][1].query():
+            self._check(self.pending.pop(0))
+
+    def flush(self) -> None:
+        while self.pending:
+            item = self.pending.pop(0)
+            item[1].synchronize()
+            self._check(item)
+
+    def _check(self, item) -> None:
+        host, _, step, epoch = item
+        if not torch.isfinite(host):
+            self.pending.clear()
+            self.on_bad(host.item(), step, epoch)
+
+
+class SpeedSwitches(pl.Callback):
+    """Applies the ``speed:`` section once the Trainer knows its device (before the model moves there)."""
+
+    def __init__(self, speed: Mapping | None = None):
+        self.settings = speed_settings(speed)
+        self._compiled = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        s = self.settings
+        device = trainer.strategy.root_device
+        if s["matmul_precision"]:
+            torch.set_float32_matmul_precision(s["matmul_precision"])
+        if use_channels_last(s["channels_last"], device):
+            pl_module.to(memory_format=torch.channels_last)
+        if s["compile"] and not self._compiled:
+            compile_module(pl_module, s["compile_mode"])
+            self._compiled = True
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "resident_device"):
+            dm.resident_device = resident_device(s["device_resident"], device, dataset_bytes(dm))
+            if dm.resident_device is not None:
+                log.info("data resident on %s (%.2f GB)", dm.resident_device, dataset_bytes(dm) / 1e9)

@@ -1,0 +1,138 @@
+"""Resuming interrupted runs: ``resume=last`` / ``resume=PATH``, checked before any work starts.
+
+``resume`` takes a checkpoint file, a run directory (its ``checkpoints/last.ckpt``) or
+``last``: the ``checkpoints/last.ckpt`` of ``run_dir`` when one is given, else of the most
+recently written run under ``outputs/runs``. The resumed run writes into the run directory
+the checkpoint came from (Hydra's output directory included, through the
+``stnlab.run_dir`` resolver used by ``hydra.run.dir`` in ``conf/train.yaml``).
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from stnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RUNS_ROOT = Path("outputs") / "runs"
+LAST = "last.ckpt"
+# The config sections that define the network's parameters: they must match to load its weights.
+NETWORK_KEYS = ("model", "transform", "normalize")
+
+
+def _last_in(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / LAST
+
+
+def find_last(run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT) -> Path:
+    """``checkpoints/last.ckpt`` of ``run_dir``, else the most recently written one under ``runs_root``."""
+    if run_dir:
+        path = _last_in(Path(run_dir))
+        if not path.is_file():
+            raise ConfigError(f"resume=last: {path} does not exist; give resume=PATH/TO/checkpoint.ckpt, "
+                              "or drop resume= to start afresh")
+        return path
+    candidates = [p for p in runs_root.glob(f"**/checkpoints/{LAST}") if p.is_file()]
+    if not candidates:
+        raise ConfigError(f"resume=last: no run under {runs_root} has checkpoints/{LAST}; "
+                          "give resume=PATH/TO/checkpoint.ckpt or run_dir=RUN_DIR")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise ConfigError unless ``path`` is a complete checkpoint (torch's zip format, every CRC checked)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        bad = f"{type(e).__name__}: {e}"
+    if bad is not None:
+        raise ConfigError(f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "
+                          "checkpoint (its run's checkpoints/best-*.ckpt) or drop resume= to start afresh")
+
+
+def resolve_resume(resume: str | None, run_dir: str | Path | None = None,
+                   runs_root: Path = RUNS_ROOT, verify: bool = True) -> tuple[Path | None, Path | None]:
+    """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
+
+    Raises ConfigError, naming the fix, when there is nothing to resume from.
+    """
+    if resume is None or str(resume).strip() in ("", "null", "None"):
+        return None, None
+    resume = str(resume).strip()
+    if resume == "last":
+        ckpt = find_last(run_dir, runs_root)
+    else:
+        ckpt = Path(resume).expanduser()
+        if ckpt.is_dir():
+            ckpt = _last_in(ckpt) if _last_in(ckpt).is_file() else ckpt / LAST
+        if not ckpt.is_file():
+            raise ConfigError(f"resume={resume}: no such checkpoint file; give a .ckpt file or a run directory "
+                              "holding checkpoints/last.ckpt, or resume=last")
+    if verify:
+        check_checkpoint(ckpt)
+    owner = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    return ckpt, owner
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} in the checkpoint, {b!r} now"]
+
+
+def check_compatible(ckpt: Path, cfg: dict) -> None:
+    """Raise ConfigError when the checkpoint's network config differs from ``cfg``'s (its weights would not fit)."""
+    import torch
+
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace
+        raise ConfigError(f"resume: cannot read checkpoint {ckpt} ({type(e).__name__}: {e}); resume from another "
+                          "checkpoint or drop resume= to start afresh") from None
+    old = ((saved.get("hyper_parameters") or {}).get("cfg")) or {}
+    if not old:
+        return  # not one of ours: Lightning reports what does not fit
+    diffs = []
+    for key in NETWORK_KEYS:
+        diffs += _diff(old.get(key), cfg.get(key), f"{key}.")
+    if diffs:
+        shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
+        where = ckpt.parent.parent / ".hydra" / "overrides.yaml"
+        raise ConfigError(f"resume: {ckpt} was trained with another network ({shown}); resume with the run's own "
+                          f"overrides (see {where})")
+
+
+def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
+    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory, else ``default``. Never raises:
+    a bad ``resume`` is reported by ``train`` with the fix."""
+    if run_dir not in (None, ""):
+        return str(run_dir)
+    try:
+        _, owner = resolve_resume(resume, verify=False)
+    except Exception:  # noqa: BLE001 - reported later, one clear line
+        owner = None
+    return str(owner) if owner is not None else str(default)
+
+
+def _output_subdir_resolver(resume: Any, stamp: str) -> str:
+    """``hydra.output_subdir``: a resumed run keeps the run's own ``.hydra/`` (its original overrides) and
+    records its own config in ``.hydra/resume-<stamp>/``."""
+    return ".hydra" if resume in (None, "", "null", "None") else f".hydra/resume-{stamp}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("stnlab.run_dir"):
+        OmegaConf.register_new_resolver("stnlab.run_dir", _run_dir_resolver)
+    if not OmegaConf.has_resolver("stnlab.output_subdir"):
+        OmegaConf.register_new_resolver("stnlab.output_subdir", _output_subdir_resolver)

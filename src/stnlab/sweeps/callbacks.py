@@ -1,0 +1,77 @@
+"""Study callbacks (called after every finished trial): the shared trial budget and the progress line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import TextIO
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+
+def _retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+class TrialBudget:
+    """Stops every worker once ``n_trials`` trials of the study have started, whoever started them.
+
+    Like Optuna's ``MaxTrialsCallback``, but it also counts the trials running elsewhere (so
+    N workers do not overshoot by N-1) and skips failed trials whose retry is queued (so a
+    dead worker's trial is not counted twice). Queued (WAITING) trials are inside the
+    budget: they run before any new trial is drawn.
+    """
+
+    def __init__(self, n_trials: int | None):
+        self.n_trials = n_trials
+
+    def started(self, study: optuna.Study) -> int:
+        trials = study.get_trials(deepcopy=False)
+        retried = _retried_numbers(trials)
+        return sum(1 for t in trials
+                   if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried))
+
+    def remaining(self, study: optuna.Study) -> int | None:
+        """How many more trials may start (queued ones included); ``None`` without a budget."""
+        if self.n_trials is None:
+            return None
+        return max(0, self.n_trials - self.started(study))
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.remaining(study) == 0:
+            study.stop()
+
+
+def describe(params: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+class ProgressLine:
+    """One line per finished trial: number, state, value, params, best so far."""
+
+    def __init__(self, metric: str, out: TextIO | None = None):
+        self.metric = metric
+        self.out = out
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        state = trial.state.name
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"{self.metric}={trial.value:.4f}"
+        elif trial.state == TrialState.PRUNED:
+            steps = sorted(trial.intermediate_values)
+            outcome = trial.user_attrs.get("prune_reason") or (f"at epoch {steps[-1]}" if steps else "")
+        else:
+            outcome = trial.user_attrs.get("fail_reason", "")
+        try:
+            best = study.best_trial
+            best_text = f"best {best.value:.4f} (trial {best.number})"
+        except ValueError:
+            best_text = "best -"
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        print(f"[{study.study_name}] trial {trial.number} {state:8s} {outcome} | {describe(trial.params)} | "
+              f"{best_text} | {seconds:.1f}s", file=self.out or sys.stdout, flush=True)

@@ -1,0 +1,142 @@
+"""One trial = one training run: Hydra compose (spec overrides, command line, trial params), then ``stnlab.app.train``.
+
+Each trial writes to ``<out_dir>/<study>/trial_<n>/`` and logs an offline W&B run in group
+``<study>`` with ``job_type=trial``; the trial number and params are in its config
+(``sweep.trial``, ``sweep.params.<name>``). Validation accuracy is reported to Optuna after
+every epoch by optuna-integration's ``PyTorchLightningPruningCallback``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.distributions import CategoricalDistribution
+from optuna_integration import PyTorchLightningPruningCallback
+
+from stnlab.errors import ConfigError
+from stnlab.sweeps.spec import CONF_DIR, SweepSpec
+from stnlab.tracking.wandb_logger import run_name
+
+
+def compose_runs(override_lists: list[list[str]]) -> list[DictConfig]:
+    """The configs ``python src/train.py <overrides>`` would get, for each list of overrides."""
+    out = []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for overrides in override_lists:
+            try:
+                out.append(compose(config_name="train", overrides=list(overrides)))
+            except HydraException as e:
+                raise ConfigError(f"training overrides {' '.join(overrides)} do not compose: {one_line(e)}") from None
+    return out
+
+
+def compose_run(overrides: list[str]) -> DictConfig:
+    return compose_runs([overrides])[0]
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:400]
+
+
+def _keys(overrides: list[str]) -> set[str]:
+    try:
+        return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    except HydraException as e:
+        raise ConfigError(f"bad override in {' '.join(overrides)}: {one_line(e)}") from None
+
+
+def check(spec: SweepSpec, overrides: list[str]) -> None:
+    """Fail fast, before any trial: the fixed overrides compose, so does every choice of a config group
+    (``model: {choices: [...]}``), and no searched key is also fixed."""
+    fixed = spec.overrides + overrides
+    fixed_keys = _keys(fixed)
+    to_compose = [fixed]
+    for param in spec.params.values():
+        d = param.distribution
+        for value in d.choices if isinstance(d, CategoricalDistribution) else [d.low]:
+            param_overrides = param.overrides(value)
+            keys = _keys(param_overrides)
+            if keys & fixed_keys:
+                raise ConfigError(f"{', '.join(sorted(keys & fixed_keys))} is searched by sweep param {param.name}; "
+                                  "remove it from the fixed overrides / command line")
+            if any((CONF_DIR / key).is_dir() for key in keys):
+                to_compose.append(fixed + param_overrides)
+    compose_runs(to_compose)
+
+
+def close_wandb_run(state: str) -> None:
+    """Finish the W&B run a pruned or failed trial left open (a finished run is closed by ``train``)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.run.summary["sweep/state"] = state
+        wandb.finish(exit_code=0 if state == "pruned" else 1)
+
+
+class Objective:
+    """Callable for ``study.optimize``: returns ``metrics[spec.metric]`` of the trial's training run."""
+
+    def __init__(self, spec: SweepSpec, overrides: list[str]):
+        self.spec = spec
+        self.overrides = list(overrides)
+        self.grid_size = spec.grid_size()
+
+    def trial_config(self, number: int, params: dict[str, Any]) -> DictConfig:
+        spec = self.spec
+        param_overrides = [o for name, p in spec.params.items() for o in p.overrides(params[name])]
+        cfg = compose_run(spec.overrides + self.overrides + param_overrides)
+        with open_dict(cfg):
+            cfg.run_dir = str(spec.study_dir / f"trial_{number}")
+            cfg.wandb.group = spec.study
+            cfg.wandb.job_type = "trial"
+            cfg.wandb.name = f"trial_{number}-{run_name(OmegaConf.to_container(cfg, resolve=True))}"
+            cfg.wandb.tags = [*cfg.wandb.tags, f"study:{spec.study}"]
+            cfg.sweep = {"study": spec.study, "trial": number, "params": params}
+        return cfg
+
+    def _stop_if_grid_exhausted(self, trial: optuna.Trial) -> None:
+        """Trial numbers below the grid size map one-to-one to grid points (GridSampler); a fresh trial past
+        them (another worker took the last point meanwhile) would repeat a point, so it ends unrun."""
+        if self.grid_size is None or trial.number < self.grid_size:
+            return
+        me = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        if RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is None:
+            trial.study.stop()
+            trial.set_user_attr("prune_reason", "grid exhausted: every point already ran")
+            raise optuna.TrialPruned("grid exhausted")
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from stnlab.app import train
+
+        self._stop_if_grid_exhausted(trial)
+        params = {name: p.suggest(trial) for name, p in self.spec.params.items()}
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("run_dir", str(Path(self.spec.study_dir / f"trial_{trial.number}")))
+        state = "failed"
+        try:
+            cfg = self.trial_config(trial.number, params)
+            pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
+            metrics = train(cfg, extra_callbacks=[pruning])
+            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            if self.spec.metric not in metrics:
+                raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")
+            state = "complete"
+            return float(metrics[self.spec.metric])
+        except optuna.TrialPruned:
+            state = "pruned"
+            raise
+        except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
+            raise
+        finally:
+            close_wandb_run(state)

@@ -1,0 +1,208 @@
+"""The study report: configurations ranked by mean ± std of the objective, set against the 99.46% committee.
+
+Trials are grouped by their params except ``group_ignore`` (the seed), so each row is one
+configuration averaged over its seeds. Written to ``<out_dir>/<study>/report.md`` (+
+``report.png``) and, as a W&B run of the study's group with ``job_type=report``, as a
+``wandb.Table`` and the bar chart.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.sweeps.callbacks import describe
+from stnlab.sweeps.spec import SweepSpec
+
+TEST_KEY = "test/acc"
+
+
+@dataclass
+class Row:
+    """One configuration: its params (seed excluded) and the results of its complete trials."""
+
+    config: dict[str, Any]
+    trials: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    tests: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return describe(self.config) or "(fixed config)"
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    @property
+    def test_mean(self) -> float | None:
+        return statistics.fmean(self.tests) if len(self.tests) == self.n else None
+
+    @property
+    def test_std(self) -> float:
+        return statistics.stdev(self.tests) if len(self.tests) > 1 else 0.0
+
+    def delta(self, metric: str) -> tuple[float | None, str]:
+        """Points above the committee: on test/acc when every trial has it, else on an accuracy objective."""
+        if self.test_mean is not None:
+            return 100 * self.test_mean - IDSIA_COMMITTEE_ACC, "test"
+        if "acc" in metric:
+            return 100 * self.mean - IDSIA_COMMITTEE_ACC, "val"
+        return None, ""
+
+
+def rows(study: optuna.Study, spec: SweepSpec) -> list[Row]:
+    """Complete trials grouped by configuration, best first."""
+    groups: dict[tuple, Row] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        config = {k: v for k, v in t.params.items() if k not in spec.group_ignore}
+        row = groups.setdefault(tuple(sorted(config.items(), key=lambda kv: kv[0])), Row(config))
+        row.trials.append(t.number)
+        row.values.append(float(t.value))
+        test = (t.user_attrs.get("metrics") or {}).get(TEST_KEY)
+        if test is not None:
+            row.tests.append(float(test))
+    return sorted(groups.values(), key=lambda r: r.mean, reverse=spec.direction == "maximize")
+
+
+def _pct(mean: float | None, std: float, n: int) -> str:
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if n > 1 else "")
+
+
+def table(table_rows: list[Row], metric: str) -> tuple[list[str], list[list[Any]]]:
+    """Markdown-ready columns and cells (also the W&B table)."""
+    columns = ["rank", "configuration", "n", f"{metric} (%)", f"{TEST_KEY} (%)", f"Δ vs {IDSIA_COMMITTEE_ACC} (pts)",
+               "trials"]
+    cells = []
+    for rank, r in enumerate(table_rows, 1):
+        delta, on = r.delta(metric)
+        cells.append([
+            rank, r.label, r.n, _pct(r.mean, r.std, r.n), _pct(r.test_mean, r.test_std, r.n),
+            "—" if delta is None else f"{delta:+.2f}" + ("" if on == "test" else " (val)"),
+            ", ".join(map(str, r.trials)),
+        ])
+    return columns, cells
+
+
+def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart: Path | None) -> str:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    lines = [
+        f"# Sweep `{spec.study}`",
+        "",
+        f"Objective `{spec.metric}` ({spec.direction}), sampler `{spec.sampler['_target_'].rsplit('.', 1)[-1]}`, "
+        f"pruner `{spec.pruner['_target_'].rsplit('.', 1)[-1]}`, budget {spec.budget() or 'none'} trials.",
+        "Trials: " + ", ".join(f"{counts[s]} {s.name.lower()}" for s in TrialState if counts[s]) + ".",
+        "Configurations are grouped over " + (", ".join(spec.group_ignore) or "nothing")
+        + f"; mean ± std in %; Δ = 100·acc − {IDSIA_COMMITTEE_ACC} (the IDSIA committee), on {TEST_KEY} "
+        "where every trial of the row has it, else on the objective (val).",
+        "",
+    ]
+    columns, cells = table(table_rows, spec.metric)
+    lines += ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    if not cells:
+        lines.append("| " + " | ".join(["—"] * len(columns)) + " |")
+    if chart is not None:
+        lines += ["", f"![{spec.study}]({chart.name})"]
+    others = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
+    if others:
+        lines += ["", "## Pruned and failed trials", "", "| trial | state | params | epochs | reason |",
+                  "| --- | --- | --- | --- | --- |"]
+        for t in others:
+            reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
+            if t.state == TrialState.FAIL and not reason:
+                reason = "worker died (heartbeat stale)"
+            lines.append(f"| {t.number} | {t.state.name} | {describe(t.params)} | {len(t.intermediate_values)} | "
+                         f"{reason.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None:
+    """Horizontal bars of the mean accuracy (%) per configuration, with std whiskers and the 99.46% line."""
+    if not table_rows:
+        return None
+    from matplotlib.figure import Figure
+
+    shown = table_rows[:40]
+    values = [100 * (r.test_mean if r.test_mean is not None else r.mean) for r in shown]
+    errors = [100 * (r.test_std if r.test_mean is not None else r.std) for r in shown]
+    fig = Figure(figsize=(8, 1.2 + 0.35 * len(shown)))
+    ax = fig.add_subplot()
+    ax.barh(range(len(shown)), values, xerr=errors, color="tab:blue", alpha=0.8)
+    ax.axvline(IDSIA_COMMITTEE_ACC, color="tab:red", linestyle="--", label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%")
+    ax.set_yticks(range(len(shown)), [r.label for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    low = min(values + [IDSIA_COMMITTEE_ACC]) - max(errors + [0.0]) - 1
+    ax.set_xlim(max(0.0, low), 100.0)
+    ax.set_xlabel(f"accuracy (%): {TEST_KEY} where available, else {spec.metric}")
+    ax.set_title(f"sweep {spec.study}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
+def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
+    """A summary run of the study's W&B group: the ranking table and the chart."""
+    from stnlab.tracking.wandb_logger import resolve_mode
+
+    mode = resolve_mode(wandb_cfg.get("mode"))
+    if mode == "disabled":
+        return
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    columns, cells = table(table_rows, spec.metric)
+    run = wandb.init(
+        project=wandb_cfg.get("project", "stnlab"), entity=wandb_cfg.get("entity"), group=spec.study,
+        job_type="report", name=f"{spec.study}-report", dir=str(spec.study_dir), mode=mode,
+        tags=[f"study:{spec.study}"], config={"sweep.study": spec.study, "sweep.metric": spec.metric,
+                                              "sweep.direction": spec.direction, "sweep.budget": spec.budget()},
+        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True), reinit="finish_previous",
+    )
+    payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=[[str(c) for c in row] for row in cells])}
+    if chart is not None:
+        payload["report/chart"] = wandb.Image(str(chart))
+    run.log(payload)
+    if table_rows:
+        best = table_rows[0]
+        run.summary.update({"best/configuration": best.label, "best/mean": best.mean, "best/n": best.n,
+                            "baseline/idsia_committee_acc": IDSIA_COMMITTEE_ACC / 100})
+        delta, on = best.delta(spec.metric)
+        if delta is not None:
+            run.summary.update({"baseline/delta_vs_idsia": delta, "baseline/delta_measured_on": on})
+    run.finish()
+
+
+def write(study: optuna.Study, spec: SweepSpec, wandb_cfg: dict | None = None) -> Path:
+    """report.md (+ report.png) in the study folder; also a W&B report run when ``wandb_cfg`` is given."""
+    spec.study_dir.mkdir(parents=True, exist_ok=True)
+    table_rows = rows(study, spec)
+    chart = bar_chart(table_rows, spec, spec.study_dir / "report.png")
+    path = spec.study_dir / "report.md"
+    tmp = path.with_name(f".report.{os.getpid()}.md")
+    tmp.write_text(markdown(study, spec, table_rows, chart))
+    os.replace(tmp, path)  # workers finishing together never leave a half-written report
+    if wandb_cfg is not None:
+        log_to_wandb(spec, table_rows, chart, wandb_cfg)
+    return path

@@ -1,0 +1,63 @@
+"""``python src/sweep.py sweep=NAME [options] [overrides]``: run (or join, or resume) a study, then report.
+
+Every worker runs the same command; they share the study through its storage. A rerun
+continues the study: trial numbers go on, trials left RUNNING by a dead worker are failed
+by the heartbeat check and queued again, and ``n_trials`` bounds the study's total.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from stnlab.sweeps import spec as spec_mod
+from stnlab.sweeps.spec import SweepSpec
+
+log = logging.getLogger(__name__)
+
+
+def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
+    from stnlab.sweeps.objective import compose_run
+
+    cfg = compose_run(spec.overrides + overrides)
+    return OmegaConf.to_container(cfg.wandb, resolve=True)  # type: ignore[return-value]
+
+
+def run(spec: SweepSpec, overrides: list[str]) -> Path:
+    """Run this worker's share of the study (or only rebuild the report); returns the report path."""
+    from stnlab.sweeps import report
+    from stnlab.sweeps.callbacks import ProgressLine, TrialBudget
+    from stnlab.sweeps.objective import Objective, check
+    from stnlab.sweeps.storage import fail_stale_trials, load_existing, make_storage, open_study
+
+    storage = make_storage(spec.storage, spec.heartbeat)
+    if spec.report_only:
+        return report.write(load_existing(spec, storage), spec, _wandb_cfg(spec, overrides))
+    check(spec, overrides)
+    study = open_study(spec, storage)
+    fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again
+    budget = TrialBudget(spec.budget())
+    remaining = budget.remaining(study)
+    print(f"[{spec.study}] storage {spec.storage}; {len(study.trials)} trials so far; "
+          f"{'no trial budget' if remaining is None else f'{remaining} of {spec.budget()} left to start'}", flush=True)
+    if remaining != 0:
+        study.optimize(Objective(spec, overrides), n_trials=remaining, timeout=spec.timeout,
+                       callbacks=[budget, ProgressLine(spec.metric)], catch=(Exception,), gc_after_trial=True)
+    # The W&B report run is logged by the worker that sees the study finished (or by report_only).
+    busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    path = report.write(study, spec, None if busy else _wandb_cfg(spec, overrides))
+    print(f"[{spec.study}] report: {path}" + (f" ({len(busy)} trials still running elsewhere)" if busy else ""),
+          flush=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line replaces Optuna's per-trial INFO
+    spec, overrides = spec_mod.load(sys.argv[1:] if argv is None else list(argv))
+    return run(spec, overrides)

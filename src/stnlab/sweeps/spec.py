@@ -1,0 +1,206 @@
+"""A sweep spec: conf/sweep.yaml defaults <- sweeps/NAME.yaml <- command-line sweep options.
+
+``load(argv)`` splits the command line into sweep options (keys of conf/sweep.yaml) and
+training overrides (everything else), and returns the validated ``SweepSpec`` with them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from stnlab.errors import ConfigError
+from stnlab.sweeps.space import Param, parse_space
+
+ROOT = Path(__file__).resolve().parents[3]
+CONF_DIR = ROOT / "conf"
+SWEEPS_DIR = ROOT / "sweeps"
+DEFAULTS = CONF_DIR / "sweep.yaml"
+# Keys of conf/sweep.yaml that are preset tables, not options.
+_PRESETS = ("samplers", "pruners")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    study: str
+    metric: str
+    direction: str
+    monitor: str
+    n_trials: int | None
+    timeout: float | None
+    sampler: dict[str, Any]  # instantiable ({_target_: ...})
+    pruner: dict[str, Any]
+    overrides: list[str]
+    params: dict[str, Param]
+    enqueue: list[dict[str, Any]]
+    group_ignore: list[str]
+    storage: str
+    out_dir: Path
+    report_only: bool
+    heartbeat: dict[str, int]
+
+    @property
+    def study_dir(self) -> Path:
+        return self.out_dir / self.study
+
+    @property
+    def is_grid(self) -> bool:
+        import optuna
+
+        return issubclass(get_class(self.sampler["_target_"]), optuna.samplers.GridSampler)
+
+    def grid_space(self) -> dict[str, list[Any]]:
+        return {name: p.grid() for name, p in self.params.items()}
+
+    def grid_size(self) -> int | None:
+        if not self.is_grid:
+            return None
+        size = 1
+        for values in self.grid_space().values():
+            size *= len(values)
+        return size
+
+    def budget(self) -> int | None:
+        """Total trials this study may hold: ``n_trials``, at most the grid's size for a grid."""
+        sizes = [n for n in (self.n_trials, self.grid_size()) if n is not None]
+        return min(sizes) if sizes else None
+
+
+def default_storage(out_dir: Path | str | None = None) -> str:
+    """``sqlite:///<out_dir>/optuna.db``, ``out_dir`` defaulting to conf/sweep.yaml's (relative to the working dir)."""
+    out_dir = Path(out_dir if out_dir is not None else OmegaConf.load(DEFAULTS).out_dir)
+    return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+
+
+def split_args(argv: list[str], option_keys: set[str]) -> tuple[list[str], list[str]]:
+    """Command-line ``key=value`` -> (sweep options, training overrides), by the top-level key."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(argv))
+    except HydraException as e:
+        raise ConfigError(f"cannot parse the command line: {e}") from None
+    options, overrides = [], []
+    for arg, o in zip(argv, parsed):
+        is_option = not (o.is_add() or o.is_delete()) and o.key_or_group.split(".")[0] in option_keys
+        (options if is_option else overrides).append(arg)
+    return options, overrides
+
+
+def spec_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"sweep spec {path} not found; give sweep=NAME of sweeps/NAME.yaml or a path")
+        return path
+    path = SWEEPS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
+        raise ConfigError(f"no sweep spec '{name}' (sweeps/{name}.yaml); known: {known}")
+    return path
+
+
+def _named(value: Any, presets: DictConfig, kind: str) -> dict[str, Any]:
+    """``tpe`` / ``{name: tpe, seed: 0}`` / ``{_target_: ..., ...}`` -> an instantiable dict."""
+    value = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{kind}: expected a name ({', '.join(presets)}) or a mapping, got {value!r}")
+    value = dict(value)
+    name = value.pop("name", None)
+    if name is not None:
+        if name not in presets:
+            raise ConfigError(f"unknown {kind} '{name}'; use one of {', '.join(presets)} or give _target_")
+        value = {**OmegaConf.to_container(presets[name]), **value}
+    if "_target_" not in value:
+        raise ConfigError(f"{kind} needs a name ({', '.join(presets)}) or a _target_")
+    return value
+
+
+def _apply_options(cfg: DictConfig, options: list[str]) -> None:
+    for o, arg in zip(OverridesParser.create().parse_overrides(options), options):
+        value = o.value()
+        try:
+            OmegaConf.update(cfg, o.key_or_group, value, merge=False)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"cannot apply sweep option {arg}: {e}") from None
+
+
+def load(argv: list[str]) -> tuple[SweepSpec, list[str]]:
+    """The spec named by ``sweep=`` on the command line, and the training overrides there."""
+    defaults = OmegaConf.load(DEFAULTS)
+    keys = {str(k) for k in defaults if k not in _PRESETS}
+    options, overrides = split_args(argv, keys)
+    given = OmegaConf.create({})
+    _apply_options(given, options)
+    name = given.get("sweep")
+    if not name:
+        known = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
+        raise ConfigError(f"no sweep given: python src/sweep.py sweep=NAME [overrides] (NAME one of {known})")
+    path = spec_path(str(name))
+    try:
+        spec = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise ConfigError(f"cannot read sweep spec {path}: {e}") from None
+    unknown = sorted(set(map(str, spec)) - keys)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(keys))}")
+    cfg = OmegaConf.merge(defaults, spec)
+    _apply_options(cfg, options)
+    cfg.study = cfg.study or path.stem
+    return build(cfg, path.stem), overrides
+
+
+def build(cfg: DictConfig, name: str) -> SweepSpec:
+    """Validate a merged sweep config into a ``SweepSpec``."""
+    if cfg.direction not in ("maximize", "minimize"):
+        raise ConfigError(f"direction={cfg.direction} must be maximize or minimize")
+    for key in ("n_trials", "timeout"):
+        if cfg[key] is not None and (not isinstance(cfg[key], (int, float)) or cfg[key] <= 0):
+            raise ConfigError(f"{key}={cfg[key]} must be a positive number or null")
+    sampler = _named(cfg.sampler, cfg.samplers, "sampler")
+    requires = sampler.pop("_requires_", None)
+    if requires and importlib.util.find_spec(requires) is None:
+        raise ConfigError(f"sampler {sampler['_target_']} needs the '{requires}' package: pip install {requires}")
+    params = parse_space(OmegaConf.to_container(cfg.params, resolve=True))
+    out_dir = Path(cfg.out_dir)
+    spec = SweepSpec(
+        name=name,
+        study=str(cfg.study),
+        metric=str(cfg.metric),
+        direction=str(cfg.direction),
+        monitor=str(cfg.monitor),
+        n_trials=None if cfg.n_trials is None else int(cfg.n_trials),
+        timeout=cfg.timeout,
+        sampler=sampler,
+        pruner=_named(cfg.pruner, cfg.pruners, "pruner"),
+        overrides=[str(o) for o in cfg.overrides],
+        params=params,
+        enqueue=[dict(e) for e in OmegaConf.to_container(cfg.enqueue, resolve=True)],
+        group_ignore=[str(g) for g in cfg.group_ignore],
+        storage=str(cfg.storage) if cfg.storage else default_storage(out_dir),
+        out_dir=out_dir,
+        report_only=bool(cfg.report_only),
+        heartbeat={k: int(v) for k, v in cfg.heartbeat.items()},
+    )
+    if spec.is_grid:
+        if spec.enqueue:
+            raise ConfigError("a grid sampler runs every grid point itself; remove `enqueue`")
+        spec.grid_space()  # raises when a parameter has no finite grid
+    elif spec.budget() is None and spec.timeout is None:
+        raise ConfigError(f"sweep {name} has neither n_trials nor timeout; set n_trials=N or timeout=SECONDS")
+    if spec.budget() is not None and len(spec.enqueue) > spec.budget():
+        raise ConfigError(f"{len(spec.enqueue)} enqueued trials exceed n_trials={spec.budget()}; raise n_trials")
+    for entry in spec.enqueue:
+        missing = set(entry) - set(params)
+        if missing:
+            raise ConfigError(f"enqueue entry {entry} names unknown params {sorted(missing)}; params: {sorted(params)}")
+    return spec

@@ -1,0 +1,164 @@
+"""Evaluation report: figures on a hand-made case, the test-stage callback, and ``src/evaluate.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT
+from short_runs import single_thread
+from stnlab.data.classes import GTSRB_CLASSES
+from stnlab.errors import ConfigError
+from stnlab.evaluation import ReportBuilder, evaluate
+from stnlab.evaluation.files import write_report
+from stnlab.tracking.runfile import read_run
+
+# Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0 (softmax confidence of the prediction
+# rises with the index, so image 5 is the most confident error).
+LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
+PREDS = torch.tensor([0, 1, 1, 1, 2, 0])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+class FixedLogits(nn.Module):
+    """Reads the image's index from its first pixel and returns that image's fixed logits (N, 43)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.full((6, 43), -5.0)
+        self.logits[torch.arange(6), PREDS] = torch.arange(6, dtype=torch.float) + 1
+
+    def forward(self, images):
+        return self.logits[images[:, 0, 0, 0].long()]
+
+
+def _images() -> torch.Tensor:
+    return torch.arange(6, dtype=torch.uint8)[:, None, None, None].expand(6, 3, 8, 8).contiguous()
+
+
+def test_report_of_fixed_predictions_matches_hand_computed_figures():
+    report = evaluate(FixedLogits(), _images(), LABELS, batch_size=4, max_errors=10)  # two batches
+    assert report.num_images == 6
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.per_class_accuracy[:3] == pytest.approx([0.5, 1.0, 0.5])
+    assert report.per_class_accuracy[3] is None and report.support[:4] == [2, 2, 2, 0]
+    # F1: class 0 P=1/2 R=1/2 -> 0.5; class 1 P=2/3 R=1 -> 0.8; class 2 P=1 R=1/2 -> 2/3; absent classes excluded.
+    assert report.f1_macro == pytest.approx((0.5 + 0.8 + 2 / 3) / 3, abs=1e-6)
+    assert report.confusion[:3, :3].tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    pairs = report.most_confused(5)
+    assert [(p["true_id"], p["pred_id"], p["count"]) for p in pairs] == [(0, 1, 1), (2, 0, 1)]
+    assert pairs[0]["true"] == GTSRB_CLASSES[0] == "speed limit 20" and pairs[0]["pred"] == "speed limit 30"
+    assert pairs[1]["fraction_of_true"] == 0.5
+    # Errors: images 5 (2 -> 0) and 1 (0 -> 1), most confident first, with their own pixels.
+    assert [(e.index, e.true_id, e.pred_id) for e in report.errors] == [(5, 2, 0), (1, 0, 1)]
+    assert report.errors[0].confidence > report.errors[1].confidence
+    assert int(report.errors[0].image[0, 0, 0]) == 5
+
+
+def test_error_gallery_keeps_the_most_confident_errors_across_batches():
+    builder = ReportBuilder(43, max_errors=1)
+    model, images = FixedLogits(), _images()
+    for i in range(0, 6, 2):
+        builder.update(model(images[i : i + 2]), LABELS[i : i + 2], images[i : i + 2])
+    (only,) = builder.compute().errors
+    assert only.index == 5
+
+
+def test_report_files(tmp_path):
+    report = evaluate(FixedLogits(), _images(), LABELS)
+    paths = write_report(report, tmp_path, "val", meta={"checkpoint": "x.ckpt"})
+    data = json.loads(paths["json"].read_text())
+    assert data["split"] == "val" and data["checkpoint"] == "x.ckpt" and data["num_errors"] == 2
+    assert data["per_class"][1] == {"class_id": 1, "name": "speed limit 30", "support": 2, "accuracy": 1.0}
+    assert data["errors"][0]["true"] == "speed limit 50" and data["errors"][0]["pred"] == "speed limit 20"
+    assert data["confusion_matrix"][2][0] == 1
+    for key in ("confusion", "errors"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_run_reports_its_test_stage(short_runs):
+    run = short_runs["run_a"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    report = json.loads((run / "eval" / "test_report.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test/acc"])
+    assert metrics["test/f1_macro"] == pytest.approx(report["f1_macro"])
+    assert report["num_images"] == 12 and len(report["errors"]) == report["num_errors"]
+    assert (run / "eval" / "test_confusion.png").is_file() and (run / "eval" / "test_errors.png").is_file()
+    (offline,) = run.glob("wandb/offline-run-*")
+    record = read_run(offline)
+    assert record.summary["test/f1_macro"] == pytest.approx(metrics["test/f1_macro"])
+    (table,) = record.media("test/errors")  # the wandb.Table of errors, with their images
+    assert table["_type"] == "table-file" and table["nrows"] == report["num_errors"] and table["path"] in record.files
+    (chart,) = record.media("test/confusion_matrix_table")  # the data of wandb.plot.confusion_matrix
+    assert chart["nrows"] == 43 * 43
+    (png,) = record.media("test/confusion_png")
+    assert png["_type"] == "image-file" and png["path"] in record.files
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"stnlab_script_{name}", ROOT / "src" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
+    run = short_runs["run_a"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    env = dict(os.environ, WANDB_MODE="offline")
+    res = subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), f"ckpt={metrics['best_checkpoint']}",
+                          "split=test", f"out={tmp_path}", "wandb=true"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"accuracy {100 * metrics['test/acc']:.2f}%" in res.stdout
+    report = json.loads((tmp_path / "test_report.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test/acc"])
+    assert report["checkpoint"] == metrics["best_checkpoint"] and report["run"] == "no_st-affine-s1"
+    (offline,) = tmp_path.glob("wandb/offline-run-*")
+    record = read_run(offline)
+    assert record.job_type == "eval" and record.group == "no_st-affine-s1"
+    assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
+    run = short_runs["run_b"]
+    _script("evaluate").main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
+    report = json.loads((run / "eval" / "val_report.json").read_text())
+    assert report["split"] == "val" and report["num_images"] == 12  # 1 track of 4 frames per class, 3 classes
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no checkpoint given; pass ckpt="),
+    (["ckpt=nowhere.ckpt"], "checkpoint nowhere.ckpt not found"),
+    (["ckpt=x.ckpt", "splitt=val"], "unknown key 'splitt'"),
+    (["ckpt=x.ckpt", "max_errors=many"], "max_errors=many:"),
+])
+def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
+    from stnlab.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(_script("evaluate").main, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stnlab: error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_data_overrides_must_keep_the_model_size():
+    from stnlab.evaluation.loading import data_config, data_overrides
+
+    cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "root": "data", "batch_size": 8}}
+    assert data_config(cfg, data_overrides({"data.root": "/x", "data.batch_size": "4"}))["batch_size"] == 4
+    with pytest.raises(ConfigError, match="data.image_size=48 differs from the model's 32"):
+        data_config(cfg, data_overrides({"data.image_size": "48"}))

@@ -1,0 +1,278 @@
+"""Bad input: each case ends in one DataError/ConfigError line naming the problem and the fix, before any
+work that it would spoil, and leaves nothing half-made behind. (Cases already in test_data.py and
+test_train.py are not repeated here: truncated zip, wrong layout, bad CSV text, refused mirror, lr<0.)"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, compose
+from stnlab.app import train
+from stnlab.data import archives
+from stnlab.data.datamodule import GTSRBDataModule
+from stnlab.data.gtsrb import Split, _checksum, cached
+from stnlab.errors import ConfigError, DataError
+
+TRAIN_ZIP = archives.TRAIN.filename
+CSV_1 = "GTSRB/Final_Training/Images/00001/GT-00001.csv"
+IMAGE_1 = "GTSRB/Final_Training/Images/00001/00000_00001.ppm"
+
+
+def rewrite_zip(src: Path, dst: Path, replace: dict[str, bytes | None], stored: bool = False) -> Path:
+    """Copy the zip ``src`` to ``dst`` with members replaced (``None``: dropped)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", method) as zout:
+        for info in zin.infolist():
+            data = replace.get(info.filename, zin.read(info.filename))
+            if data is not None:
+                zout.writestr(info.filename, data)
+    return dst
+
+
+def flip_byte_in_member(path: Path, member: str, where: float) -> None:
+    """Corrupt one byte of ``member``'s data in place (its local header and the central directory stay valid)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26:][:2], "little"), \
+        int.from_bytes(raw[info.header_offset + 28:][:2], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + int(info.compress_size * where)] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def mirror_with(tmp_path: Path, gtsrb_mirror: Path, replace: dict[str, bytes | None], stored: bool = False) -> Path:
+    mirror = tmp_path / "mirror"
+    rewrite_zip(gtsrb_mirror / TRAIN_ZIP, mirror / TRAIN_ZIP, replace, stored)
+    return mirror
+
+
+# --- archives --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored, where, problem", [
+    (True, 0.5, "corrupt member GTSRB/Final_Training/Images/00001/00000_00001.ppm"),  # CRC-32 mismatch
+    (False, 0.0, "unreadable zip .*decompress"),  # a broken deflate stream (was a zlib.error traceback)
+])
+def test_corrupt_member_is_named_and_never_kept(stored, where, problem, gtsrb_mirror, tmp_path):
+    mirror = mirror_with(tmp_path, gtsrb_mirror, {}, stored=stored)
+    flip_byte_in_member(mirror / TRAIN_ZIP, IMAGE_1, where)
+    root = tmp_path / "root"
+    with pytest.raises(DataError, match=f"{TRAIN_ZIP}: {problem}.*replace the archive"):
+        archives.fetch(archives.TRAIN, root, str(mirror))
+    assert list(root.iterdir()) == []  # neither the archive nor a *.part
+    # The same rot in an archive already fetched is caught too, by the check on every use.
+    (root / TRAIN_ZIP).write_bytes((mirror / TRAIN_ZIP).read_bytes())
+    with pytest.raises(DataError, match=problem):
+        archives.fetch(archives.TRAIN, root, str(gtsrb_mirror))
+
+
+# --- CSVs and images inside a valid archive ----------------------------------------------------------
+
+
+def _csv_1(gtsrb_mirror: Path) -> str:
+    with zipfile.ZipFile(gtsrb_mirror / TRAIN_ZIP) as zf:
+        return zf.read(CSV_1).decode()
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("label", r"GT-00001.csv, line 3: ClassId 99 outside 0..42; fix or replace the CSV"),
+    ("short_row", r"GT-00001.csv, line 3: malformed row"),
+    ("roi", r"GT-00001.csv, line 3: ROI .* inverted"),
+    ("latin1", r"GT-00001.csv: not UTF-8 text"),
+    ("no_classid", r"missing column\(s\) ClassId; the CSV must have the official header"),
+    ("missing_image", r"image GTSRB/Final_Training/Images/00001/00000_00001.ppm listed in the CSV is missing"),
+    ("garbage_image", r"unreadable image GTSRB/Final_Training/Images/00001/00000_00001.ppm .*replace the archive"),
+])
+def test_bad_csv_or_image_in_a_valid_archive(case, problem, gtsrb_mirror, tmp_path):
+    lines = _csv_1(gtsrb_mirror).splitlines()
+    fields = lines[2].split(";")
+    replace: dict[str, bytes | None] = {}
+    if case == "label":
+        lines[2] = ";".join(fields[:-1] + ["99"])
+    elif case == "short_row":
+        lines[2] = ";".join(fields[:4])
+    elif case == "roi":
+        fields[3], fields[5] = fields[5], fields[3]  # X1 > X2
+        lines[2] = ";".join(fields)
+    elif case == "no_classid":
+        lines = [";".join(line.split(";")[:-1]) for line in lines]
+    elif case == "missing_image":
+        replace[IMAGE_1] = None
+    elif case == "garbage_image":
+        replace[IMAGE_1] = b"P6\n40 40\n255\n\x00\x01"  # a truncated PPM
+    text = ("\n".join(lines) + "\n").encode()
+    if case == "latin1":
+        text = text.replace(b"00000_00001", b"00000_0000\xe91", 1)
+    replace.setdefault(CSV_1, text)
+    mirror = mirror_with(tmp_path, gtsrb_mirror, replace)
+    dm = GTSRBDataModule(root=str(tmp_path / "root"), mirror=str(mirror), image_size=16)
+    with pytest.raises(DataError, match=problem):
+        dm.setup("fit")
+    assert not list((tmp_path / "root").rglob("*.pt")) and not list((tmp_path / "root").rglob("*.part"))
+
+
+# --- the decoded cache ------------------------------------------------------------------------------
+
+
+def _split(seed: int = 0) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    return Split(torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8, generator=g), torch.arange(6) % 3,
+                 torch.arange(6))
+
+
+def test_tampered_cache_with_a_matching_key_is_rebuilt(tmp_path):
+    made = []
+
+    def build():
+        made.append(1)
+        return _split()
+
+    key = {"archives": "abc", "image_size": 4}
+    good = cached(tmp_path, "train", key, build)
+    (path,) = tmp_path.glob("train-*.pt")
+    blob = torch.load(path, weights_only=True)
+    # Swap two pixel values: same sums, same key, same shapes; only a digest of the bytes sees it.
+    images = blob["images"].clone().view(-1)
+    i, j = next((i, j) for i in range(len(images)) for j in range(i + 1, len(images)) if images[i] != images[j])
+    images[i], images[j] = images[j].clone(), images[i].clone()
+    torch.save(dict(blob, images=images.view_as(blob["images"])), path)
+    again = cached(tmp_path, "train", key, build)
+    assert len(made) == 2 and torch.equal(again.images, good.images)
+    # A file at the right name holding another key's data (copied by hand) is not trusted either.
+    other = _split(seed=1)
+    torch.save(dict(vars(other), key='{"archives": "xyz"}', checksum=_checksum(other)), path)
+    assert torch.equal(cached(tmp_path, "train", key, build).images, good.images) and len(made) == 3
+
+
+def test_stale_part_files_of_a_killed_writer_are_cleared(tmp_path):
+    key = {"image_size": 4}
+    cached(tmp_path, "train", key, _split)
+    (path,) = tmp_path.glob("train-*.pt")
+    stale = tmp_path / f".{path.name}.deadbeef.part"
+    stale.write_bytes(b"half a tensor")
+    path.unlink()  # the writer died before its rename
+    cached(tmp_path, "train", key, _split)
+    assert path.is_file() and not stale.exists()
+
+
+def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
+    from gtsrb_fixture import make_archives
+
+    root = tmp_path / "root"
+    first = GTSRBDataModule(root=str(root), mirror=str(gtsrb_mirror), image_size=16)
+    first.setup("fit")
+    # The archive in data.root is replaced by another (same layout, other images): the old cache is not used.
+    other = make_archives(tmp_path / "other", seed=7)
+    (root / TRAIN_ZIP).write_bytes((other / TRAIN_ZIP).read_bytes())
+    second = GTSRBDataModule(root=str(root), mirror=str(other), image_size=16)
+    second.setup("fit")
+    assert not torch.equal(second.train.images, first.train.images)
+    assert len(list((root / "cache").glob("train-*.pt"))) == 2
+
+
+# --- config values, checked before any work ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("optim.lr=0", "optim.lr=0 must be positive"),
+    ("optim.lr=fast", "optim.lr=fast is not a number"),
+    ("optim.lr=nan", "optim.lr=nan is not a number"),
+    ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
+    ("data.eval_batch_size=2.5", "data.eval_batch_size=2.5 is not an integer"),
+    ("data.image_size=8", "is too small .*; change model.* or data.image_size"),  # the IDSIA two_st network
+    ("model=no_st data.image_size=7", "data.image_size=7 is too small; use at least 8"),
+    ("model.transformers.conv2.position=5", "ST 'conv2' position 5 is beyond the backbone: use 0"),
+    ("checkpoint.every_n_train_steps=-1", "checkpoint.every_n_train_steps=-1 must be >= 0"),
+    ("data.download_retries=0", "data.download_retries=0 must be positive"),
+    ("data.val_tracks_per_class=-1", "data.val_tracks_per_class=-1 must be >= 0"),
+    ("resume=RUN/nowhere.ckpt", "no such checkpoint file"),
+    ("resume=last", "resume=last: .*last.ckpt does not exist"),
+    ("resume=RUN/broken.ckpt", "checkpoint .*broken.ckpt is truncated or corrupt"),
+])
+def test_invalid_config_fails_before_any_work(override, problem, tiny_overrides, tmp_path):
+    (tmp_path / "RUN").mkdir()
+    (tmp_path / "RUN" / "broken.ckpt").write_bytes(b"PK\x03\x04" + os.urandom(200))  # a checkpoint cut short
+    overrides = override.replace("RUN", str(tmp_path / "RUN")).split()
+    with pytest.raises(ConfigError, match=problem):
+        train(compose(tiny_overrides + ["model=two_st", *overrides]))
+    assert not (tmp_path / "data").exists()  # nothing fetched, nothing decoded
+    assert not (tmp_path / "run").exists()  # no run directory started
+
+
+def test_bad_trainer_argument_is_one_line(tiny_overrides):
+    with pytest.raises(ConfigError, match="trainer: .*precision.*; fix the trainer.\\* override"):
+        train(compose(tiny_overrides + ["model=no_st", "trainer.precision=13", "wandb.mode=disabled"]))
+
+
+def test_cli_unknown_transform_lists_the_choices(tmp_path):
+    env = dict(os.environ, WANDB_MODE="disabled")
+    env.pop("HYDRA_FULL_ERROR", None)
+    res = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "transform=shear"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "Could not find 'transform/shear'" in res.stderr and "affine" in res.stderr  # Hydra lists the options
+    assert not (tmp_path / "outputs").exists()
+
+
+# --- a mirror that hangs, cuts off or fails ----------------------------------------------------------
+
+
+class _BadServer:
+    """A TCP server on 127.0.0.1 that misbehaves the same way on every connection, counting them."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour, self.connections = behaviour, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.recv(4096)
+            if self.behaviour == "hang":  # accepts, reads the request, never answers
+                self.held.append(conn)
+                continue
+            if self.behaviour == "truncate":  # promises 100000 bytes, sends 10, hangs up
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"PK\x03\x04" + b"\0" * 6)
+            else:  # a failing server
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("behaviour", ["hang", "truncate", "fail"])
+def test_misbehaving_mirror_is_retried_a_bounded_number_of_times(behaviour, tmp_path):
+    server = _BadServer(behaviour)
+    root = tmp_path / "root"
+    start = time.monotonic()
+    try:
+        with pytest.raises(DataError, match=f"cannot download {server.url}{TRAIN_ZIP} after 2 tries.*GTSRB_MIRROR"):
+            archives.fetch(archives.TRAIN, root, server.url, timeout=0.5, retries=2)
+    finally:
+        server.close()
+    assert time.monotonic() - start < 20  # 2 tries x 0.5 s timeout + one 2 s pause, not a hang
+    assert server.connections == 2
+    assert list(root.iterdir()) == []  # no half-downloaded archive under any name

@@ -1,0 +1,275 @@
+"""Optuna sweeps on the tiny archives: real trials through stnlab.app.train, storage, pruning, resume, report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from conftest import CONF, ROOT
+from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.errors import ConfigError
+from stnlab.sweeps import dashboard, spec as spec_mod
+from stnlab.sweeps.callbacks import TrialBudget
+from stnlab.sweeps.objective import check
+from stnlab.sweeps.runner import main
+from stnlab.sweeps.space import override_value, parse_param
+from stnlab.sweeps.storage import make_storage
+from stnlab.tracking.runfile import read_run
+
+# Small network, 16 px; no per-trial test report (confusion plots): seconds per trial.
+FAST = ["model=no_st", "data.image_size=16", "++callbacks.test_report=null"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny batches on a shared 2-core machine: one intra-op thread is ~10x faster than two contending."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sweep_args(tiny_overrides, tmp_path):
+    """Sweep options + training overrides for the tiny mirror (trials write under tmp_path/sweeps)."""
+    train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
+    return [f"out_dir={tmp_path / 'sweeps'}", *train]
+
+
+def write_spec(tmp_path: Path, name: str, **fields) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    OmegaConf.save(OmegaConf.create({"study": name, **fields}), path)
+    return path
+
+
+def load_study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
+
+
+def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
+    return {t.number: t for t in study.get_trials()}
+
+
+# --- a real 3-trial sweep -----------------------------------------------------------------------
+
+def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, capsys):
+    spec = write_spec(
+        tmp_path, "three", n_trials=3, sampler={"name": "random", "seed": 0}, pruner="none",
+        overrides=FAST + ["trainer.max_epochs=2"],
+        params={"optim.lr": {"choices": [0.05, 0.1]}, "seed": {"choices": [1, 2, 3]}},
+    )
+    started = time.perf_counter()
+    report_path = main([f"sweep={spec}", *sweep_args])
+    print(f"3-trial sweep took {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+    study = load_study(tmp_path, "three")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 and [t.number for t in trials] == [0, 1, 2]
+    study_dir = tmp_path / "sweeps" / "three"
+    for t in trials:
+        run_dir = study_dir / f"trial_{t.number}"
+        assert (run_dir / "metrics.json").is_file() and t.user_attrs["run_dir"] == str(run_dir)
+        assert t.value == t.user_attrs["metrics"]["val/acc_best"]
+        assert sorted(t.intermediate_values) == [0, 1]  # val/acc reported after each epoch
+        (wandb_dir,) = run_dir.glob("wandb/offline-run-*")
+        record = read_run(wandb_dir)
+        assert record.group == "three" and record.job_type == "trial"
+        assert record.config["sweep.trial"] == t.number
+        assert record.config["sweep.params.optim.lr"] == t.params["optim.lr"]
+        assert record.config["optim.lr"] == t.params["optim.lr"] and record.config["seed"] == t.params["seed"]
+        assert "variant:no_st" in record.tags and "transform:affine" in record.tags and "study:three" in record.tags
+        assert record.name.startswith(f"trial_{t.number}-no_st")
+
+    # One progress line per trial.
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[three] trial")]
+    assert len(lines) == 3 and all("COMPLETE" in line and "best" in line for line in lines)
+
+    # The report groups over seeds: one row per lr, n summing to 3, delta against 99.46 on test/acc.
+    assert report_path == study_dir / "report.md"
+    text = report_path.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    lrs = sorted({t.params["optim.lr"] for t in trials})
+    assert len(table) == len(lrs)
+    assert sum(int(line.split("|")[3]) for line in table) == 3
+    best_lr = max(lrs, key=lambda lr: sum(t.value for t in trials if t.params["optim.lr"] == lr)
+                  / sum(1 for t in trials if t.params["optim.lr"] == lr))
+    assert f"optim.lr={best_lr:.4g}" in table[0]
+    tests = [t.user_attrs["metrics"]["test/acc"] for t in trials if t.params["optim.lr"] == best_lr]
+    assert f"{100 * sum(tests) / len(tests) - IDSIA_COMMITTEE_ACC:+.2f}" in table[0]
+    assert (study_dir / "report.png").stat().st_size > 1000
+
+    # The W&B summary run of the group: table + bar chart.
+    (report_run,) = study_dir.glob("wandb/offline-run-*")
+    record = read_run(report_run)
+    assert record.group == "three" and record.job_type == "report"
+    assert record.summary["best/n"] == int(table[0].split("|")[3])
+    assert any(f.endswith(".table.json") for f in record.files) and any(f.endswith(".png") for f in record.files)
+
+    # report_only rebuilds the same report from the storage alone.
+    report_path.unlink()
+    assert main([f"sweep={spec}", "report_only=true", "wandb.mode=disabled", *sweep_args]) == report_path
+    assert report_path.read_text() == text
+
+
+# --- pruning and failures -----------------------------------------------------------------------
+
+def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path, capsys):
+    spec = write_spec(
+        tmp_path, "prune", n_trials=4, sampler={"name": "random", "seed": 0},
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        overrides=FAST + ["trainer.max_epochs=2"],
+        params={"optim.lr": {"float": [1e-9, 1e6], "log": True}},
+        # Two good runs, then one whose loss goes NaN, then one that cannot learn.
+        enqueue=[{"optim.lr": 0.05}, {"optim.lr": 0.03}, {"optim.lr": 1e6}, {"optim.lr": 1e-9}],
+    )
+    main([f"sweep={spec}", *sweep_args])
+    trials = by_number(load_study(tmp_path, "prune"))
+    assert [trials[n].state for n in range(4)] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                                                  TrialState.PRUNED]
+    assert trials[2].user_attrs["fail_reason"].startswith("NonFiniteLossError: training loss became nan")
+    assert sorted(trials[3].intermediate_values) == [0]  # stopped after its first of 2 epochs
+    assert not (tmp_path / "sweeps" / "prune" / "trial_3" / "metrics.json").exists()
+    (wandb_dir,) = (tmp_path / "sweeps" / "prune" / "trial_3").glob("wandb/offline-run-*")
+    assert read_run(wandb_dir).summary["sweep/state"] == "pruned"
+    out = capsys.readouterr().out
+    assert "trial 2 FAIL     NonFiniteLossError" in out and "trial 3 PRUNED   at epoch 0" in out
+    report = (tmp_path / "sweeps" / "prune" / "report.md").read_text()
+    assert "| 2 | FAIL | optim.lr=1e+06 | 0 | NonFiniteLossError" in report
+    assert "| 3 | PRUNED | optim.lr=1e-09 | 1 |" in report
+
+
+# --- resume: more trials, and a worker that died mid-trial ---------------------------------------
+
+def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path):
+    spec = write_spec(
+        tmp_path, "resume", sampler={"name": "random", "seed": 1}, pruner="none",
+        overrides=FAST + ["trainer.max_epochs=1", "wandb.mode=disabled"],
+        params={"optim.lr": {"choices": [0.05, 0.1]}},
+        heartbeat={"interval": 1, "grace_period": 1, "max_retry": 1},
+    )
+    main([f"sweep={spec}", "n_trials=1", *sweep_args])
+
+    # A worker dies while running trial 1: RUNNING, params drawn, heartbeat no longer beating.
+    url = f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}"
+    storage = make_storage(url, {"interval": 1, "grace_period": 1, "max_retry": 1})
+    study = optuna.load_study(study_name="resume", storage=storage)
+    dead = study.ask({"optim.lr": CategoricalDistribution([0.05, 0.1])})
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)
+
+    main([f"sweep={spec}", "n_trials=3", *sweep_args])
+    trials = by_number(load_study(tmp_path, "resume"))
+    assert {n: t.state for n, t in trials.items()} == {
+        0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE, 3: TrialState.COMPLETE}
+    assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
+    assert sorted(p.name for p in (tmp_path / "sweeps" / "resume").glob("trial_*")) == ["trial_0", "trial_2", "trial_3"]
+
+    # Budget reached: running again adds nothing.
+    main([f"sweep={spec}", "n_trials=3", *sweep_args])
+    assert len(load_study(tmp_path, "resume").trials) == 4
+
+
+# --- spec, search space, budget, CLI, dashboard (no training) ------------------------------------
+
+def test_search_space_entries():
+    p = parse_param("optim.lr", {"float": [1e-4, 1e-1], "log": True})
+    assert p.distribution.log and p.overrides(0.001) == ["optim.lr=0.001"]
+    assert parse_param("data.batch_size", {"int": [16, 64], "step": 16}).grid() == [16, 32, 48, 64]
+    v = parse_param("variant", {"choices": {"rot": ["model=conv_st", "transform=rotation"]}})
+    assert v.overrides("rot") == ["model=conv_st", "transform=rotation"]
+    assert [override_value(x) for x in (True, None, 1e-05, "conv_st", "a b")] == ["true", "null", "1e-05", "conv_st",
+                                                                                 "'a b'"]
+    for bad in ({"float": [1, 0]}, {"float": [0, 1], "log": True}, {"float": [0, 1], "choices": [1]},
+                {"uniform": [0, 1]}, [0.1, 0.2], {"choices": []}):
+        with pytest.raises(ConfigError, match="sweep param x"):
+            parse_param("x", bad)
+    with pytest.raises(ConfigError, match="a grid needs a finite set"):
+        parse_param("x", {"float": [0, 1]}).grid()
+
+
+def test_spec_options_and_errors(tmp_path):
+    spec, overrides = spec_mod.load(["sweep=smoke", "n_trials=7", "sampler=random", "pruner.n_startup_trials=1",
+                                     "model.locnet_lr_scale=0.5", "+foo=1"])
+    assert spec.n_trials == 7 and spec.sampler == {"_target_": "optuna.samplers.RandomSampler"}
+    assert spec.pruner["n_startup_trials"] == 1 and spec.pruner["_target_"].endswith("MedianPruner")
+    assert overrides == ["model.locnet_lr_scale=0.5", "+foo=1"]
+    assert spec.storage == f"sqlite:///{Path('outputs/sweeps/optuna.db').resolve()}"
+    grid = spec_mod.load(["sweep=ablation"])[0]
+    assert grid.is_grid and grid.budget() == 14 * 3
+    with pytest.raises(ConfigError, match="no sweep spec 'nope'.*smoke"):
+        spec_mod.load(["sweep=nope"])
+    with pytest.raises(ConfigError, match="no sweep given"):
+        spec_mod.load(["model=no_st"])
+    with pytest.raises(ConfigError, match="unknown key.*trials"):
+        spec_mod.load([f"sweep={write_spec(tmp_path, 'a', trials=3)}"])
+    with pytest.raises(ConfigError, match="neither n_trials nor timeout"):
+        spec_mod.load([f"sweep={write_spec(tmp_path, 'b', params={'seed': {'choices': [1]}})}"])
+    with pytest.raises(ConfigError, match="unknown sampler 'bayes'"):
+        spec_mod.load(["sweep=smoke", "sampler=bayes"])
+    with pytest.raises(ConfigError, match="a grid needs a finite set"):
+        spec_mod.load([f"sweep={write_spec(tmp_path, 'c', sampler='grid', params={'x': {'float': [0, 1]}})}"])
+
+
+def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
+    spec, _ = spec_mod.load(["sweep=smoke"])
+    with pytest.raises(ConfigError, match="optim.lr is searched by sweep param optim.lr"):
+        check(spec, ["optim.lr=0.1"])
+    bad, _ = spec_mod.load(["sweep=smoke", "params.model.choices=[no_st,four_st]"])
+    with pytest.raises(ConfigError, match="do not compose: .*four_st"):
+        check(bad, [])
+
+
+def test_ablation_spec_composes_every_variant():
+    needed = [CONF / "model" / "three_st.yaml", CONF / "transform" / "tps.yaml"]
+    if not all(p.is_file() for p in needed):
+        pytest.skip("three_st / restricted transform presets not present yet")
+    spec, overrides = spec_mod.load(["sweep=ablation"])
+    check(spec, overrides)  # raises if any variant's overrides fail to compose
+
+
+def test_trial_budget_counts_started_trials_once():
+    study = optuna.create_study()
+    study.ask()  # trial 0: RUNNING
+    dist = {"x": CategoricalDistribution([1, 2])}
+    for state, attrs in [(TrialState.COMPLETE, {}), (TrialState.FAIL, {}), (TrialState.PRUNED, {}),
+                         (TrialState.WAITING, {"failed_trial": 2, "retry_history": [2]}), (TrialState.FAIL, {})]:
+        study.add_trial(create_trial(state=state, params={"x": 1}, distributions=dist, system_attrs=attrs,
+                                     value=0.5 if state == TrialState.COMPLETE else None))
+    budget = TrialBudget(6)
+    assert budget.started(study) == 4  # 0, 1, 3, 5: trial 2 failed but its retry (4) is queued to run
+    assert budget.remaining(study) == 2 and TrialBudget(None).remaining(study) is None
+
+
+def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="a", storage=url)
+    sid = optuna.create_study(study_name="b", storage=url)._study_id
+    served = {}
+    monkeypatch.setattr("optuna_dashboard.run_server", lambda storage, host, port: served.update(port=port))
+    dashboard.main(["b", "--storage", url, "--port", "8123"])
+    assert served == {"port": 8123}
+    assert f"http://127.0.0.1:8123/dashboard/studies/{sid}" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="no study 'c'.*has: a, b"):
+        dashboard.main(["c", "--storage", url])
+    with pytest.raises(ConfigError, match="no sweep storage"):
+        dashboard.main(["--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+
+
+def test_cli_user_error_is_one_line(tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline")
+    res = subprocess.run([sys.executable, str(ROOT / "src" / "sweep.py"), "sweep=nope"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("stnlab: error: no sweep spec 'nope'")
+    assert "Traceback" not in res.stderr
