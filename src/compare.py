@@ -26,7 +26,7 @@ OPTIONS = {
 
 
 def main(argv: list[str]) -> None:
-    values, _, targets = parse(argv, OPTIONS, "compare.py", __doc__.splitlines()[0],
+    values, _, targets = parse(argv, OPTIONS, "compare.py", __doc__.strip(),
                                positional="[RUN_DIR | FOLDER | SWEEP_NAME ...]", data_overrides=False)
     if values["order"] not in ("asc", "desc"):
         raise ConfigError(f"order={values['order']} must be asc or desc")

@@ -29,7 +29,7 @@ OPTIONS = {
 
 
 def main(argv: list[str]) -> None:
-    values, data, _ = parse(argv, OPTIONS, "evaluate.py", __doc__.splitlines()[0])
+    values, data, _ = parse(argv, OPTIONS, "evaluate.py", __doc__.strip())
     if not values["ckpt"]:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt")
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")

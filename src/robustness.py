@@ -32,7 +32,7 @@ OPTIONS = {
 
 
 def main(argv: list[str]) -> None:
-    values, data, _ = parse(argv, OPTIONS, "robustness.py", __doc__.splitlines()[0])
+    values, data, _ = parse(argv, OPTIONS, "robustness.py", __doc__.strip())
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
     from stnlab.evaluation.loading import data_overrides
     from stnlab.evaluation.robustness_report import format_table, run_robustness

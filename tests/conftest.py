@@ -29,7 +29,7 @@ def gtsrb_mirror(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def short_runs(gtsrb_mirror, tmp_path_factory) -> dict[str, Path]:
-    """Two finished 2-epoch no_st runs on the tiny mirror, {"run_a": run_dir, "run_b": run_dir} (tests/short_runs.py)."""
+    """Two finished 4-epoch no_st runs on the tiny mirror, {"run_a": run_dir, "run_b": run_dir} (tests/short_runs.py)."""
     from short_runs import make_short_runs
 
     return make_short_runs(gtsrb_mirror, tmp_path_factory.mktemp("short_runs"))

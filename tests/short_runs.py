@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 RUNS = {
-    "run_a": ["seed=1"],
-    "run_b": ["seed=2", "optim.lr=0.005", "optim.momentum=0.9"],
+    "run_a": ["seed=1", "optim=adam", "optim.lr=0.003"],
+    "run_b": ["seed=2", "optim.lr=0.02", "optim.momentum=0.9"],
 }
 
 
@@ -44,7 +44,7 @@ def _run(mirror: Path, root: Path, name: str, extra: list[str]) -> Path:
         f"data.mirror={mirror}", f"data.root={root / 'data'}", f"run_dir={run_dir}", "data.image_size=32",
         "data.batch_size=8", "data.eval_batch_size=16", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
-        "model=no_st", "model.backbone.widths=[16,32,48]", "model.backbone.fc=64", "trainer.max_epochs=2",
+        "model=no_st", "model.backbone.widths=[16,32,48]", "model.backbone.fc=64", "trainer.max_epochs=4",
         *extra,
     ])
     if name == "run_b":

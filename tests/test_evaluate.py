@@ -89,12 +89,12 @@ def test_report_files(tmp_path):
 
 
 def test_training_run_reports_its_test_stage(short_runs):
-    run = short_runs["run_a"]
+    run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())
     report = json.loads((run / "eval" / "test_report.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test/acc"])
     assert metrics["test/f1_macro"] == pytest.approx(report["f1_macro"])
-    assert report["num_images"] == 12 and len(report["errors"]) == report["num_errors"]
+    assert report["num_images"] == 12 and 0 < len(report["errors"]) == report["num_errors"]
     assert (run / "eval" / "test_confusion.png").is_file() and (run / "eval" / "test_errors.png").is_file()
     (offline,) = run.glob("wandb/offline-run-*")
     record = read_run(offline)
@@ -115,25 +115,35 @@ def _script(name: str):
 
 
 def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
-    run = short_runs["run_a"]
+    run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())
-    env = dict(os.environ, WANDB_MODE="offline")
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), f"ckpt={metrics['best_checkpoint']}",
-                          "split=test", f"out={tmp_path}", "wandb=true"], capture_output=True, text=True, env=env,
-                         timeout=300)
+                          "split=test", f"out={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"accuracy {100 * metrics['test/acc']:.2f}%" in res.stdout
     report = json.loads((tmp_path / "test_report.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test/acc"])
-    assert report["checkpoint"] == metrics["best_checkpoint"] and report["run"] == "no_st-affine-s1"
+    assert report["checkpoint"] == metrics["best_checkpoint"] and report["run"] == "no_st-affine-s2"
+    assert not (tmp_path / "wandb").exists()  # W&B only on request
+
+
+def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
+    from stnlab.evaluation.runner import evaluate_checkpoint
+
+    metrics = json.loads((short_runs["run_b"] / "metrics.json").read_text())
+    report, _ = evaluate_checkpoint(metrics["best_checkpoint"], "test", out_dir=tmp_path, wandb_mode="offline")
     (offline,) = tmp_path.glob("wandb/offline-run-*")
     record = read_run(offline)
-    assert record.job_type == "eval" and record.group == "no_st-affine-s1"
-    assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert record.job_type == "eval" and record.group == "no_st-affine-s2" and record.name == "no_st-affine-s2-eval-test"
+    assert record.config["eval.split"] == "test" and record.config["model.name"] == "no_st"
+    assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"]) == pytest.approx(report.accuracy)
+    (table,) = record.media("test/errors")
+    assert table["nrows"] == len(report.errors) > 0
 
 
 def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
-    run = short_runs["run_b"]
+    run = short_runs["run_a"]
     _script("evaluate").main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
     report = json.loads((run / "eval" / "val_report.json").read_text())
     assert report["split"] == "val" and report["num_images"] == 12  # 1 track of 4 frames per class, 3 classes
@@ -153,6 +163,19 @@ def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stnlab: error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_data_locations_stored_then_environment_then_command_line(tmp_path, monkeypatch):
+    from stnlab.evaluation.loading import data_config
+
+    monkeypatch.setenv("GTSRB_MIRROR", str(tmp_path / "env_mirror"))
+    cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "mirror": str(tmp_path), "root": "data"}}
+    assert data_config(cfg)["mirror"] == str(tmp_path)  # the stored mirror exists: kept
+    cfg["data"]["mirror"] = str(tmp_path / "gone")
+    assert data_config(cfg)["mirror"] == str(tmp_path / "env_mirror")  # missing here: the environment's
+    cfg["data"]["mirror"] = None  # trained from the official server
+    assert data_config(cfg)["mirror"] == str(tmp_path / "env_mirror")
+    assert data_config(cfg, {"mirror": "/cli"})["mirror"] == "/cli"
 
 
 def test_data_overrides_must_keep_the_model_size():

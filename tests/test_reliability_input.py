@@ -211,6 +211,14 @@ def test_invalid_config_fails_before_any_work(override, problem, tiny_overrides,
     assert not (tmp_path / "run").exists()  # no run directory started
 
 
+def test_deterministic_gpu_run_with_sts_is_refused_before_any_work(tiny_overrides, tmp_path, monkeypatch):
+    # Seen on an H100 (torch 2.11): grid_sampler_2d_backward_cuda raises under use_deterministic_algorithms(True).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match="deterministic=true cannot run on a GPU.*use trainer.deterministic=warn"):
+        train(compose(tiny_overrides + ["model=two_st", "trainer.accelerator=auto", "trainer.deterministic=true"]))
+    assert not (tmp_path / "data").exists()
+
+
 def test_bad_trainer_argument_is_one_line(tiny_overrides):
     with pytest.raises(ConfigError, match="trainer: .*precision.*; fix the trainer.\\* override"):
         train(compose(tiny_overrides + ["model=no_st", "trainer.precision=13", "wandb.mode=disabled"]))

@@ -203,3 +203,14 @@ def test_bad_options_are_user_errors_before_any_work():
         run_robustness(["missing.ckpt"], levels={"scale": [0, 1]})
     with pytest.raises(ConfigError, match="no checkpoint given"):
         run_robustness([])
+
+
+def test_key_value_arguments_repeat_and_type():
+    from stnlab.evaluation.args import parse
+
+    options = _script("robustness").OPTIONS
+    values, data, _ = parse(["ckpt=a.ckpt", "ckpt=b.ckpt", "rotation=0,45", "data.root=/d", "limit=100"], options,
+                            "robustness.py", "")
+    assert values["ckpt"] == ["a.ckpt", "b.ckpt"] and values["rotation"] == [0.0, 45.0] and values["limit"] == 100
+    assert data == {"data.root": "/d"} and values["wandb"] == "disabled" and values["split"] == "val"
+    assert parse(["wandb=true"], options, "robustness.py", "")[0]["wandb"] is None  # $WANDB_MODE, else offline

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from conftest import ROOT
+from stnlab.sweeps.storage import make_storage
 
 pytestmark = pytest.mark.postgres
 
@@ -104,7 +105,7 @@ def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overr
     for w, out in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:]
 
-    trials = optuna.load_study(study_name="pg", storage=postgres_url).get_trials()
+    trials = optuna.load_study(study_name="pg", storage=make_storage(postgres_url)).get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["seed"] for t in done) == seeds  # every grid point, each once
     # Anything else can only be a trial that a worker drew after the grid ran out, ended unrun.

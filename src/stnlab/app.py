@@ -14,12 +14,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab.callbacks import EpochThroughput
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.perf import SpeedSwitches
+from stnlab.tracking.csv_logger import ContinuingCSVLogger
 from stnlab.reliability import check_compatible, resolve_resume
 from stnlab.tracking.wandb_logger import make_wandb_logger, write_summary
 from stnlab.training.module import STNModule
@@ -61,6 +61,14 @@ def validate(cfg: dict) -> None:
     scale = cfg["model"].get("locnet_lr_scale", 1.0)
     if scale is not None and float(scale) < 0:
         raise ConfigError(f"model.locnet_lr_scale={scale} must be >= 0")
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
+        import torch
+
+        if str(trainer.get("accelerator", "auto")) in ("gpu", "cuda") or (
+                str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()):
+            raise ConfigError("trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
+                              "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU")
 
 
 def _instantiate(node: dict, section: str, **kwargs):
@@ -114,7 +122,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     wandb_logger = make_wandb_logger(resolved, run_dir)
     # A resumed run logs beside the earlier part (CSVLogger would delete csv/metrics.csv): csv/resume-<k>/.
     csv_version = f"resume-{len(list((run_dir / 'csv').glob('resume-*'))) + 1}" if ckpt_path is not None else ""
-    loggers = [CSVLogger(str(run_dir), name="csv", version=csv_version)]
+    # Continuing: under trainer=ddp_cpu (ddp_spawn) the test stage gets a fresh writer, which would delete the file.
+    loggers = [ContinuingCSVLogger(str(run_dir), name="csv", version=csv_version)]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
     checkpoint = ModelCheckpoint(

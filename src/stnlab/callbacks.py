@@ -15,6 +15,9 @@ class EpochThroughput(pl.Callback):
         self.start = 0.0
         self.last: float | None = None
 
+    def on_train_start(self, trainer, pl_module):  # a run resumed mid-epoch gets no on_train_epoch_start
+        self.images, self.start = 0, time.perf_counter()
+
     def on_train_epoch_start(self, trainer, pl_module):
         self.images, self.start = 0, time.perf_counter()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import logging
 import platform
 import warnings
@@ -15,19 +16,30 @@ from pathlib import Path
 
 import torch
 
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, StnlabError
 
 QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
+# Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).
+VARIANTS = {
+    "base": ("as configured", lambda s, p: (s, p, False)),
+    "compile": ("speed.compile=true", lambda s, p: (dict(s, compile=True), p, False)),
+    "compile_cudagraphs": ("speed.compile=true, compile_mode=reduce-overhead (CUDA graphs)",
+                           lambda s, p: (dict(s, compile=True, compile_mode="reduce-overhead"), p, False)),
+    "progress_bar": ("with the progress bar (a GPU sync per step)", lambda s, p: (s, p, True)),
+    "nchw": ("speed.channels_last=false", lambda s, p: (dict(s, channels_last=False), p, False)),
+    "host_data": ("speed.device_resident=false", lambda s, p: (dict(s, device_resident=False), p, False)),
+    "fp32": ("precision 32-true (TF32 matmuls)", lambda s, p: (s, "32-true", False)),
+}
 DEFAULTS = {  # per device: warmup steps, timed steps, repetitions of each loop
     "cpu": dict(warmup=1, steps=4, reps=3),
-    "cuda": dict(warmup=20, steps=100, reps=3),
+    "cuda": dict(warmup=10, steps=60, reps=3),
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
-    p.add_argument("--models", nargs="+", help="model presets (conf/model/); default: all")
+    p.add_argument("--models", nargs="*", help="model presets (conf/model/); default: all; none: no model table")
     p.add_argument("--image-size", type=int, nargs="+", help="image sides to bench (default: 48)")
     p.add_argument("--batch-size", type=int, help="training batch (default: 50, the reference)")
     p.add_argument("--eval-batch-size", type=int, default=None, help="inference batch (default: 500)")
@@ -38,10 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-cudnn-benchmark", action="store_true", help="leave cuDNN autotuning off on GPUs")
     p.add_argument("--speed", nargs="*", default=[], metavar="KEY=VALUE",
                    help="speed switches as in conf/train.yaml: channels_last=false compile=true ...")
-    p.add_argument("--epoch", action="store_true", help="also time whole GTSRB-sized training epochs")
+    p.add_argument("--epoch", action="store_true", help="also time whole GTSRB-sized training epochs (39,209 images)")
     p.add_argument("--epoch-model", default="two_st")
+    p.add_argument("--epoch-sizes", type=int, nargs="+", help="image sides of the epoch runs (default: --image-size)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per --epoch run (the first includes warm-up)")
-    p.add_argument("--epoch-compile", action="store_true", help="also time the epochs with speed.compile=true")
+    p.add_argument("--epoch-variants", nargs="+", default=["base"], choices=sorted(VARIANTS),
+                   help="epoch runs with one switch changed: " + "; ".join(f"{k}: {v[0]}" for k, v in VARIANTS.items()))
     p.add_argument("--data", default="random", choices=["random", "gtsrb"],
                    help="random uint8 images of the GTSRB shape (default) or the real GTSRB cache")
     p.add_argument("--data-root", default="data", help="--data gtsrb: archives and cache folder")
@@ -86,7 +100,7 @@ def _quiet() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|smaller than the logging interval"
-                                              "|LeafSpec|litlogger|TensorCores|tensor cores).*")
+                                              "|LeafSpec|litlogger|TensorCores|tensor cores|no `val_dataloader`).*")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> Path:
     sizes = args.image_size or q.get("image_size") or [48]
     batch = args.batch_size or q.get("batch_size") or 50
     eval_batch = args.eval_batch_size or q.get("eval_batch_size") or 500
-    models = args.models or model_presets()
+    models = model_presets() if args.models is None else args.models
     unknown = sorted(set(models + [args.epoch_model]) - set(model_presets()))
     if unknown:
         raise ConfigError(f"unknown model preset(s) {', '.join(unknown)}; choose from {', '.join(model_presets())}")
@@ -129,29 +143,46 @@ def main(argv: list[str] | None = None) -> Path:
         "- data wait: share of the loop's wall time inside the loader's next() and the copy to the device; "
         "peak memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda" else "the process's peak RSS"),
     ]
-    results, epochs = [], []
-    for size in sizes:
-        data = _data(args, size, batch, eval_batch, (loop["warmup"] + loop["steps"]) * batch)
-        for name in models:
-            cfg = run_config([f"model={name}", f"data.image_size={size}", f"data.batch_size={batch}"])
-            print(f"bench: {name} at {size}px ...", flush=True)
-            results.append(bench_model(name, cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]))
-        if args.epoch:
-            n = q.get("epoch_images") or GTSRB_TRAIN
-            data = _data(args, size, batch, eval_batch, n)
-            cfg = run_config([f"model={args.epoch_model}", f"data.image_size={size}", f"data.batch_size={batch}"])
-            variants = [speed] + ([dict(speed, compile=True)] if args.epoch_compile else [])
-            for variant in variants:
-                print(f"bench: {args.epoch_model} epochs at {size}px, compile={variant['compile']} ...", flush=True)
-                epochs.append(full_epochs(args.epoch_model, cfg, data, Setup(device, precision, setup.benchmark, variant),
-                                          args.epochs))
-    text = render(header, results, epochs)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{datetime.date.today():%Y-%m-%d}.md"
     if path.exists():
         path = out_dir / f"{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}.md"
+    results, epochs, errors = [], [], []
+
+    def attempt(what: str, fn, into: list) -> None:
+        """One measurement; a failure is reported in the table's notes and the others still run."""
+        print(f"bench: {what} ...", flush=True)
+        try:
+            into.append(fn())
+        except Exception as e:  # noqa: BLE001 - one failing preset must not lose the whole (costly) GPU run
+            errors.append(f"- {what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            print(f"bench: {what} FAILED: {type(e).__name__}: {e}", flush=True)
+        path.write_text(render(header, results, epochs, errors))  # after every row: a cut-off run keeps its rows
+
+    for size in sizes:
+        data = _data(args, size, batch, eval_batch, (loop["warmup"] + loop["steps"]) * batch)
+        for name in models:
+            cfg = run_config([f"model={name}", f"data.image_size={size}", f"data.batch_size={batch}"])
+            attempt(f"{name} at {size}px", functools.partial(
+                bench_model, name, cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]), results)
+    for size in (args.epoch_sizes or sizes) if args.epoch else []:
+        data = _data(args, size, batch, eval_batch, q.get("epoch_images") or GTSRB_TRAIN)
+        cfg = run_config([f"model={args.epoch_model}", f"data.image_size={size}", f"data.batch_size={batch}"])
+        for name in args.epoch_variants:
+            label, change = VARIANTS[name]
+            v_speed, v_precision, bar = change(speed, precision)
+            v_setup = Setup(device, v_precision, setup.benchmark, v_speed)
+            attempt(f"{args.epoch_model} epochs at {size}px, {label}", functools.partial(
+                full_epochs, args.epoch_model, cfg, data, v_setup, args.epochs, label, bar), epochs)
+    text = render(header, results, epochs, errors)
     path.write_text(text)
     print(text)
     print(f"bench: report written to {path}")
+    if errors:
+        raise BenchError(f"{len(errors)} measurement(s) failed (listed in {path})")
     return path
+
+
+class BenchError(StnlabError):
+    pass

@@ -328,7 +328,7 @@ class EpochResult:
     seconds: list[float]
     gflops_per_image: float
     peak_tflops: float | None
-    compiled: bool
+    variant: str
 
     @property
     def tflops(self) -> float:
@@ -339,8 +339,9 @@ class EpochResult:
         return self.tflops / self.peak_tflops if self.peak_tflops else None
 
 
-def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epochs: int = 2) -> EpochResult:
-    """``epochs`` whole training epochs through ``Trainer.fit``, exactly as a run (no validation)."""
+def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epochs: int = 2,
+                variant: str = "as configured", enable_progress_bar: bool = False) -> EpochResult:
+    """``epochs`` whole training epochs through ``Trainer.fit``, as a run does them (no validation)."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     module = STNModule(cfg)
     timer = EpochTimer(setup.device)
@@ -349,11 +350,12 @@ def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epoc
             accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
             max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
             logger=pl.loggers.CSVLogger(tmp, name="csv"), log_every_n_steps=20, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp,
+            enable_progress_bar=enable_progress_bar, enable_model_summary=False, default_root_dir=tmp,
             callbacks=[timer, SpeedSwitches(setup.speed)],
         )
         trainer.fit(module, datamodule=data)
+    data.resident_device = None  # the next variant decides afresh
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     gflops = flops_per_image(PlainLoop(STNModule(cfg), data, setup), data) / 1e9  # an uncompiled copy
     return EpochResult(name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops,
-                       bf16_peak(setup.device), bool(setup.speed.get("compile")))
+                       bf16_peak(setup.device), variant)

@@ -27,23 +27,25 @@ def model_table(results: list[ModelResult]) -> list[str]:
 
 def epoch_table(results: list[EpochResult]) -> list[str]:
     lines = [
-        "| model | px | batch | images/epoch | compiled | epoch s (each) | img/s (best epoch) | TFLOP/s | of bf16 peak |",
+        "| model | px | batch | images/epoch | variant | epoch s (each) | img/s (best epoch) | TFLOP/s | of bf16 peak |",
         "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
     ]
     for r in results:
         best = min(r.seconds)
         lines.append(
-            f"| {r.model} | {r.image_size} | {r.batch_size} | {r.images} | {'yes' if r.compiled else 'no'} "
+            f"| {r.model} | {r.image_size} | {r.batch_size} | {r.images} | {r.variant} "
             f"| {', '.join(f'{s:.2f}' for s in r.seconds)} | {r.images / best:.0f} | {r.tflops:.1f} "
             f"| {_pct(r.peak_fraction)} |"
         )
     return lines
 
 
-def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult]) -> str:
+def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult], errors: list[str] = ()) -> str:
     out = list(header)
     if models:
         out += ["", "## Training and inference throughput", ""] + model_table(models)
     if epochs:
         out += ["", "## Full training epochs (Trainer.fit, as a run; validation off)", ""] + epoch_table(epochs)
+    if errors:
+        out += ["", "## Failed measurements", ""] + list(errors)
     return "\n".join(out) + "\n"

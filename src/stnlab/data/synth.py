@@ -61,7 +61,7 @@ _SHAPE_POLYGONS = {
     "octagon": _OCTAGON,
 }
 # Radius of the circle inside each shape: glyphs are scaled to fit it.
-_INRADIUS = {"circle": 1.0, "triangle": 0.5, "square": 0.85, "diamond": 0.707, "octagon": 0.92}
+_INRADIUS = {"circle": 1.0, "triangle": 0.65, "square": 0.85, "diamond": 0.707, "octagon": 0.92}
 _ARROW_UP = [(0, -1), (0.7, -0.2), (0.25, -0.2), (0.25, 1), (-0.25, 1), (-0.25, -0.2), (-0.7, -0.2)]
 _BAR = [(-0.8, -0.2), (0.8, -0.2), (0.8, 0.2), (-0.8, 0.2)]
 

@@ -41,6 +41,11 @@ class Option:
     repeat: bool = False
 
 
+def _default(opt: Option) -> Any:
+    """A default written as text (``"false"``) goes through the option's type like a command-line value."""
+    return opt.type(opt.default) if isinstance(opt.default, str) and opt.type is not str else opt.default
+
+
 def usage(prog: str, summary: str, options: dict[str, Option], positional: str | None = None) -> str:
     lines = [f"usage: {prog} {positional + ' ' if positional else ''}[key=value ...]", "", summary, "", "keys:"]
     for key, opt in options.items():
@@ -54,7 +59,7 @@ def parse(argv: list[str], options: dict[str, Option], prog: str, summary: str, 
     if any(a in ("-h", "--help", "help") for a in argv):
         print(usage(prog, summary, options, positional))
         sys.exit(0)
-    values: dict[str, Any] = {k: ([] if o.repeat else o.default) for k, o in options.items()}
+    values: dict[str, Any] = {k: ([] if o.repeat else _default(o)) for k, o in options.items()}
     data: dict[str, str] = {}
     rest: list[str] = []
     for arg in argv:

@@ -84,7 +84,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     for offline in sorted(run_dir.glob("wandb/offline-run-*")):
         from stnlab.tracking.runfile import read_run
 
-        return {k: v for k, v in read_run(offline).config.items() if not k.startswith("_")}
+        return {k: v for k, v in read_run(offline, wait_s=0).config.items() if not k.startswith("_")}
     return {}
 
 
@@ -217,6 +217,6 @@ def markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def curves(runs: Sequence[Run], rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:
-    """Validation curves keyed by the table's ``run`` label, in the table's order."""
+    """Validation curves in the table's order, keyed ``<run> (<variant>)``."""
     by_label = {_label(r.path): r.curve for r in runs}
-    return {d["run"]: by_label[d["run"]] for d in rows}
+    return {f"{d['run']} ({d['variant']})": by_label[d["run"]] for d in rows}

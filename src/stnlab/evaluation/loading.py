@@ -1,10 +1,11 @@
 """Checkpoints and their data: the trained module, the split it is evaluated on, where results go.
 
 The data module is the checkpoint's own ``cfg["data"]`` (instantiated with Hydra), so
-a model is evaluated on the images it was trained for. Precedence of the data
-options: command-line overrides (``data.root=...``) over the environment
-(``GTSRB_MIRROR``, ``STNLAB_DATA_DIR``, as ``conf/data/gtsrb.yaml`` reads them) over the
-values stored in the checkpoint.
+a model is evaluated on the images it was trained for. Command-line overrides
+(``data.mirror=...``) beat everything; the stored ``mirror`` and ``root`` are kept while
+they exist here, else the environment's ``GTSRB_MIRROR`` / ``STNLAB_DATA_DIR`` (as
+``conf/data/gtsrb.yaml`` reads them) stand in: a checkpoint from another machine, or
+one trained from the official server, then reads the local archives.
 """
 
 from __future__ import annotations
@@ -49,11 +50,18 @@ def load_module(ckpt: Path | str, device: torch.device | str = "cpu") -> STNModu
     return module.to(device).eval()
 
 
+def _present(location: Any) -> bool:
+    """A stored mirror or root that can be used here: a URL, or a folder that exists."""
+    text = str(location or "")
+    return text.startswith(("http://", "https://")) or (bool(text) and Path(text).expanduser().is_dir())
+
+
 def data_config(cfg: dict, overrides: dict[str, Any] | None = None) -> dict:
-    """The checkpoint's ``data`` section with environment values and ``overrides`` (``{"image_size": 32}``) applied."""
+    """The checkpoint's ``data`` section, with the environment's locations where the stored ones are missing
+    and ``overrides`` (``{"image_size": 32}``) applied."""
     data = dict(cfg["data"])
     for key, env in ENV_KEYS.items():
-        if key in data and os.environ.get(env):
+        if key in data and os.environ.get(env) and not _present(data[key]):
             data[key] = os.environ[env]
     for key, value in (overrides or {}).items():
         data[key] = value

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.evaluation.metrics import Report
@@ -85,7 +86,8 @@ def plot_robustness(curves: Mapping[str, Mapping[str, Sequence[tuple[float, floa
         ax.set_xlabel(units.get(dist, "level"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
-    axes[0].legend(fontsize=7)
+    if names:
+        axes[0].legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -99,6 +101,7 @@ def plot_val_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: P
             xs, ys = zip(*points)
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
     ax.axhline(baseline, color="k", ls="--", lw=1, label=f"IDSIA committee {baseline:.2f}%")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)

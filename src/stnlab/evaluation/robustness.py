@@ -123,7 +123,7 @@ DISTORTIONS: dict[str, Distortion] = {
     "scale": Distortion("scale", "zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), Affine(), scale_params),
     "translation": Distortion("translation", "fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), Affine(),
                               translation_params),
-    "perspective": Distortion("perspective", "tilt (degrees)", (0, 10, 20, 30, 40, 50), Projective(),
+    "perspective": Distortion("perspective", "degrees of tilt", (0, 10, 20, 30, 40, 50), Projective(),
                               perspective_params),
 }
 

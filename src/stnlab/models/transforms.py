@@ -230,12 +230,14 @@ class ThinPlateSpline(Transform):
 
     def map_points(self, params, points):
         coef_from_q, control = self._buffers(params)
-        q = params.view(-1, self.num_params // 2, 2)
-        coef = coef_from_q @ q  # (N, K+3, 2): K radial weights, then the affine part (1, x, y)
+        # Interpolate the displacements q - p and add them to p: the same map (a TPS reproduces
+        # the identity exactly), but the identity parameters give exactly the identity in float32.
+        displacement = params.view(-1, self.num_params // 2, 2) - control
+        coef = coef_from_q @ displacement  # (N, K+3, 2): K radial weights, then the affine part (1, x, y)
         k = control.shape[0]
         basis = _tps_kernel((points[..., None, :] - control).square().sum(-1))  # (N, P, K)
         affine = torch.cat([torch.ones_like(points[..., :1]), points], dim=-1)  # (N, P, 3)
-        return basis @ coef[:, :k] + affine @ coef[:, k:]
+        return points + basis @ coef[:, :k] + affine @ coef[:, k:]
 
     def __repr__(self):
         return f"ThinPlateSpline(grid_size={self.grid_size}, num_params={self.num_params})"

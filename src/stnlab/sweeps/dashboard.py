@@ -30,15 +30,17 @@ def main(argv: list[str] | None = None) -> None:
 
     from stnlab.sweeps.storage import make_storage
 
-    parser = argparse.ArgumentParser(prog="python -m stnlab.sweeps.dashboard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stnlab.sweeps.dashboard",
+                                     description="optuna-dashboard on the sweep storage (make dashboard)")
     parser.add_argument("study", nargs="?", default=None, help="study to open (its page URL is printed)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: the sweeps' SQLite file)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     url = args.storage or default_storage()
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ConfigError(f"no sweep storage at {url.removeprefix('sqlite:///')}; run `make sweep` first or pass --storage")
+    path = Path(url.removeprefix("sqlite:///"))
+    if url.startswith("sqlite:///") and not path.is_file():
+        raise ConfigError(f"no sweep storage at {path}; run `make sweep` first or pass --storage URL")
     storage = make_storage(url)
     print(f"optuna-dashboard on {study_url(storage, args.study, args.host, args.port)} (Ctrl-C to stop)", flush=True)
     run_server(storage, host=args.host, port=args.port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from pathlib import Path
+import warnings
 from typing import Any
 
 import optuna
@@ -19,8 +19,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.distributions import CategoricalDistribution
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.errors import ConfigError
@@ -83,6 +84,17 @@ def close_wandb_run(state: str) -> None:
         wandb.finish(exit_code=0 if state == "pruned" else 1)
 
 
+def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+
+
+def requeue(trial: optuna.Trial) -> None:
+    """Queue a copy of an interrupted trial (same params), as the heartbeat does for a dead worker's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback()(trial.study, _frozen(trial))
+
+
 class Objective:
     """Callable for ``study.optimize``: returns ``metrics[spec.metric]`` of the trial's training run."""
 
@@ -105,14 +117,20 @@ class Objective:
         return cfg
 
     def _stop_if_grid_exhausted(self, trial: optuna.Trial) -> None:
-        """Trial numbers below the grid size map one-to-one to grid points (GridSampler); a fresh trial past
-        them (another worker took the last point meanwhile) would repeat a point, so it ends unrun."""
-        if self.grid_size is None or trial.number < self.grid_size:
+        """GridSampler gives a new trial an unstarted grid point while there is one, else (the grid ran out
+        while this worker was drawing) a point another trial holds: such a trial ends unrun."""
+        if self.grid_size is None:
             return
-        me = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-        if RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is None:
+        trials = trial.study.get_trials(deepcopy=False)
+        me = next(t for t in trials if t.number == trial.number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            if RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None:
+                return  # a retry runs its own point again
+        point = me.system_attrs.get("grid_id")
+        if any(t.number != me.number and t.system_attrs.get("grid_id") == point for t in trials):
             trial.study.stop()
-            trial.set_user_attr("prune_reason", "grid exhausted: every point already ran")
+            trial.set_user_attr("prune_reason", "grid exhausted: its point ran in another trial")
             raise optuna.TrialPruned("grid exhausted")
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -121,7 +139,7 @@ class Objective:
         self._stop_if_grid_exhausted(trial)
         params = {name: p.suggest(trial) for name, p in self.spec.params.items()}
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("run_dir", str(Path(self.spec.study_dir / f"trial_{trial.number}")))
+        trial.set_user_attr("run_dir", str(self.spec.study_dir / f"trial_{trial.number}"))
         state = "failed"
         try:
             cfg = self.trial_config(trial.number, params)
@@ -135,6 +153,11 @@ class Objective:
         except optuna.TrialPruned:
             state = "pruned"
             raise
+        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning turns it into SystemExit)
+            state = "interrupted"
+            requeue(trial)
+            trial.set_user_attr("fail_reason", "interrupted; queued again for the next run")
+            raise KeyboardInterrupt from e
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
             raise

@@ -180,7 +180,8 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
                                               "sweep.direction": spec.direction, "sweep.budget": spec.budget()},
         settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True), reinit="finish_previous",
     )
-    payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=[[str(c) for c in row] for row in cells])}
+    data = [[str(c) for c in row] for row in cells]
+    payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=data)}
     if chart is not None:
         payload["report/chart"] = wandb.Image(str(chart))
     run.log(payload)

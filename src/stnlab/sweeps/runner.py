@@ -7,7 +7,6 @@ by the heartbeat check and queued again, and ``n_trials`` bounds the study's tot
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -17,9 +16,6 @@ from optuna.trial import TrialState
 
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.spec import SweepSpec
-
-log = logging.getLogger(__name__)
-
 
 def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
     from stnlab.sweeps.objective import compose_run
@@ -45,9 +41,20 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     remaining = budget.remaining(study)
     print(f"[{spec.study}] storage {spec.storage}; {len(study.trials)} trials so far; "
           f"{'no trial budget' if remaining is None else f'{remaining} of {spec.budget()} left to start'}", flush=True)
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if remaining == 0 and running:
+        print(f"[{spec.study}] {running} trials are running elsewhere; a dead worker's trial is queued again "
+              f"once its heartbeat is {spec.heartbeat['grace_period']}s old: rerun then", flush=True)
     if remaining != 0:
-        study.optimize(Objective(spec, overrides), n_trials=remaining, timeout=spec.timeout,
-                       callbacks=[budget, ProgressLine(spec.metric)], catch=(Exception,), gc_after_trial=True)
+        try:
+            # No local trial count: the budget callback stops this worker when the study (all
+            # workers, queued retries included) has started its n_trials.
+            study.optimize(Objective(spec, overrides), timeout=spec.timeout, catch=(Exception,),
+                           callbacks=[budget, ProgressLine(spec.metric)], gc_after_trial=True)
+        except KeyboardInterrupt:
+            print(f"[{spec.study}] interrupted; the running trial is queued again: rerun the same command to resume",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
     # The W&B report run is logged by the worker that sees the study finished (or by report_only).
     busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     path = report.write(study, spec, None if busy else _wandb_cfg(spec, overrides))
@@ -57,7 +64,6 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line replaces Optuna's per-trial INFO
     spec, overrides = spec_mod.load(sys.argv[1:] if argv is None else list(argv))
     return run(spec, overrides)

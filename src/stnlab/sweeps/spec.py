@@ -6,6 +6,7 @@ training overrides (everything else), and returns the validated ``SweepSpec`` wi
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -56,7 +56,7 @@ class SweepSpec:
     def is_grid(self) -> bool:
         import optuna
 
-        return issubclass(get_class(self.sampler["_target_"]), optuna.samplers.GridSampler)
+        return issubclass(target_class(self.sampler["_target_"]), optuna.samplers.GridSampler)
 
     def grid_space(self) -> dict[str, list[Any]]:
         return {name: p.grid() for name, p in self.params.items()}
@@ -122,7 +122,16 @@ def _named(value: Any, presets: DictConfig, kind: str) -> dict[str, Any]:
         value = {**OmegaConf.to_container(presets[name]), **value}
     if "_target_" not in value:
         raise ConfigError(f"{kind} needs a name ({', '.join(presets)}) or a _target_")
+    target_class(value["_target_"], kind)
     return value
+
+
+def target_class(target: str, kind: str = "_target_") -> type:
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{kind} _target_={target} cannot be imported ({e}); check its spelling") from None
 
 
 def _apply_options(cfg: DictConfig, options: list[str]) -> None:

@@ -8,6 +8,7 @@ Every worker beats a heartbeat while its trial runs; a trial whose worker died (
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import optuna
 from hydra.utils import instantiate
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import SweepSpec
@@ -35,16 +37,24 @@ def make_storage(url: str, heartbeat: dict[str, int] | None = None) -> RDBStorag
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # many local workers wait for the write lock
     hb = heartbeat or {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=hb["max_retry"]) if hb else None
-            return RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=hb.get("interval"),
-                grace_period=hb.get("grace_period"), heartbeat_stale_trial_callback=retry,
-            )
-    except Exception as e:  # bad URL, unreachable server, missing driver
-        raise ConfigError(f"cannot open the study storage {url}: {type(e).__name__}: {e}; check storage=") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
+                retry = RetryHeartbeatStaleTrialCallback(max_retry=hb["max_retry"]) if hb else None
+                return RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=hb.get("interval"),
+                    grace_period=hb.get("grace_period"), heartbeat_stale_trial_callback=retry,
+                )
+        except (IntegrityError, ProgrammingError):
+            # Workers starting together on a fresh database race to create Optuna's tables; the
+            # losers find them made on the next try.
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+        except Exception as e:  # bad URL, unreachable server, missing driver
+            raise ConfigError(f"cannot open the study storage {url}: {type(e).__name__}: {e}; check storage=") from None
+    raise AssertionError("unreachable")
 
 
 def sampler_of(spec: SweepSpec) -> optuna.samplers.BaseSampler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class RunFile:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    complete: bool = False  # the run's exit record was read: it finished and the file is fully written
 
     def metric(self, key: str) -> list[Any]:
         """The logged values of ``key``, in history order."""
@@ -86,11 +88,26 @@ def _put(target: dict, item) -> None:
     target[path[-1]] = json.loads(item.value_json)
 
 
-def read_run(path: Path | str) -> RunFile:
-    """Parse an offline run (its ``run-*.wandb`` file, or the ``offline-run-*`` folder holding it)."""
+def read_run(path: Path | str, wait_s: float = 10.0) -> RunFile:
+    """Parse an offline run (its ``run-*.wandb`` file, or the ``offline-run-*`` folder holding it).
+
+    W&B's service process writes the file and may still be flushing it when ``run.finish()``
+    returns (the file can hold only its header then): until the exit record is there, the
+    file is read again, for at most ``wait_s`` seconds (then what is there is returned,
+    with ``complete`` false: a run still going, or one that crashed).
+    """
     path = Path(path)
     if path.is_dir():
         (path,) = path.glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = _parse(path)
+        if out.complete or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.1)
+
+
+def _parse(path: Path) -> RunFile:
     out = RunFile(path=path)
     for rec in iter_records(path):
         kind = rec.WhichOneof("record_type")
@@ -115,4 +132,6 @@ def read_run(path: Path | str) -> RunFile:
                 out.summary.pop(_key(item), None)
         elif kind == "files":
             out.files += [f.path for f in rec.files.files]
+        elif kind == "exit":
+            out.complete = True
     return out

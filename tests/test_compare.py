@@ -1,0 +1,98 @@
+"""Comparing finished runs from their folders: config sources, table, sorting, markdown, curves."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from stnlab.errors import ConfigError
+from stnlab.evaluation.compare import find_runs, markdown, read_config, read_run, table
+
+
+def _compare_main(argv):
+    spec = importlib.util.spec_from_file_location("stnlab_script_compare", ROOT / "src" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+
+
+def test_config_sources_hydra_hparams_and_wandb(short_runs, tmp_path):
+    # run_b has .hydra/config.yaml (unresolved interpolations resolve); run_a only csv/hparams.yaml.
+    assert (short_runs["run_b"] / ".hydra" / "config.yaml").is_file()
+    assert not (short_runs["run_a"] / ".hydra").exists()
+    b, a = read_config(short_runs["run_b"]), read_config(short_runs["run_a"])
+    assert b["optim.lr"] == 0.02 and b["optim.momentum"] == 0.9 and b["model.image_size"] == 32
+    assert a["optim.lr"] == 0.003 and a["optim._target_"] == "torch.optim.Adam"
+    # Without either, the offline W&B run's config.
+    bare = tmp_path / "bare"
+    shutil.copytree(short_runs["run_a"], bare, ignore=shutil.ignore_patterns("checkpoints", "hparams.yaml"))
+    assert read_config(bare)["optim.lr"] == 0.003 and read_config(bare)["model.name"] == "no_st"
+
+
+def test_table_of_two_runs(short_runs):
+    runs = [read_run(p) for p in find_runs([str(short_runs["run_a"].parent)])]
+    assert {r.path.name for r in runs} == {"run_a", "run_b"}
+    rows, columns = table(runs, sort="lr", ascending=True)
+    assert [r["run"].split("/")[-1] for r in rows] == ["run_a", "run_b"]
+    a, b = rows
+    assert (a["variant"], a["transform"], a["optim"], a["lr"], a["seed"]) == ("no_st", "affine", "Adam", 0.003, 1)
+    assert (b["optim"], b["lr"], b["seed"], b["epochs"], b["size"]) == ("SGD", 0.02, 2, 4, 32)
+    for row, run in zip(rows, runs if runs[0].path.name == "run_a" else runs[::-1]):
+        m = run.metrics
+        assert row["val/acc_best"] == m["val/acc_best"] and row["test/acc"] == m["test/acc"]
+        assert row["delta"] == pytest.approx(100 * m["test/acc"] - 99.46) and row["delta_on"] == "test"
+        assert row["params"] == m["model/params"] and row["train_s"] == m["time/fit_s"]
+        assert row["img_per_s"] == m["perf/train_img_per_s"]
+    # Hyperparameters that differ between the runs become columns; paths and fixed columns do not.
+    assert "optim.momentum" in columns and "seed" in columns and "data.split_seed" not in columns
+    assert not any("root" in c or "run_dir" in c or "mirror" in c for c in columns)
+    desc, _ = table(runs, sort="lr")
+    assert [r["lr"] for r in desc] == [0.02, 0.003]
+    text = markdown(rows, columns)
+    header, rule, first, second = text.splitlines()
+    assert "Δ vs 99.46 (pts)" in header and "val acc best %" in header and rule.count("|") == len(columns) + 1
+    assert f"{100 * a['test/acc'] - 99.46:+.2f}" in first and "| Adam | 0.003 |" in first
+
+
+def test_compare_cli_writes_markdown_and_curves(short_runs, tmp_path, capsys):
+    _compare_main([str(short_runs["run_a"]), str(short_runs["run_b"]), "sort=test/acc", f"out={tmp_path}"])
+    printed = capsys.readouterr().out
+    md = (tmp_path / "compare.md").read_text()
+    assert md.startswith("# 2 runs, sorted by test/acc (desc)")
+    table_lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table_lines) == 3 and table_lines[0] in printed
+    assert "run_a" in table_lines[1]  # run_a has the higher test accuracy
+    assert (tmp_path / "compare_val_acc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
+    sweep = tmp_path / "outputs" / "sweeps" / "demo"
+    for i, name in enumerate(("run_a", "run_b")):
+        shutil.copytree(short_runs[name], sweep / f"trial_{i}", ignore=shutil.ignore_patterns("checkpoints", "wandb"))
+    (sweep / "study.db").write_text("")
+    found = find_runs(["demo"], tmp_path / "outputs")
+    assert [p.name for p in found] == ["trial_0", "trial_1"]
+    _compare_main(["demo", f"outputs={tmp_path / 'outputs'}", "sort=params"])
+    assert (sweep / "compare.md").is_file() and (sweep / "compare_val_acc.png").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nosuch"], "no runs found for 'nosuch'"),
+    (["sort=colour"], "sort=colour is not a column"),
+    (["order=up"], "order=up must be asc or desc"),
+])
+def test_compare_user_errors(argv, message, short_runs, capsys):
+    from stnlab.cli import run_cli
+
+    extra = [] if argv == ["nosuch"] else [str(short_runs["run_a"])]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(_compare_main, argv + extra)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_empty_folder_is_a_user_error(tmp_path):
+    with pytest.raises(ConfigError, match="no runs found"):
+        find_runs([str(tmp_path)])

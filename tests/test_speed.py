@@ -1,0 +1,114 @@
+"""Speed switches (stnlab/perf.py): config checks, auto rules, the finite-loss watch; GPU paths where a GPU is."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from stnlab.errors import ConfigError
+from stnlab.perf import FiniteWatch, SpeedSwitches, resident_device, speed_settings, use_channels_last
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_speed_settings_fill_defaults_and_reject_bad_values():
+    assert speed_settings(None)["device_resident"] == "auto" and speed_settings({"compile": True})["compile"] is True
+    with pytest.raises(ConfigError, match="speed.fast is not a speed switch"):
+        speed_settings({"fast": True})
+    with pytest.raises(ConfigError, match="speed.channels_last=sometimes must be true, false or auto"):
+        speed_settings({"channels_last": "sometimes"})
+
+
+def test_auto_switches_follow_the_device(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert not use_channels_last("auto", cpu) and use_channels_last("auto", gpu) and use_channels_last(True, cpu)
+    assert resident_device("auto", cpu, 10) is None and resident_device(True, cpu, 10) is None
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 80 * 2**30))
+    assert resident_device("auto", gpu, 2**30) == gpu  # 1 GiB of data, 8 GiB free
+    assert resident_device("auto", gpu, 3 * 2**30) is None  # over a quarter of the free memory
+    assert resident_device(True, gpu, 3 * 2**30) == gpu and resident_device(False, gpu, 1) is None
+
+
+def test_finite_watch_names_the_step_on_cpu():
+    seen = []
+    watch = FiniteWatch(lambda value, step, epoch: seen.append((value, step, epoch)))
+    watch(torch.tensor(1.5), 6, 0)
+    watch(torch.tensor(float("nan")), 7, 1)
+    assert len(seen) == 1 and seen[0][1:] == (7, 1) and seen[0][0] != seen[0][0]
+
+
+class _Probe(pl.Callback):
+    def __init__(self):
+        self.seen = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        conv = pl_module.net.backbone.blocks[0][0].weight
+        self.seen = {
+            "channels_last": conv.is_contiguous(memory_format=torch.channels_last),
+            "batch_device": batch[0].device.type,
+            "resident": getattr(trainer.datamodule, "resident_device", None),
+        }
+
+
+def test_channels_last_switch_reaches_the_run(tiny_overrides):
+    from conftest import compose
+    from stnlab.app import train
+
+    probe = _Probe()
+    train(compose(tiny_overrides + ["model=no_st", "trainer.fast_dev_run=true", "speed.channels_last=true",
+                                    "callbacks.test_report=null"]), extra_callbacks=[probe])
+    assert probe.seen == {"channels_last": True, "batch_device": "cpu", "resident": None}
+
+
+def test_bad_speed_switch_fails_before_training(tiny_overrides, tmp_path):
+    from conftest import compose
+    from stnlab.app import train
+
+    with pytest.raises(ConfigError, match="speed.compile_modes is not a speed switch"):
+        train(compose(tiny_overrides + ["+speed.compile_modes=max"]))
+    assert not (tmp_path / "data" / "cache").exists()
+
+
+def _random_data(n=64, size=32, batch=16):
+    from stnlab.bench.measure import RandomData
+
+    return RandomData(n, size, batch_size=batch, eval_batch_size=batch, num_val=batch)
+
+
+@cuda
+def test_resident_loader_gives_the_same_batches_on_the_gpu():
+    host, resident = _random_data(), _random_data()
+    for dm in (host, resident):
+        dm.setup("fit")
+    resident.resident_device = torch.device("cuda")
+    torch.manual_seed(0)
+    a = list(host.train_dataloader())
+    torch.manual_seed(0)
+    b = list(resident.train_dataloader())
+    assert all(y.is_cuda and x.is_cuda for x, y in b)
+    assert all(torch.equal(x1, x2.cpu()) and torch.equal(y1, y2.cpu()) for (x1, y1), (x2, y2) in zip(a, b))
+
+
+@cuda
+def test_finite_watch_on_the_gpu_reports_without_syncing_each_step():
+    seen = []
+    watch = FiniteWatch(lambda value, step, epoch: seen.append(step))
+    for step in range(5):
+        watch(torch.tensor(float("inf") if step == 3 else 1.0, device="cuda"), step, 0)
+    watch.flush()
+    assert seen == [3]
+
+
+@cuda
+def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
+    from stnlab.bench.config import run_config
+    from stnlab.training.module import STNModule
+
+    cfg = run_config(["model=two_st", "data.image_size=32"], use_hydra=False)
+    probe = _Probe()
+    trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", benchmark=True, max_epochs=1,
+                         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         callbacks=[SpeedSwitches({}), probe])
+    trainer.fit(STNModule(cfg), datamodule=_random_data())
+    assert probe.seen == {"channels_last": True, "batch_device": "cuda", "resident": torch.device("cuda", 0)}
