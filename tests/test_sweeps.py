@@ -156,45 +156,55 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
 
 # --- resume: more trials, and a worker that died mid-trial ---------------------------------------
 
-def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path):
-    spec = write_spec(
-        tmp_path, "resume", sampler={"name": "random", "seed": 1}, pruner="none",
-        overrides=FAST + ["trainer.max_epochs=1", "wandb.mode=disabled"],
-        params={"optim.lr": {"choices": [0.05, 0.1]}},
-        heartbeat={"interval": 1, "grace_period": 1, "max_retry": 1},
-    )
+@pytest.fixture
+def fake_train(monkeypatch):
+    """Replaces stnlab.app.train (the study logic only; real runs are tested above); records trial numbers.
+
+    Set ``fake_train.interrupt_at`` to a call index to raise what Lightning raises on Ctrl-C there."""
+
+    class Fake:
+        def __init__(self):
+            self.calls: list[int] = []
+            self.interrupt_at: int | None = None
+
+        def __call__(self, cfg, extra_callbacks=None):
+            self.calls.append(cfg.sweep.trial)
+            if len(self.calls) - 1 == self.interrupt_at:
+                raise SystemExit(1)
+            return {"val/acc_best": 0.5 + cfg.optim.lr, "test/acc": 0.5}
+
+    fake = Fake()
+    monkeypatch.setattr("stnlab.app.train", fake)
+    return fake
+
+
+def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path, fake_train):
+    hb = {"interval": 1, "grace_period": 1, "max_retry": 1}
+    spec = write_spec(tmp_path, "resume", sampler={"name": "random", "seed": 1}, pruner="none", heartbeat=hb,
+                      overrides=FAST + ["wandb.mode=disabled"], params={"optim.lr": {"choices": [0.05, 0.1]}})
     main([f"sweep={spec}", "n_trials=1", *sweep_args])
 
     # A worker dies while running trial 1: RUNNING, params drawn, heartbeat no longer beating.
-    url = f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}"
-    storage = make_storage(url, {"interval": 1, "grace_period": 1, "max_retry": 1})
+    storage = make_storage(f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}", hb)
     study = optuna.load_study(study_name="resume", storage=storage)
     dead = study.ask({"optim.lr": CategoricalDistribution([0.05, 0.1])})
     storage.record_heartbeat(dead._trial_id)
     time.sleep(2.5)
 
-    main([f"sweep={spec}", "n_trials=3", *sweep_args])
+    main([f"sweep={spec}", "n_trials=3", *sweep_args])  # rerun with a larger budget
     trials = by_number(load_study(tmp_path, "resume"))
     assert {n: t.state for n, t in trials.items()} == {
         0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE, 3: TrialState.COMPLETE}
     assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
-    assert sorted(p.name for p in (tmp_path / "sweeps" / "resume").glob("trial_*")) == ["trial_0", "trial_2", "trial_3"]
+    assert fake_train.calls == [0, 2, 3]
 
     # Budget reached: running again adds nothing.
     main([f"sweep={spec}", "n_trials=3", *sweep_args])
-    assert len(load_study(tmp_path, "resume").trials) == 4
+    assert len(load_study(tmp_path, "resume").trials) == 4 and fake_train.calls == [0, 2, 3]
 
 
-def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, tmp_path, monkeypatch):
-    calls = []
-
-    def fake_train(cfg, extra_callbacks=None):  # the study logic only; real runs are tested above
-        calls.append(cfg.sweep.trial)
-        if len(calls) == 2:
-            raise SystemExit(1)  # what Lightning raises on Ctrl-C
-        return {"val/acc_best": 0.5 + cfg.optim.lr, "test/acc": 0.5}
-
-    monkeypatch.setattr("stnlab.app.train", fake_train)
+def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, tmp_path, fake_train):
+    fake_train.interrupt_at = 1
     spec = write_spec(tmp_path, "intr", n_trials=3, sampler={"name": "random", "seed": 3}, pruner="none",
                       overrides=FAST + ["wandb.mode=disabled"], params={"optim.lr": {"float": [0.01, 0.1]}})
     with pytest.raises(SystemExit) as stop:
@@ -206,7 +216,7 @@ def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, 
 
     main([f"sweep={spec}", *sweep_args])
     trials = by_number(load_study(tmp_path, "intr"))
-    assert calls == [0, 1, 2, 3] and len(trials) == 4
+    assert fake_train.calls == [0, 1, 2, 3] and len(trials) == 4
     assert [trials[n].state for n in (0, 2, 3)] == [TrialState.COMPLETE] * 3
     assert trials[2].params == trials[1].params and "fail_reason" not in trials[2].user_attrs
 

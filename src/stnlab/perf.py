@@ -142,7 +142,7 @@ class SpeedSwitches(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         s = self.settings
         device = trainer.strategy.root_device
-        if s["matmul_precision"]:
+        if s["matmul_precision"] and device.type == "cuda":  # process-wide: leave CPU runs as they are
             torch.set_float32_matmul_precision(s["matmul_precision"])
         if use_channels_last(s["channels_last"], device):
             pl_module.to(memory_format=torch.channels_last)

@@ -25,6 +25,15 @@ def model_table(results: list[ModelResult]) -> list[str]:
     return lines
 
 
+def repetitions(results: list[ModelResult]) -> list[str]:
+    """Every repetition's training img/s, in the order they ran: the spread behind the medians."""
+    lines = []
+    for r in results:
+        pairs = ", ".join(f"{lt.img_per_s:.1f}/{pt.img_per_s:.1f}" for lt, pt in zip(r.lightning, r.plain))
+        lines.append(f"- {r.model} at {r.image_size}px, Lightning/plain img/s per repetition: {pairs}")
+    return lines
+
+
 def epoch_table(results: list[EpochResult]) -> list[str]:
     lines = [
         "| model | px | batch | images/epoch | variant | epoch s (each) | img/s (best epoch) | TFLOP/s | of bf16 peak |",
@@ -43,7 +52,7 @@ def epoch_table(results: list[EpochResult]) -> list[str]:
 def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult], errors: list[str] = ()) -> str:
     out = list(header)
     if models:
-        out += ["", "## Training and inference throughput", ""] + model_table(models)
+        out += ["", "## Training and inference throughput", ""] + model_table(models) + [""] + repetitions(models)
     if epochs:
         out += ["", "## Full training epochs (Trainer.fit, as a run; validation off)", ""] + epoch_table(epochs)
     if errors:

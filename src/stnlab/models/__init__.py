@@ -2,6 +2,6 @@ from stnlab.models.backbone import ConvBackbone
 from stnlab.models.localization import ConvLocNet, FCLocNet
 from stnlab.models.network import STNClassifier
 from stnlab.models.spatial_transformer import SpatialTransformer
-from stnlab.models.transforms import Affine, Transform
+from stnlab.models.transforms import Affine, Projective, Similarity, ThinPlateSpline, Transform
 
-__all__ = ["ConvBackbone", "ConvLocNet", "FCLocNet", "STNClassifier", "SpatialTransformer", "Affine", "Transform"]
+__all__ = ["ConvBackbone", "ConvLocNet", "FCLocNet", "STNClassifier", "SpatialTransformer", "Affine", "Similarity", "Projective", "ThinPlateSpline", "Transform"]

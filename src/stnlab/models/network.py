@@ -40,6 +40,11 @@ class STNClassifier(nn.Module):
         self.positions: dict[str, int] = {}
         sts = {}
         for st_name, spec in (transformers or {}).items():
+            missing = [k for k in ("position", "locnet") if spec.get(k) is None]
+            if missing:
+                raise ValueError(f"ST '{st_name}' has no {' or '.join(missing)}: the preset defines STs "
+                                 f"{[n for n, sp in transformers.items() if sp.get('position') is not None]}; "
+                                 "check the name in model.transformers.<name>")
             pos = int(spec["position"])
             if not 0 <= pos < n_blocks:
                 raise ValueError(f"ST '{st_name}' position {pos} is beyond the backbone: use 0 (input) to {n_blocks - 1} (after conv block {n_blocks - 1})")
@@ -68,6 +73,3 @@ class STNClassifier(nn.Module):
             x = block(x)
             features.append(x)
         return self.backbone.head(features)
-
-    def locnet_parameters(self):
-        return (p for st in self.transformers.values() for p in st.parameters())
