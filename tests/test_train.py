@@ -68,3 +68,14 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("stnlab: error:") and "GTSRB_MIRROR" in last
     assert "Traceback" not in res.stderr
+
+
+def test_a_failed_run_closes_its_wandb_run(tiny_overrides):
+    # Otherwise Lightning's WandbLogger adopts the dangling run in the next train() of the process.
+    import wandb
+
+    from stnlab.training.module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError):
+        train(compose(tiny_overrides + ["model=no_st", "optim.lr=1e30", "trainer.max_epochs=3"]))
+    assert wandb.run is None

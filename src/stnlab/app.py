@@ -119,7 +119,25 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     datamodule = _instantiate(resolved["data"], "data")
     run_dir.mkdir(parents=True, exist_ok=True)  # only once every value was checked
 
+    speed = SpeedSwitches(resolved.get("speed"))  # checks the speed: section before any run is opened
     wandb_logger = make_wandb_logger(resolved, run_dir)
+    try:
+        metrics = _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks)
+    except BaseException:
+        _close_wandb(wandb_logger, exit_code=1)
+        raise
+    _close_wandb(wandb_logger, exit_code=0)
+    return metrics
+
+
+def _close_wandb(wandb_logger, exit_code: int) -> None:
+    # Always close the W&B run: Lightning's WandbLogger would otherwise adopt the dangling run
+    # (wandb.run) in the next train() of this process, e.g. the next sweep trial.
+    if wandb_logger is not None and wandb_logger._experiment is not None:
+        wandb_logger.experiment.finish(exit_code=exit_code)
+
+
+def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks):
     # A resumed run logs beside the earlier part (CSVLogger would delete csv/metrics.csv): csv/resume-<k>/.
     csv_version = f"resume-{len(list((run_dir / 'csv').glob('resume-*'))) + 1}" if ckpt_path is not None else ""
     # Continuing: under trainer=ddp_cpu (ddp_spawn) the test stage gets a fresh writer, which would delete the file.
@@ -137,7 +155,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     throughput = EpochThroughput()
     callbacks = [checkpoint, *step_checkpoints, throughput] + [instantiate(c) for c in (resolved.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks or []
-    callbacks.append(SpeedSwitches(resolved.get("speed")))  # the speed: section (stnlab.perf)
+    callbacks.append(speed)  # the speed: section (stnlab.perf)
     trainer: pl.Trainer = _instantiate(resolved["trainer"], "trainer", logger=loggers, callbacks=callbacks,
                                       default_root_dir=str(run_dir))
 
@@ -170,6 +188,4 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"})
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         log.info("finished: %s", {k: v for k, v in metrics.items() if k != "best_checkpoint"})
-    if wandb_logger is not None:
-        wandb_logger.experiment.finish()
     return metrics

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> Path:
     _quiet()
     device = _device(args.device)
     q = QUICK if args.quick else {}
-    loop = {k: getattr(args, k) or q.get(k) or DEFAULTS[device.type][k] for k in ("warmup", "steps", "reps")}
+    loop = {k: next(v for v in (getattr(args, k), q.get(k), DEFAULTS[device.type][k]) if v is not None)
+            for k in ("warmup", "steps", "reps")}
     sizes = args.image_size or q.get("image_size") or [48]
     batch = args.batch_size or q.get("batch_size") or 50
     eval_batch = args.eval_batch_size or q.get("eval_batch_size") or 500
