@@ -40,12 +40,11 @@ bench: $(STAMP)
 	$(PY) src/bench.py $(ARGS)
 
 # On a GPU machine as it comes (torch, lightning, torchmetrics, PyYAML; no venv, nothing installed):
-# every preset at 48 and 32 px, then whole GTSRB-sized epochs of two_st at 48 px, one speed switch
-# changed per variant (about 2 minutes on an H100). torch.compile (~1-2 min more):
-# make bench-gpu ARGS="--models --epoch-variants compile compile_cudagraphs"
+# every preset at 48 px, then whole GTSRB-sized epochs of two_st at 48 px, eager and torch.compile'd
+# (3-4 minutes on an H100; the report is rewritten after each row). More: ARGS="--image-size 48 32",
+# ARGS="--models --epoch-variants base host_data nchw fp32 progress_bar" (one switch off per run).
 bench-gpu:
-	$(PYTHON) src/bench.py --device cuda --image-size 48 32 --epoch --epoch-sizes 48 \
-		--epoch-variants base host_data nchw fp32 progress_bar $(ARGS)
+	$(PYTHON) src/bench.py --device cuda --image-size 48 --epoch --epoch-variants base compile compile_cudagraphs $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

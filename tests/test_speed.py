@@ -112,3 +112,58 @@ def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
                          callbacks=[SpeedSwitches({}), probe])
     trainer.fit(STNModule(cfg), datamodule=_random_data())
     assert probe.seen == {"channels_last": True, "batch_device": "cuda", "resident": torch.device("cuda", 0)}
+
+
+def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
+    """A value read on the host (.item(), bool(), float(), .tolist()) waits for the GPU: no step may do one.
+
+    On a CPU run the finite-loss check (stnlab.perf) reads the loss at once; on a GPU it reads it
+    asynchronously, so its frames are left out. The rest (Lightning, torchmetrics, the module) must not read."""
+    import traceback
+
+    from stnlab.bench.config import run_config
+    from stnlab.training.module import STNModule
+
+    calls, recording = [], [False]
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if recording[0]:
+                where = traceback.extract_stack(limit=2)[0]
+                if not where.filename.endswith("perf.py"):
+                    calls.append(f"{name} in {where.filename}:{where.lineno}")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        spy(name)
+
+    class Window(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            recording[0] = batch_idx >= 1  # the first step may set things up
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            recording[0] = False
+
+    cfg = run_config(["model=no_st", "data.image_size=32"], use_hydra=False)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, log_every_n_steps=50,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[Window(), SpeedSwitches({})])
+    trainer.fit(STNModule(cfg), datamodule=_random_data(n=16, batch=4))
+    assert calls == []
+
+
+@pytest.mark.slow
+def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
+    from conftest import compose
+    from stnlab.app import train
+    from stnlab.training.module import STNModule
+
+    metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "speed.compile=true",
+                                              "callbacks.test_report=null"]))
+    module = STNModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    assert not any("_orig_mod" in k for k in module.state_dict())
+    assert 0 <= metrics["test/acc"] <= 1

@@ -32,7 +32,7 @@ VARIANTS = {
 }
 DEFAULTS = {  # per device: warmup steps, timed steps, repetitions of each loop
     "cpu": dict(warmup=1, steps=4, reps=3),
-    "cuda": dict(warmup=10, steps=60, reps=3),
+    "cuda": dict(warmup=10, steps=40, reps=3),
 }
 
 

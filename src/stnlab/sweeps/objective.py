@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import Any
 
+import lightning.pytorch as pl
 import optuna
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -74,6 +75,15 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
             if any((CONF_DIR / key).is_dir() for key in keys):
                 to_compose.append(fixed + param_overrides)
     compose_runs(to_compose)
+
+
+class RecordTrialState(pl.Callback):
+    """Writes ``sweep/state`` into the W&B summary when training raises, before ``train`` closes the run."""
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.run.summary["sweep/state"] = "pruned" if isinstance(exception, optuna.TrialPruned) else "failed"
 
 
 def close_wandb_run(state: str) -> None:
@@ -144,7 +154,7 @@ class Objective:
         try:
             cfg = self.trial_config(trial.number, params)
             pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
-            metrics = train(cfg, extra_callbacks=[pruning])
+            metrics = train(cfg, extra_callbacks=[pruning, RecordTrialState()])
             trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             if self.spec.metric not in metrics:
                 raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")

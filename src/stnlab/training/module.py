@@ -97,7 +97,9 @@ class STNModule(pl.LightningModule):
         self.finite_watch(loss, self.global_step, self.current_epoch)
         self.train_acc.update(logits, labels)
         self.train_loss.update(loss.detach().expand(len(labels)))  # one weight per image
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
+        # Lightning reads prog_bar values back after every batch (a GPU sync), bar or no bar: only with a bar.
+        bar = self._trainer is not None and self._trainer.progress_bar_callback is not None
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=bar, batch_size=len(labels))
         return loss
 
     def _eval_step(self, batch, stage: str, metric):
