@@ -83,15 +83,15 @@ class RecordTrialState(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         wandb = sys.modules.get("wandb")
         if wandb is not None and wandb.run is not None:
-            wandb.run.summary["sweep/state"] = "pruned" if isinstance(exception, optuna.TrialPruned) else "failed"
+            wandb.run.summary["sweep/state"] = _state_of(exception)
 
 
-def close_wandb_run(state: str) -> None:
-    """Finish the W&B run a pruned or failed trial left open (a finished run is closed by ``train``)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.run.summary["sweep/state"] = state
-        wandb.finish(exit_code=0 if state == "pruned" else 1)
+def _state_of(exception: BaseException) -> str:
+    if isinstance(exception, optuna.TrialPruned):
+        return "pruned"
+    if isinstance(exception, (KeyboardInterrupt, SystemExit)):  # Ctrl-C (Lightning turns it into SystemExit)
+        return "interrupted"
+    return "failed"
 
 
 def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
@@ -150,7 +150,6 @@ class Objective:
         params = {name: p.suggest(trial) for name, p in self.spec.params.items()}
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("run_dir", str(self.spec.study_dir / f"trial_{trial.number}"))
-        state = "failed"
         try:
             cfg = self.trial_config(trial.number, params)
             pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
@@ -158,18 +157,13 @@ class Objective:
             trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             if self.spec.metric not in metrics:
                 raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")
-            state = "complete"
             return float(metrics[self.spec.metric])
         except optuna.TrialPruned:
-            state = "pruned"
             raise
         except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning turns it into SystemExit)
-            state = "interrupted"
             requeue(trial)
             trial.set_user_attr("fail_reason", "interrupted; queued again for the next run")
             raise KeyboardInterrupt from e
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
             raise
-        finally:
-            close_wandb_run(state)
