@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 from stnlab.bench import main
 from stnlab.bench.config import model_presets, run_config
+from stnlab.bench.measure import OpCounter
 from stnlab.errors import ConfigError
 
 # Runs src/bench.py with hydra, omegaconf and wandb unimportable.
@@ -54,8 +56,21 @@ def test_quick_bench_prints_the_table_without_hydra(tmp_path):
     assert model_row["px"] == "32" and float(model_row["Lightning / plain"]) > 0
     assert float(model_row["train img/s Lightning"]) > 0 and float(model_row["infer img/s"]) > 0
     assert 0 <= float(model_row["data wait Lightning"].rstrip("%")) <= 100
+    # Lightning's step is the plain step plus its metrics and logging, never fewer ops.
+    assert int(model_row["ops/step Lightning"]) >= int(model_row["ops/step plain"]) > 10
     assert [r[4].strip() for r in rows[1:]] == ["as configured", "speed.channels_last=false"]
     assert all(r[3].strip() == "16" for r in rows[1:])  # images per quick epoch
+
+
+def test_op_counter_counts_forward_and_backward_ops():
+    x = torch.ones(3, requires_grad=True)
+    with OpCounter() as counter:
+        (x * 2).sum().backward()
+    # mul and sum forward; sum's backward expands, mul's backward multiplies, the grad is accumulated.
+    assert counter.ops >= 4
+    with OpCounter() as none:
+        pass
+    assert none.ops == 0
 
 
 def test_unknown_preset_is_a_config_error(tmp_path):

@@ -162,8 +162,11 @@ def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
     from stnlab.app import train
     from stnlab.training.module import STNModule
 
-    metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "speed.compile=true",
-                                              "callbacks.test_report=null"]))
+    # Two narrow STs: the sampler's grid and grid_sample must compile, backward included.
+    narrow = ["model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
+              "model.transformers.input.locnet.widths=[8,8,8]", "model.transformers.conv2.locnet.widths=[8,8,8]"]
+    metrics = train(compose(tiny_overrides + narrow + ["model=two_st", "trainer.max_epochs=1", "speed.compile=true",
+                                                       "callbacks.test_report=null"]))
     module = STNModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
     assert not any("_orig_mod" in k for k in module.state_dict())
     assert 0 <= metrics["test/acc"] <= 1

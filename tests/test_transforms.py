@@ -112,6 +112,16 @@ def test_affine_points_match_affine_grid():
     torch.testing.assert_close(t.map_points(params, pts).reshape(2, 4, 6, 2), t.grid(params, (2, 1, 4, 6)))
 
 
+@pytest.mark.parametrize("h, w", [(32, 32), (5, 7), (1, 3)])
+def test_grids_equal_torch_affine_grid(h, w):
+    # base_grid and Affine.grid are built in closed form (compilable); they must stay F.affine_grid's.
+    theta = torch.randn(3, 2, 3)
+    expected = F.affine_grid(theta, [3, 1, h, w], align_corners=ALIGN_CORNERS)
+    torch.testing.assert_close(Affine().grid(theta.view(3, 6), (3, 1, h, w)), expected, atol=1e-6, rtol=0)
+    identity = F.affine_grid(torch.eye(2, 3).expand(3, 2, 3), [3, 1, h, w], align_corners=ALIGN_CORNERS)
+    torch.testing.assert_close(base_grid(3, h, w), identity, atol=1e-6, rtol=0)
+
+
 # --- restricted transforms cannot express what they exclude ---------------------------------------------------
 
 @pytest.mark.parametrize("name", SUBSETS)

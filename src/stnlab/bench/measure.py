@@ -5,6 +5,9 @@ optimiser, precision, memory format and batches (the data module's own train loa
 the same process; repetitions alternate between them and medians are reported. Timed
 windows start after ``warmup`` steps and end with a device sync. "Data" is the share of a
 loop's wall time spent inside the loader's ``next()``, the copy to the device included.
+"Ops" counts the tensor operations one training step dispatches (forward, backward and
+optimiser, Lightning's own work included): on a GPU each is at least one kernel launch
+and ~10 us of Python and dispatcher time, so for small batches they, not FLOPs, bound the step.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from stnlab.data.gtsrb import Split
@@ -42,6 +46,23 @@ def bf16_peak(device: torch.device) -> float | None:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operations dispatched while active (below autograd: backward ops count too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def counts_ops(setup: "Setup") -> bool:
+    # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
+    return not setup.speed.get("compile")
 
 
 class RandomData(TensorDataModule):
@@ -104,6 +125,7 @@ class LoopTiming:
     images: int = 0
     seconds: float = 0.0
     data_seconds: float = 0.0
+    ops: int | None = None  # tensor ops dispatched by one training step
 
     @property
     def img_per_s(self) -> float:
@@ -115,19 +137,26 @@ class LoopTiming:
 
 
 class _StepWindow(pl.Callback):
-    """Times batches ``warmup`` .. the last one of a fit (device-synced at both ends)."""
+    """Times batches ``warmup`` .. the last one of a fit (device-synced at both ends); with
+    ``count_ops``, counts the ops of the last warm-up batch (untimed)."""
 
-    def __init__(self, warmup: int, last: int, device: torch.device, data: _TimedData):
+    def __init__(self, warmup: int, last: int, device: torch.device, data: _TimedData, count_ops: bool = False):
         self.warmup, self.last, self.device, self.data = warmup, last, device, data
         self.timing = LoopTiming()
         self._t0 = self._d0 = 0.0
+        self._counter = OpCounter() if count_ops and warmup > 0 else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._counter is not None and batch_idx == self.warmup - 1:
+            self._counter.__enter__()
         if batch_idx == self.warmup:
             sync(self.device)
             self._t0, self._d0 = time.perf_counter(), self.data.timed.seconds
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._counter is not None and batch_idx == self.warmup - 1:
+            self._counter.__exit__(None, None, None)
+            self.timing.ops = self._counter.ops
         if batch_idx >= self.warmup:
             self.timing.images += len(batch[1])
         if batch_idx == self.last:
@@ -159,7 +188,7 @@ def lightning_train(module: STNModule, data: TensorDataModule, setup: Setup, war
                     enable_progress_bar: bool = False) -> LoopTiming:
     """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
     timed = _TimedData(data, setup.device)
-    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed)
+    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed, count_ops=counts_ops(setup))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
             accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
@@ -210,6 +239,16 @@ class PlainLoop:
         timing.seconds, timing.data_seconds = time.perf_counter() - t0, timed.seconds - d0
         return timing
 
+    def count_ops(self) -> int | None:
+        """Tensor ops dispatched by one more training step (``None`` where counting would change the step)."""
+        if not counts_ops(self.setup):
+            return None
+        images, labels = (t.to(self.setup.device) for t in next(iter(self.data.train_dataloader())))
+        with OpCounter() as counter:
+            self.step(images, labels)
+        sync(self.setup.device)
+        return counter.ops
+
 
 def flops_per_image(plain: PlainLoop, data: TensorDataModule) -> float:
     """FLOPs of one training step (forward and backward, as counted by FlopCounterMode) per image."""
@@ -258,6 +297,11 @@ class ModelResult:
     train_peak_mb: float
     infer_peak_mb: float
     gflops_per_image: float
+    plain_ops: int | None = None
+
+    @property
+    def lightning_ops(self) -> int | None:
+        return next((t.ops for t in self.lightning if t.ops is not None), None)
 
     @property
     def ratio(self) -> float:
@@ -295,7 +339,8 @@ def bench_model(name: str, cfg: dict, data: TensorDataModule, setup: Setup, warm
     infer = inference(plain.module, eval_images, setup, reps=max(infer_batches, 2))
     infer_peak = peak_memory_mb(setup.device)
     params = sum(p.numel() for p in module.net.parameters())
-    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops)
+    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops,
+                       plain.count_ops())
 
 
 class EpochTimer(pl.Callback):

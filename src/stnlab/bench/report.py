@@ -9,17 +9,23 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def _count(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
 def model_table(results: list[ModelResult]) -> list[str]:
     lines = [
         "| model | px | params | GFLOP/img (train step) | train img/s Lightning | train img/s plain | Lightning / plain "
-        "| data wait Lightning | data wait plain | infer img/s | peak MiB train | peak MiB infer |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data wait Lightning | data wait plain | ops/step Lightning | ops/step plain | infer img/s "
+        "| peak MiB train | peak MiB infer |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
             f"| {r.model} | {r.image_size} | {r.params / 1e6:.2f}M | {r.gflops_per_image:.2f} "
             f"| {r.median('lightning', 'img_per_s'):.1f} | {r.median('plain', 'img_per_s'):.1f} | {r.ratio:.3f} "
             f"| {_pct(r.median('lightning', 'data_share'))} | {_pct(r.median('plain', 'data_share'))} "
+            f"| {_count(r.lightning_ops)} | {_count(r.plain_ops)} "
             f"| {r.infer_img_per_s:.1f} | {r.train_peak_mb:.0f} | {r.infer_peak_mb:.0f} |"
         )
     return lines

@@ -26,7 +26,6 @@ and ``matrix()`` where it is affine) plus one YAML file in ``conf/transform/``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from stnlab.errors import ConfigError
 
@@ -34,9 +33,15 @@ ALIGN_CORNERS = False
 
 
 def base_grid(n: int, h: int, w: int, device=None, dtype=None) -> torch.Tensor:
-    """Normalised (x, y) coordinates of pixel centres: (N, H, W, 2), identical to an identity ``affine_grid``."""
-    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device, dtype=dtype).expand(n, 2, 3)
-    return F.affine_grid(theta, (n, 1, h, w), align_corners=ALIGN_CORNERS)
+    """Normalised (x, y) coordinates of pixel centres: (N, H, W, 2), identical to an identity ``affine_grid``.
+
+    Built in closed form rather than with ``F.affine_grid``, whose backward takes the output
+    size as symbolic integers that ``torch.compile``'s inductor cannot lower.
+    """
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+    return grid.expand(n, h, w, 2)
 
 
 class Transform:
@@ -79,7 +84,9 @@ class AffineFamily(Transform):
         return points @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
 
     def grid(self, params, size):
-        return F.affine_grid(self.matrix(params), list(size), align_corners=ALIGN_CORNERS)
+        _, _, h, w = size
+        points = base_grid(1, h, w, device=params.device, dtype=params.dtype).reshape(1, h * w, 2)
+        return self.map_points(params, points).view(-1, h, w, 2)
 
 
 class Affine(AffineFamily):
