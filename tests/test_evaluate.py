@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.errors import ConfigError
 from stnlab.evaluation import ReportBuilder, evaluate
 from stnlab.evaluation.files import write_report
+from stnlab.evaluation.metrics import difference_interval, group_interval
 from stnlab.tracking.runfile import read_run
 
 # Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0 (softmax confidence of the prediction
@@ -65,6 +67,50 @@ def test_report_of_fixed_predictions_matches_hand_computed_figures():
     assert [(e.index, e.true_id, e.pred_id) for e in report.errors] == [(5, 2, 0), (1, 0, 1)]
     assert report.errors[0].confidence > report.errors[1].confidence
     assert int(report.errors[0].image[0, 0, 0]) == 5
+
+
+def test_interval_resamples_whole_tracks():
+    # 10 tracks of 30 frames: 9 all right, 1 all wrong -> 90%. Resampling tracks moves the accuracy by
+    # whole tracks (a draw with 0 or 3 failed tracks: 100% or 70%); resampling frames would barely move it.
+    correct = torch.ones(300, dtype=torch.bool)
+    correct[:30] = False
+    tracks = torch.arange(10).repeat_interleave(30)
+    by_track = group_interval(correct, tracks, samples=4000)
+    by_frame = group_interval(correct, torch.arange(300), samples=4000)
+    assert by_track.groups == 10 and by_frame.groups == 300
+    assert by_track.low <= 0.9 <= by_track.high and by_frame.low <= 0.9 <= by_frame.high
+    assert by_track.low <= 0.75 and by_track.high == 1.0
+    assert by_frame.high - by_frame.low < 0.5 * (by_track.high - by_track.low)
+    # No track (test images, -1): every image is its own group, not one group of everything.
+    untracked = group_interval(correct, torch.full((300,), -1))
+    assert untracked.groups == 300 and untracked.high - untracked.low > 0
+    assert group_interval(correct, tracks, samples=500) == group_interval(correct, tracks, samples=500)  # seeded
+    with pytest.raises(ValueError, match="must be equal"):
+        group_interval(correct, tracks[:10])
+
+
+def test_paired_difference_cancels_shared_track_difficulty():
+    # Both models miss the same 2 hard tracks of 10 entirely; on track 9, a misses 1 frame and b misses 3.
+    tracks = torch.arange(10).repeat_interleave(30)
+    a = torch.ones(300, dtype=torch.bool)
+    a[:60] = False
+    b = a.clone()
+    a[270], b[270:273] = False, False
+    diff = difference_interval(a, b, tracks, samples=4000)
+    assert diff.estimate == pytest.approx(2 / 300)
+    assert 0 <= diff.low <= diff.estimate <= diff.high  # never negative: a is never worse on any track
+    each = group_interval(a, tracks, samples=4000)
+    assert diff.high - diff.low < 0.2 * (each.high - each.low)  # the hard tracks' swing cancels in the pair
+    same = difference_interval(a, a, tracks)
+    assert same.estimate == same.low == same.high == 0
+
+
+def test_report_interval_from_groups():
+    groups = torch.tensor([7, 7, 8, 8, 9, 9])
+    report = evaluate(FixedLogits(), _images(), LABELS, groups=groups)
+    assert report.interval.groups == 3 and report.interval.low <= 4 / 6 <= report.interval.high
+    assert report.as_dict()["accuracy_interval"]["groups"] == 3
+    assert evaluate(FixedLogits(), _images(), LABELS).as_dict()["accuracy_interval"] is None
 
 
 def test_error_gallery_keeps_the_most_confident_errors_across_batches():
@@ -147,6 +193,20 @@ def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
     _script("evaluate").main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
     report = json.loads((run / "eval" / "val_report.json").read_text())
     assert report["split"] == "val" and report["num_images"] == 12  # 1 track of 4 frames per class, 3 classes
+    interval = report["accuracy_interval"]
+    assert interval["groups"] == 3 and interval["low"] <= report["accuracy"] <= interval["high"]
+
+
+def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
+    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
+    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    _script("evaluate").main([f"ckpt={a}", f"baseline={b}", "split=val", f"out={tmp_path}"])
+    report = json.loads((tmp_path / "val_report.json").read_text())
+    vs = report["vs_baseline"]
+    assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "no_st-affine-s2"
+    assert vs["difference"]["estimate"] == pytest.approx(report["accuracy"] - vs["accuracy"])
+    assert vs["difference"]["low"] <= vs["difference"]["estimate"] <= vs["difference"]["high"]
+    assert "minus baseline no_st-affine-s2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

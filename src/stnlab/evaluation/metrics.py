@@ -5,6 +5,11 @@ works too), ``labels`` int64 (N,) class ids, ``logits`` float (N, num_classes).
 Per-class figures are indexed by class id; a class without images in the split
 has ``support`` 0 and accuracy ``None`` (and does not count in the macro F1, as
 torchmetrics leaves out classes that are neither present nor predicted).
+
+``groups`` int64 (N,), where given, names the unit that fails together: GTSRB's
+validation images come in tracks of ~30 frames of one sign, so 3,870 images are 129
+samples, not 3,870. The accuracy interval resamples whole groups (a cluster bootstrap);
+a negative group id (test images have track -1: no track) makes an image its own group.
 """
 
 from __future__ import annotations
@@ -24,6 +29,73 @@ def class_names(num_classes: int) -> list[str]:
     if num_classes == len(GTSRB_CLASSES):
         return list(GTSRB_CLASSES)
     return [f"class {i}" for i in range(num_classes)]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap confidence interval around ``estimate``, from ``samples`` resamplings of ``groups`` units."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    groups: int
+    samples: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "level": self.level,
+                "groups": self.groups, "samples": self.samples, "method": "cluster bootstrap over groups (tracks)"}
+
+
+def _group_draws(groups: torch.Tensor, samples: int, seed: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(group index of each image, number of groups, ``samples`` draws of that many groups with replacement)."""
+    groups = groups.cpu()
+    groups = torch.where(groups < 0, -1 - torch.arange(len(groups)), groups)  # no track: a group of one
+    _, group = torch.unique(groups, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    draws = torch.randint(n_groups, (samples, n_groups), generator=torch.Generator().manual_seed(seed))
+    return group, n_groups, draws
+
+
+def _resampled_accuracy(correct: torch.Tensor, group: torch.Tensor, n_groups: int, draws: torch.Tensor) -> torch.Tensor:
+    hits = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group, correct.cpu().double())
+    sizes = torch.bincount(group, minlength=n_groups).double()
+    return hits[draws].sum(1) / sizes[draws].sum(1)
+
+
+def _interval(estimate: float, resampled: torch.Tensor, level: float, n_groups: int) -> Interval:
+    tail = (1 - level) / 2
+    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return Interval(estimate, low, high, level, n_groups, len(resampled))
+
+
+def _check(groups: torch.Tensor, *correct: torch.Tensor) -> None:
+    for c in correct:
+        if c.shape != groups.shape or c.ndim != 1 or len(c) == 0:
+            raise ValueError(f"correct {tuple(c.shape)} and groups {tuple(groups.shape)} must be equal, non-empty (N,)")
+
+
+def group_interval(correct: torch.Tensor, groups: torch.Tensor, level: float = 0.95, samples: int = 2000,
+                   seed: int = 0) -> Interval:
+    """Percentile bootstrap of the accuracy, drawing whole groups with replacement.
+
+    ``correct`` bool (N,), ``groups`` int64 (N,). Each resample draws as many groups as the
+    split has and pools their images, so a track that fails as a whole moves the accuracy
+    by its ~30 frames at once, as it does between validation splits.
+    """
+    _check(groups, correct)
+    group, n, draws = _group_draws(groups, samples, seed)
+    return _interval(correct.double().mean().item(), _resampled_accuracy(correct, group, n, draws), level, n)
+
+
+def difference_interval(correct: torch.Tensor, baseline: torch.Tensor, groups: torch.Tensor, level: float = 0.95,
+                        samples: int = 2000, seed: int = 0) -> Interval:
+    """The paired bootstrap of accuracy(correct) - accuracy(baseline) on the same images: both
+    models are scored on the same resampled tracks, so the tracks' shared difficulty cancels."""
+    _check(groups, correct, baseline)
+    group, n, draws = _group_draws(groups, samples, seed)
+    diff = _resampled_accuracy(correct, group, n, draws) - _resampled_accuracy(baseline, group, n, draws)
+    return _interval((correct.double().mean() - baseline.double().mean()).item(), diff, level, n)
 
 
 @dataclass
@@ -53,6 +125,9 @@ class Report:
     confusion: torch.Tensor  # int64 (C, C): rows = true class, columns = predicted class
     errors: list[ErrorCase] = field(default_factory=list)  # most confident first
     names: list[str] = field(default_factory=list)
+    interval: Interval | None = None  # of the accuracy, where the groups (tracks) are known
+    correct: torch.Tensor | None = None  # bool (N,): each image right or wrong, in split order
+    comparison: dict[str, Any] | None = None  # against a baseline model on the same images (evaluate.py baseline=)
 
     def most_confused(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` largest off-diagonal cells of the confusion matrix, largest first (ties by class ids)."""
@@ -70,6 +145,8 @@ class Report:
         return {
             "num_images": self.num_images,
             "accuracy": self.accuracy,
+            "accuracy_interval": self.interval.as_dict() if self.interval else None,
+            "vs_baseline": self.comparison,
             "f1_macro": self.f1_macro,
             "num_errors": int(self.num_images - self.confusion.diagonal().sum()),
             "most_confused": self.most_confused(top_pairs),
@@ -136,10 +213,20 @@ class ReportBuilder:
 
 @torch.no_grad()
 def evaluate(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-             num_classes: int = 43, batch_size: int = 500, max_errors: int = 32, device: torch.device | str = "cpu") -> Report:
-    """Run ``model`` (uint8 images -> logits) over a split in batches and build its :class:`Report`."""
+             num_classes: int = 43, batch_size: int = 500, max_errors: int = 32, device: torch.device | str = "cpu",
+             groups: torch.Tensor | None = None) -> Report:
+    """Run ``model`` (uint8 images -> logits) over a split in batches and build its :class:`Report`
+    (with the accuracy's interval over ``groups``, where given)."""
     builder = ReportBuilder(num_classes, max_errors).to(device)
+    correct = []
     for i in range(0, len(labels), batch_size):
         x = images[i : i + batch_size].to(device)
-        builder.update(model(x), labels[i : i + batch_size].to(device), x)
-    return builder.compute()
+        y = labels[i : i + batch_size].to(device)
+        logits = model(x)
+        builder.update(logits, y, x)
+        correct.append((logits.argmax(-1) == y).cpu())
+    report = builder.compute()
+    report.correct = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
+    if groups is not None and len(labels):
+        report.interval = group_interval(report.correct, groups)
+    return report

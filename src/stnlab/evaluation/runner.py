@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.loading import data_config, load_module, load_split, pick_device, run_dir_of_checkpoint
-from stnlab.evaluation.metrics import Report, evaluate
+from stnlab.evaluation.metrics import Report, difference_interval, evaluate
 from stnlab.tracking.wandb_logger import flat_config, resolve_mode, run_name, run_tags
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,20 @@ def start_wandb_run(cfg: dict, out_dir: Path, job_type: str, name: str, config: 
 
 def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, Any] | None = None,
                         out_dir: str | Path | None = None, wandb_mode: str | None = "disabled", max_errors: int = 32,
-                        batch_size: int = 500, device: str = "auto") -> tuple[Report, dict[str, Path]]:
+                        batch_size: int = 500, device: str = "auto", baseline: str | Path | None = None,
+                        ) -> tuple[Report, dict[str, Path]]:
     """Evaluate ``ckpt`` on ``split`` of its own data (``data`` overrides it); write to ``out_dir``
-    (default ``<run_dir>/eval``). Returns the report and the written paths."""
+    (default ``<run_dir>/eval``). With ``baseline``, a second checkpoint is scored on the same
+    images and the report gets the paired difference. Returns the report and the written paths."""
     dev = pick_device(device)
     module = load_module(ckpt, dev)
     images_split = load_split(data_config(module.cfg, data), split)
-    report = evaluate(module, images_split.images, images_split.labels, module.cfg["model"].get("num_classes", 43),
-                      batch_size=batch_size, max_errors=max_errors, device=dev)
+    num_classes = module.cfg["model"].get("num_classes", 43)
+    report = evaluate(module, images_split.images, images_split.labels, num_classes,
+                      batch_size=batch_size, max_errors=max_errors, device=dev, groups=images_split.tracks)
+    if baseline is not None:
+        report.comparison = compare_on_same_images(module, load_module(baseline, dev), baseline, images_split, report,
+                                                   batch_size, dev)
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval"
     meta = {"checkpoint": str(Path(ckpt).resolve()), "run": run_name(module.cfg)}
     paths = write_report(report, out, split, meta)
@@ -58,6 +65,25 @@ def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, A
             from stnlab.evaluation.wandb_media import report_media
 
             run.log(report_media(report, split, {k: v for k, v in paths.items() if k != "json"}))
-            run.summary.update({f"{split}/acc": report.accuracy, f"{split}/f1_macro": report.f1_macro})
+            summary = {f"{split}/acc": report.accuracy, f"{split}/f1_macro": report.f1_macro}
+            if report.interval:
+                summary.update({f"{split}/acc_low": report.interval.low, f"{split}/acc_high": report.interval.high})
+            if report.comparison:
+                summary[f"{split}/acc_minus_baseline"] = report.comparison["difference"]["estimate"]
+            run.summary.update(summary)
             run.finish()
     return report, paths
+
+
+def compare_on_same_images(module, base_module, base_ckpt, images_split, report: Report, batch_size: int,
+                           device) -> dict[str, Any]:
+    """The baseline's accuracy on the images ``report`` was computed on, and the paired difference."""
+    size, base_size = module.cfg["data"]["image_size"], base_module.cfg["data"]["image_size"]
+    if size != base_size:
+        raise ConfigError(f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "
+                          "compare checkpoints trained at the same data.image_size")
+    base = evaluate(base_module, images_split.images, images_split.labels,
+                    base_module.cfg["model"].get("num_classes", 43), batch_size=batch_size, max_errors=0, device=device)
+    diff = difference_interval(report.correct, base.correct, images_split.tracks)
+    return {"checkpoint": str(Path(base_ckpt).resolve()), "run": run_name(base_module.cfg),
+            "accuracy": base.accuracy, "difference": diff.as_dict()}
