@@ -59,14 +59,15 @@ class Transform:
         raise NotImplementedError
 
     def map_points(self, params: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Output -> input coordinates: params (N, num_params), points (N, P, 2) -> (N, P, 2), (x, y) last."""
+        """Output -> input coordinates: params (N, num_params), points (N, P, 2) or (1, P, 2)
+        (the same points for every sample) -> (N, P, 2), (x, y) last."""
         raise NotImplementedError
 
     def grid(self, params: torch.Tensor, size: torch.Size | tuple) -> torch.Tensor:
         """The sampling grid (N, H, W, 2) for an output of ``size`` = (N, C, H, W)."""
-        n, _, h, w = size
-        points = base_grid(n, h, w, device=params.device, dtype=params.dtype).reshape(n, h * w, 2)
-        return self.map_points(params, points).reshape(n, h, w, 2)
+        _, _, h, w = size
+        points = base_grid(1, h, w, device=params.device, dtype=params.dtype).reshape(1, h * w, 2)
+        return self.map_points(params, points).view(-1, h, w, 2)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_params={self.num_params})"
@@ -82,11 +83,6 @@ class AffineFamily(Transform):
     def map_points(self, params, points):
         theta = self.matrix(params)
         return points @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
-
-    def grid(self, params, size):
-        _, _, h, w = size
-        points = base_grid(1, h, w, device=params.device, dtype=params.dtype).reshape(1, h * w, 2)
-        return self.map_points(params, points).view(-1, h, w, 2)
 
 
 class Affine(AffineFamily):
@@ -155,7 +151,7 @@ class Similarity(AffineFamily):
 
 
 def apply_homography(h: torch.Tensor, points: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Points (N, P, 2) through 3x3 matrices (N, 3, 3) in homogeneous coordinates -> (N, P, 2).
+    """Points (N or 1, P, 2) through 3x3 matrices (N, 3, 3) in homogeneous coordinates -> (N, P, 2).
 
     The divide is safe: a homogeneous w with |w| < eps becomes +-eps (keeping its sign),
     so points near the horizon land far away instead of at inf/nan.
