@@ -68,6 +68,24 @@ def test_compare_cli_writes_markdown_and_curves(short_runs, tmp_path, capsys):
     assert (tmp_path / "compare_val_acc.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_time_to_accuracy_curves_use_logged_wall_minutes(short_runs, tmp_path):
+    from stnlab.evaluation.compare import read_curve
+
+    run = short_runs["run_a"]
+    by_epoch, by_minute = read_curve(run), read_curve(run, "minutes")
+    assert len(by_minute) == len(by_epoch) == 4
+    minutes = [m for m, _ in by_minute]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert [a for _, a in by_minute] == [a for _, a in by_epoch]
+    # A run logged before time/elapsed_min existed: its fit time spread over its epochs.
+    old = tmp_path / "old"
+    (old / "csv").mkdir(parents=True)
+    (old / "csv" / "metrics.csv").write_text("epoch,val/acc\n0,0.5\n1,0.75\n")
+    assert read_curve(old, "minutes", fit_s=240) == [(2.0, 0.5), (4.0, 0.75)]
+    _compare_main([str(run), "x=minutes", f"out={tmp_path / 'cmp'}"])
+    assert (tmp_path / "cmp" / "compare_val_acc_minutes.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
     sweep = tmp_path / "outputs" / "sweeps" / "demo"
     for i, name in enumerate(("run_a", "run_b")):
@@ -83,6 +101,7 @@ def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
     (["nosuch"], "no runs found for 'nosuch'"),
     (["sort=colour"], "sort=colour is not a column"),
     (["order=up"], "order=up must be asc or desc"),
+    (["x=hours"], "x=hours must be one of epoch, minutes"),
 ])
 def test_compare_user_errors(argv, message, short_runs, capsys):
     from stnlab.cli import run_cli

@@ -50,7 +50,7 @@ def _without_sts(net):
     return bare
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "no_st"])
+@pytest.mark.parametrize("preset", [p for p in PRESETS if not p.endswith("no_st")])
 def test_gradients_reach_localisation_nets(preset):
     torch.manual_seed(0)
     net = net_for(preset)
@@ -70,6 +70,44 @@ def test_presets_place_sts_as_the_paper():
     assert net_for("two_st").positions == {"input": 0, "conv2": 2}
     assert net_for("conv_st").positions == {"input": 0}
     assert net_for("no_st").positions == {}
+
+
+def test_compact_presets_put_small_sts_before_the_compact_backbone():
+    from stnlab.models import CompactBackbone
+
+    nets = {p: net_for(p) for p in ("compact_no_st", "compact_conv_st", "compact_fc_st", "compact_two_st")}
+    assert all(isinstance(n.backbone, CompactBackbone) for n in nets.values())
+    assert nets["compact_two_st"].positions == {"input": 0, "conv1": 1}
+    assert nets["compact_no_st"].positions == {}
+    bare = sum(p.numel() for p in nets["compact_no_st"].parameters())
+    assert bare < 1_000_000  # small enough for a CPU
+    for name, net in nets.items():  # each ST costs a fraction of the backbone
+        assert sum(p.numel() for p in net.parameters()) < 1.3 * bare, name
+    # The IDSIA presets keep their backbone; a backbone= choice still wins over a compact preset's.
+    assert not isinstance(net_for("two_st").backbone, CompactBackbone)
+    assert compose(["model=compact_two_st", "backbone=idsia"]).model.backbone._target_.endswith("ConvBackbone")
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_compact_backbone_halves_the_size_per_block(size):
+    from stnlab.models import CompactBackbone
+
+    bb = CompactBackbone(3, size, 43, widths=(8, 16, 24), depth=2, fc=32)
+    assert [bb.shape_at(k) for k in range(4)] == [(3, size), (8, size // 2), (16, size // 4), (24, size // 8)]
+    x = torch.randn(4, 3, size, size)
+    feats = []
+    for block in bb.blocks:
+        x = block(x)
+        feats.append(x)
+    assert [f.shape[1:] for f in feats] == [torch.Size([c, s, s]) for c, s in bb.shapes[1:]]
+    assert bb.head(feats).shape == (4, 43)
+
+
+def test_compact_backbone_rejects_too_many_blocks_for_the_image():
+    from stnlab.models import CompactBackbone
+
+    with pytest.raises(ValueError, match="too small"):
+        CompactBackbone(3, 8, 43, widths=(8, 8, 8, 8, 8))
 
 
 def test_st_position_beyond_backbone_is_rejected():

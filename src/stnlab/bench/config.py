@@ -82,11 +82,34 @@ def _resolve(node: Any, root: dict) -> Any:
     return node
 
 
+def _preset_overrides(defaults: list, pairs: dict[str, str], conf: Path) -> dict[str, str]:
+    """``{group: choice}`` from ``- override /group...: choice`` entries in the chosen group files
+    (conf/model/compact_*.yaml choose their backbone); the command line's choices win."""
+    chosen: dict[str, str] = {}
+    for entry in defaults:
+        if entry == "_self_":
+            continue
+        (group, choice), = entry.items()
+        group = group.split()[-1]
+        choice = pairs.get(group, choice)
+        path = conf / group / f"{choice}.yaml"
+        if choice is None or not path.is_file():
+            continue
+        for sub in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+            if isinstance(sub, dict):
+                (key, value), = sub.items()
+                m = re.fullmatch(r"override /(\w+)(@\S+)?", key)
+                if m and m.group(1) not in pairs:
+                    chosen[m.group(1)] = value
+    return chosen
+
+
 def _yaml_config(overrides: list[str], conf: Path) -> dict[str, Any]:
     pairs = dict(o.split("=", 1) for o in overrides)
     root, _ = _load(conf / "train.yaml")
     defaults = root.pop("defaults", [])
     root.pop("hydra", None)
+    chosen = _preset_overrides(defaults, pairs, conf)
     cfg: dict = {}
     for entry in defaults:
         if entry == "_self_":
@@ -95,7 +118,7 @@ def _yaml_config(overrides: list[str], conf: Path) -> dict[str, Any]:
         (group, choice), = entry.items()
         if group.startswith("optional "):
             group = group.split()[1]
-        choice = pairs.pop(group, choice)
+        choice = pairs.pop(group, chosen.get(group, choice))
         if choice is None:
             continue
         body, package = _load(conf / group / f"{choice}.yaml")

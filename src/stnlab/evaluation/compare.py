@@ -59,7 +59,7 @@ class Run:
     path: Path
     config: dict[str, Any]  # flat: {"model.name": ..., "optim.lr": ...}
     metrics: dict[str, Any]
-    curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, val/acc)
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch or wall minutes, val/acc)
 
 
 def _short_target(target: Any) -> str:
@@ -88,18 +88,35 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def read_curve(run_dir: Path) -> list[tuple[float, float]]:
-    """``[(epoch, val/acc), ...]`` from the CSV log (one row per validation)."""
+X_AXES = ("epoch", "minutes")
+
+
+def read_curve(run_dir: Path, x: str = "epoch", fit_s: float | None = None) -> list[tuple[float, float]]:
+    """``[(x, val/acc), ...]`` from the CSV log (one point per validation).
+
+    ``x="minutes"``: wall minutes since fit started at the end of that epoch (``time/elapsed_min``);
+    runs logged before that column existed spread ``fit_s`` evenly over their epochs instead.
+    """
     path = run_dir / "csv" / "metrics.csv"
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return [(float(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(f) if r.get("val/acc")]
+        rows = list(csv.DictReader(f))
+    points = [(float(r["epoch"]), float(r["val/acc"])) for r in rows if r.get("val/acc")]
+    if x == "epoch":
+        return points
+    elapsed = {float(r["epoch"]): float(r["time/elapsed_min"]) for r in rows if r.get("time/elapsed_min")}
+    if elapsed:
+        return [(elapsed[e], acc) for e, acc in points if e in elapsed]
+    if fit_s and points:
+        per_epoch = fit_s / 60 / (max(e for e, _ in points) + 1)
+        return [((e + 1) * per_epoch, acc) for e, acc in points]
+    return []
 
 
-def read_run(run_dir: Path) -> Run:
+def read_run(run_dir: Path, x: str = "epoch") -> Run:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir))
+    return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir, x, metrics.get("time/fit_s")))
 
 
 def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[Path]:

@@ -92,8 +92,9 @@ def plot_robustness(curves: Mapping[str, Mapping[str, Sequence[tuple[float, floa
 
 
 def plot_val_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path | str,
-                    baseline: float = IDSIA_COMMITTEE_ACC) -> Path:
-    """``curves[run] = [(epoch, val_acc), ...]`` with the committee's accuracy (%) as a dashed line."""
+                    baseline: float = IDSIA_COMMITTEE_ACC, x: str = "epoch") -> Path:
+    """``curves[run] = [(x, val_acc), ...]`` with the committee's accuracy (%) as a dashed line;
+    ``x`` is ``epoch`` or ``minutes`` (wall minutes of training, validation included)."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
     for label, points in curves.items():
@@ -101,8 +102,9 @@ def plot_val_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: P
             xs, ys = zip(*points)
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
     ax.axhline(baseline, color="k", ls="--", lw=1, label=f"IDSIA committee {baseline:.2f}%")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    if x == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch" if x == "epoch" else "wall minutes (training + validation)")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -1,7 +1,7 @@
-from stnlab.models.backbone import ConvBackbone
+from stnlab.models.backbone import CompactBackbone, ConvBackbone
 from stnlab.models.localization import ConvLocNet, FCLocNet
 from stnlab.models.network import STNClassifier
 from stnlab.models.spatial_transformer import SpatialTransformer
 from stnlab.models.transforms import Affine, Projective, Similarity, ThinPlateSpline, Transform
 
-__all__ = ["ConvBackbone", "ConvLocNet", "FCLocNet", "STNClassifier", "SpatialTransformer", "Affine", "Similarity", "Projective", "ThinPlateSpline", "Transform"]
+__all__ = ["CompactBackbone", "ConvBackbone", "ConvLocNet", "FCLocNet", "STNClassifier", "SpatialTransformer", "Affine", "Similarity", "Projective", "ThinPlateSpline", "Transform"]

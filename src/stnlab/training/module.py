@@ -167,5 +167,12 @@ class STNModule(pl.LightningModule):
         sched_cfg = dict(sched_cfg)
         interval = sched_cfg.pop("interval", "epoch")
         monitor = sched_cfg.pop("monitor", "val/acc")
-        scheduler = instantiate(sched_cfg)(optimizer)
+        # null placeholders of schedules that must know the run (OneCycleLR): the whole run's step
+        # count, and each parameter group's own peak lr (so locnet_lr_scale carries over).
+        run_kw = {}
+        if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:
+            run_kw["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        if "max_lr" in sched_cfg and sched_cfg["max_lr"] is None:
+            run_kw["max_lr"] = [g["lr"] for g in optimizer.param_groups]
+        scheduler = instantiate({k: v for k, v in sched_cfg.items() if k not in run_kw})(optimizer, **run_kw)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor}}
