@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
+# The root config's model is two_st (the Moodstocks network); ARGS="experiment=compact seed=1" is the CPU recipe.
 train: $(STAMP)
-	$(PY) src/train.py model=two_st $(ARGS)
+	$(PY) src/train.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

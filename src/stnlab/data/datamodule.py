@@ -23,6 +23,8 @@ class GTSRBDataModule(TensorDataModule):
         crop_roi: crop each image to its (scaled) ROI before resizing.
         val_tracks_per_class: whole tracks held out per class for validation.
         split_seed: seed of the track choice.
+        balance: class-balanced training batches, from 0 (the data's frequencies) to 1 (every class
+            equally often); see :func:`stnlab.data.tensors.class_balance_weights`.
     """
 
     name = "gtsrb"
@@ -41,8 +43,9 @@ class GTSRBDataModule(TensorDataModule):
         download_timeout: float = 30.0,
         download_retries: int = 3,
         name: str = "gtsrb",
+        balance: float = 0.0,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name)
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, balance)
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small; use at least 8 (the reference uses 48)")
         if val_tracks_per_class < 0:

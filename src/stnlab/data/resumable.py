@@ -20,10 +20,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of ``range(n)`` per epoch, from ``(seed, epoch)`` alone; ``start`` skips a prefix."""
+    """A random permutation of ``range(n)`` per epoch, from ``(seed, epoch)`` alone; ``start`` skips a prefix.
 
-    def __init__(self, n: int, seed: int):
+    With ``weights`` (one per sample), an epoch is instead ``n`` draws with replacement in
+    proportion to them (class-balanced sampling), still from ``(seed, epoch)`` alone.
+    """
+
+    def __init__(self, n: int, seed: int, weights: torch.Tensor | None = None):
         self.n, self.seed = n, int(seed)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and len(self.weights) != n:
+            raise ValueError(f"{len(self.weights)} sampling weights for {n} samples")
         self.epoch = 0
         self.start = 0
 
@@ -32,6 +39,8 @@ class EpochShuffleSampler(Sampler[int]):
 
     def order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         return torch.randperm(self.n, generator=g).tolist()
 
     def __len__(self) -> int:
@@ -49,10 +58,11 @@ class ResumableLoader(DataLoader):
     iteration resume that epoch after that many batches.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, seed: int = 0, sampler=None, **kwargs):
+    def __init__(self, dataset, batch_size: int = 1, seed: int = 0, sampler=None, weights: torch.Tensor | None = None,
+                 **kwargs):
         kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
         if sampler is None:
-            sampler = EpochShuffleSampler(len(dataset), seed)
+            sampler = EpochShuffleSampler(len(dataset), seed, weights)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.seed = int(seed)
         self._epoch = 0

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from stnlab.data.gtsrb import Split
 from stnlab.data.normalize import channel_stats
 from stnlab.data.resumable import ResumableLoader
+from stnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,17 @@ def _identity(batch):
     return batch
 
 
+def class_balance_weights(labels: torch.Tensor, balance: float) -> torch.Tensor:
+    """Per-sample weights ``count(class) ** -balance``: 0 keeps the data's class frequencies, 1 draws every
+    class equally often, 0.5 (square-root sampling) halves the imbalance on a log scale.
+
+    Holding out whole tracks leaves the rarest GTSRB classes with four or five tracks: without
+    this they are seen ten times less often than the common ones.
+    """
+    counts = torch.bincount(labels.long()).double()
+    return counts[labels.long()].pow(-float(balance))
+
+
 class TensorDataModule(pl.LightningDataModule):
     """A data module over uint8 splits held in memory; subclasses implement :meth:`load`.
 
@@ -50,8 +62,11 @@ class TensorDataModule(pl.LightningDataModule):
     name = "tensors"
 
     def __init__(self, batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, image_size: int = 48,
-                 name: str | None = None):
+                 name: str | None = None, balance: float = 0.0):
         super().__init__()
+        if not 0.0 <= float(balance) <= 1.0:
+            raise ConfigError(f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)")
+        self.balance = float(balance)
         if name:
             self.name = name
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -97,7 +112,8 @@ class TensorDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if shuffle and (trainer is None or trainer.world_size == 1):
             # Order from (seed, epoch) alone, resumable mid-epoch; the seed is the run's (seed_everything).
-            return ResumableLoader(dataset, batch_size, seed=torch.initial_seed(), **kw)
+            weights = class_balance_weights(split.labels, self.balance) if self.balance else None
+            return ResumableLoader(dataset, batch_size, seed=torch.initial_seed(), weights=weights, **kw)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kw)
 
     def train_dataloader(self) -> DataLoader:
