@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from stnlab.data.files import clear_parts, locked, new_part, normal_mode
 from stnlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -125,22 +125,45 @@ def fetch(
     ``mirror`` is a folder or an http(s)/file URL holding the archive under its
     official name; ``None`` means the official server (verified by MD5).
     """
-    root.mkdir(parents=True, exist_ok=True)
     final = root / archive.filename
-    if final.exists():
+    if final.exists():  # no lock needed to read: a final name only ever holds a complete archive
         verify_archive(final, archive)
         return final
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = locked(root)  # the folder itself: one fetch at a time, and no lock file left behind
+        lock.__enter__()
+    except OSError as e:
+        raise DataError(f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
+                        "set data.root to a writable folder (or put the archive there)") from None
+    try:
+        if final.exists():  # another process fetched it while we waited for the lock
+            verify_archive(final, archive)
+            return final
+        clear_parts(final)  # a killed copy's leftovers: nobody else writes them while we hold the lock
+        _fetch_into(archive, final, mirror, timeout, retries)
+    finally:
+        lock.__exit__(None, None, None)
+    return final
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.filename}.", suffix=".part", dir=root)
-    os.close(fd)
-    tmp = Path(tmp_name)
+
+def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: float, retries: int) -> None:
+    try:
+        tmp = new_part(final)
+    except OSError as e:  # a read-only data.root
+        raise DataError(f"cannot write {archive.filename} into data.root={final.parent} ({e.strerror or e}); "
+                        "set data.root to a writable folder (or put the archive there)") from None
     try:
         if mirror and not _is_url(mirror):
             src = Path(mirror).expanduser() / archive.filename
             if not src.is_file():
                 raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
             log.info("copying %s from mirror %s", archive.filename, mirror)
-            shutil.copyfile(src, tmp)
+            try:
+                shutil.copyfile(src, tmp)
+            except OSError as e:  # a full disk, a quota
+                raise DataError(f"cannot copy {archive.filename} into {final.parent} ({e.strerror or e}); "
+                                "free space there or set data.root to another folder") from None
             verify_archive(tmp, archive, source=str(src))
         else:
             base = mirror if mirror else OFFICIAL_URL
@@ -148,10 +171,10 @@ def fetch(
             log.info("downloading %s", url)
             _download(url, tmp, timeout=timeout, retries=retries)
             verify_archive(tmp, archive, md5=not mirror, source=url)
+        normal_mode(tmp)  # mkstemp's 0600 would make a shared data.root unreadable to the others
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    return final
 
 
 def try_fetch(archive: Archive, root: Path, mirror: str | None, **kw) -> Path | None:

@@ -6,11 +6,37 @@ import logging
 from pathlib import Path
 
 from stnlab.data import archives
-from stnlab.data.gtsrb import Split, archive_fingerprint, cached, read_test, read_train, split_by_tracks
+from stnlab.data.classes import NUM_CLASSES
+from stnlab.data.gtsrb import (TEST_GT_CSV, Split, _open, _text, archive_fingerprint, cached, parse_csv, read_test,
+                               read_train, split_by_tracks, train_classes)
 from stnlab.data.tensors import TensorDataModule
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) -> None:
+    """The training archive's classes (structurally checked by ``train_classes``) against the test ground truth.
+
+    A training archive must hold every class its test set has; the full set has all 43. Without the
+    ground truth only a warning can say that a structurally sound archive holds fewer than 43.
+    """
+    with _open(train_zip) as zf:
+        classes = set(train_classes(zf.namelist(), train_zip.name))
+    if gt_zip is None:
+        if len(classes) != NUM_CLASSES:
+            log.warning("%s holds classes 00000 to %05d only (the official archive has %d) and there is no test "
+                        "ground truth to check it against", train_zip.name, max(classes), NUM_CLASSES)
+        return
+    with _open(gt_zip) as gz:
+        if TEST_GT_CSV not in gz.namelist():
+            return  # read_test reports it with the fix
+        rows = parse_csv(_text(gz, TEST_GT_CSV, gt_zip.name), f"{gt_zip.name}:{TEST_GT_CSV}", "", need_label=True)
+    missing = sorted({r.class_id for r in rows} - classes)
+    if missing:
+        shown = ", ".join(f"{c:05d}" for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise DataError(f"{train_zip.name} lacks class folder(s) {shown} that the test ground truth "
+                        f"{gt_zip.name} has; replace the training archive with the official one")
 
 
 class GTSRBDataModule(TensorDataModule):
@@ -59,7 +85,9 @@ class GTSRBDataModule(TensorDataModule):
 
     def _fetch(self):
         if self._archives is None:
-            self._archives = self._fetch_all()
+            archives_ = self._fetch_all()
+            check_coverage(*archives_)  # before anything is decoded or cached
+            self._archives = archives_
         return self._archives
 
     def _fetch_all(self):

@@ -11,16 +11,14 @@ image's pixels; mirrors may hold re-sized images, so a ROI is scaled by
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import csv
-import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -31,13 +29,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from stnlab.data.classes import NUM_CLASSES
+from stnlab.data.files import clear_parts, locked, new_part, normal_mode
 from stnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 REQUIRED_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
-TRAIN_CSV = re.compile(r"^GTSRB/Final_Training/Images/(\d{5})/GT-\1\.csv$")
+TRAIN_DIR = "GTSRB/Final_Training/Images/"
 TEST_GT_CSV = "GT-final_test.csv"
 TEST_DIR = "GTSRB/Final_Test/Images/"
 
@@ -65,14 +64,26 @@ class Row:
     track: int
 
 
-def parse_csv(text: str, source: str, directory: str, need_label: bool) -> list[Row]:
-    """Parse one official semicolon CSV; ``directory`` is prefixed to each Filename."""
-    reader = csv.DictReader(io.StringIO(text), delimiter=";")
+def parse_csv(text: str, source: str, directory: str, need_label: bool, folder_class: int | None = None) -> list[Row]:
+    """Parse one official semicolon CSV; ``directory`` is prefixed to each Filename.
+
+    ``folder_class``: the class of the folder holding the CSV, which every ``ClassId`` must name.
+    """
+    try:
+        return _parse_csv(text, source, directory, need_label, folder_class)
+    except csv.Error as e:  # a NUL byte, an unterminated quote
+        raise DataError(f"{source}: unreadable CSV ({e}); fix or replace the CSV") from None
+
+
+def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_class: int | None) -> list[Row]:
+    # newline=None: universal line ends, so CR-only (old Mac) and CRLF files read like LF ones.
+    reader = csv.DictReader(io.StringIO(text, newline=None), delimiter=";")
     columns = REQUIRED_COLUMNS + (("ClassId",) if need_label else ())
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; the CSV must have the official header {';'.join(columns)}")
-    rows = []
+    rows: list[Row] = []
+    seen: set[str] = set()
     for lineno, rec in enumerate(reader, start=2):
         try:
             name = rec["Filename"].strip()
@@ -83,6 +94,12 @@ def parse_csv(text: str, source: str, directory: str, need_label: bool) -> list[
             raise DataError(f"{source}, line {lineno}: malformed row {dict(rec)}; fix or replace the CSV") from None
         if need_label and not 0 <= label < NUM_CLASSES:
             raise DataError(f"{source}, line {lineno}: ClassId {label} outside 0..{NUM_CLASSES - 1}; fix or replace the CSV")
+        if folder_class is not None and label != folder_class:
+            raise DataError(f"{source}, line {lineno}: ClassId {label} disagrees with its folder {folder_class:05d}; "
+                            "fix or replace the CSV")
+        if name in seen:  # a row listed twice would count its image twice
+            raise DataError(f"{source}, line {lineno}: {name} is listed twice; fix or replace the CSV")
+        seen.add(name)
         if w <= 0 or h <= 0:
             raise DataError(f"{source}, line {lineno}: non-positive Width/Height; fix or replace the CSV")
         if not (0 <= roi[0] <= roi[2] and 0 <= roi[1] <= roi[3]):
@@ -111,7 +128,8 @@ def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool
                 out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
-        except (UnidentifiedImageError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        except (UnidentifiedImageError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                Image.DecompressionBombError) as e:  # a header claiming 100000x100000 pixels
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
@@ -132,15 +150,58 @@ def _open(path: Path) -> zipfile.ZipFile:
         raise DataError(f"{path}: truncated or corrupt zip ({e}); replace the archive with a good copy") from None
 
 
+def train_classes(names: list[str], label: str) -> list[int]:
+    """The class folders of a training archive with members ``names``, checked against the official structure.
+
+    Official: every member lies under ``GTSRB/Final_Training/Images/<5-digit class>/`` (this exact
+    capitalisation), each class folder holds its ``GT-<class>.csv``, no member appears twice, and the
+    classes run from 00000 without a gap (00000..00042 in the full set). A subset that keeps this
+    structure (the tests' tiny archives: 00000..00002) is accepted; whether it covers every class
+    of the test set is checked against the test ground truth (``GTSRBDataModule``).
+    """
+    dup = next((n for n, k in collections.Counter(names).items() if k > 1), None)
+    if dup is not None:  # zipfile would read one copy, and a listing would see it twice
+        raise DataError(f"{label}: member {dup} appears twice; replace the archive with a good copy")
+    folders: set[str] = set()
+    for name in names:
+        if name.lower().startswith(TRAIN_DIR.lower()) and not name.startswith(TRAIN_DIR):
+            raise DataError(f"{label}: member {name} is not under {TRAIN_DIR} as capitalised officially; "
+                            "replace the archive with the official one")
+        if name.startswith(TRAIN_DIR) and name != TRAIN_DIR:
+            folder = name[len(TRAIN_DIR):].split("/")[0]
+            if not re.fullmatch(r"\d{5}", folder) or "/" not in name[len(TRAIN_DIR):]:
+                raise DataError(f"{label}: unexpected member {name} (class folders are {TRAIN_DIR}00000/ to "
+                                f"{NUM_CLASSES - 1:05d}/); replace the archive with the official one")
+            folders.add(folder)
+    classes = sorted(int(f) for f in folders)
+    if not classes:
+        raise DataError(f"{label}: no {TRAIN_DIR}000NN/GT-000NN.csv inside; this is not the official training archive")
+    for c in classes:
+        if f"{TRAIN_DIR}{c:05d}/GT-{c:05d}.csv" not in names:
+            raise DataError(f"{label}: class folder {c:05d} has no GT-{c:05d}.csv; replace the archive with the official one")
+    gaps = sorted(set(range(classes[-1] + 1)) - set(classes))
+    if gaps or classes[-1] >= NUM_CLASSES:
+        missing = ", ".join(f"{c:05d}" for c in gaps[:5]) + (", ..." if len(gaps) > 5 else "")
+        what = f"class folder(s) {missing} missing" if gaps else f"class folder {classes[-1]:05d} beyond {NUM_CLASSES - 1:05d}"
+        raise DataError(f"{label}: {what} (the official archive has 00000 to {NUM_CLASSES - 1:05d}); "
+                        "replace the archive with the official one")
+    if len(classes) < 2:
+        raise DataError(f"{label}: holds only class folder {classes[0]:05d} (the official archive has {NUM_CLASSES}); "
+                        "replace the archive with the official one")
+    return classes
+
+
 def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
     with _open(path) as zf:
-        csvs = sorted(n for n in zf.namelist() if TRAIN_CSV.match(n))
-        if not csvs:
-            raise DataError(f"{path}: no GTSRB/Final_Training/Images/000NN/GT-000NN.csv inside; this is not the official training archive")
+        classes = train_classes(zf.namelist(), path.name)
         rows: list[Row] = []
-        for name in csvs:
-            directory = name.rsplit("/", 1)[0] + "/"
-            rows += parse_csv(_text(zf, name, path.name), f"{path.name}:{name}", directory, need_label=True)
+        for c in classes:
+            directory = f"{TRAIN_DIR}{c:05d}/"
+            name = f"{directory}GT-{c:05d}.csv"
+            rows += parse_csv(_text(zf, name, path.name), f"{path.name}:{name}", directory, need_label=True,
+                              folder_class=c)
+        if not rows:
+            raise DataError(f"{path.name}: every GT-*.csv lists no image (header only); replace the archive")
         images = decode(zf, rows, image_size, crop_roi, path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
     tracks = torch.tensor([r.class_id * 100_000 + r.track for r in rows], dtype=torch.int64)
@@ -152,6 +213,8 @@ def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool)
         if TEST_GT_CSV not in gz.namelist():
             raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
         rows = parse_csv(_text(gz, TEST_GT_CSV, gt_path.name), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True)
+    if not rows:
+        raise DataError(f"{gt_path.name}:{TEST_GT_CSV} lists no image (header only); replace the archive")
     with _open(images_path) as zf:
         images = decode(zf, rows, image_size, crop_roi, images_path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
@@ -166,18 +229,6 @@ def archive_fingerprint(*paths: Path) -> str:
             for info in sorted(zf.infolist(), key=lambda i: i.filename):
                 h.update(f"{info.filename}:{info.CRC}:{info.file_size};".encode())
     return h.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive inter-process lock, so concurrent runs build a cache once, not over each other."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _load_cache(path: Path, key: dict) -> Split | None:
@@ -208,29 +259,49 @@ def _checksum(split: Split) -> str:
 
 
 def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
-    """Return the split from ``cache_dir`` if its cache matches ``key``, else ``build()`` it and cache it atomically."""
+    """Return the split from ``cache_dir`` if its cache matches ``key``, else ``build()`` it and cache it atomically.
+
+    A cache that cannot be written (a read-only or full ``data.root``, its folder deleted meanwhile) is an
+    environment problem, not a reason to lose the run: the split is used uncached, with a warning.
+    """
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"{name}-{digest}.pt"
     split = _load_cache(path, key)
     if split is not None:
         return split
-    with _locked(cache_dir / f".{name}-{digest}.lock"):
+    try:
+        lock = locked(cache_dir / f".{name}-{digest}.lock")
+        lock.__enter__()
+    except OSError as e:
+        log.warning("cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name)
+        return build()
+    try:
         split = _load_cache(path, key)  # another process may have built it while we waited
         if split is not None:
             return split
-        for stale in cache_dir.glob(f".{path.name}.*.part"):  # left by a killed writer: we hold the lock
-            stale.unlink(missing_ok=True)
+        clear_parts(path)  # left by a killed writer: we hold the lock
         log.info("decoding %s into cache %s", name, path)
         split = build()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=cache_dir)
-        os.close(fd)
-        try:
-            blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_cache(path, split, key)
+    finally:
+        lock.__exit__(None, None, None)
     return split
+
+
+def _write_cache(path: Path, split: Split, key: dict) -> None:
+    tmp: Path | None = None
+    try:
+        tmp = new_part(path)  # makes the folder again if it was deleted during the decode
+        blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
+        torch.save(blob, tmp)
+        normal_mode(tmp)  # 0644 under the usual umask: a shared data.root stays readable
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
+        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        log.warning("cannot write the cache %s (%s): going on without it", path, reason)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def split_by_tracks(split: Split, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
