@@ -5,11 +5,13 @@ test_train.py are not repeated here: truncated zip, wrong layout, bad CSV text, 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -284,3 +286,171 @@ def test_misbehaving_mirror_is_retried_a_bounded_number_of_times(behaviour, tmp_
     assert time.monotonic() - start < 20  # 2 tries x 0.5 s timeout + one 2 s pause, not a hang
     assert server.connections == 2
     assert list(root.iterdir()) == []  # no half-downloaded archive under any name
+
+
+# --- the training archive against the official structure (issue 16, item 3) -----------------------------
+
+IMAGES = "GTSRB/Final_Training/Images/"
+
+
+def _members(gtsrb_mirror: Path) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(gtsrb_mirror / TRAIN_ZIP) as zf:
+        return [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+
+
+def _structure_case(case: str, members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The tiny archive (classes 00000-00002) changed the way a bad copy or a hand-made zip differs."""
+    def in_class(name: str, *classes: int) -> bool:
+        return any(name.startswith(f"{IMAGES}{c:05d}/") for c in classes)
+
+    def csv_rows(data: bytes, edit) -> bytes:
+        lines = data.decode().splitlines()
+        return ("\n".join(edit(lines)) + "\n").encode()
+
+    if case == "only_class_0":
+        return [(n, d) for n, d in members if not in_class(n, 1, 2)]
+    if case == "gap":
+        return [(n, d) for n, d in members if not in_class(n, 1)]
+    if case == "no_csv":
+        return [(n, d) for n, d in members if n != f"{IMAGES}00002/GT-00002.csv"]
+    if case == "lowercase_folders":  # class 2 under another capitalisation
+        return [(n.replace(IMAGES, IMAGES.lower()) if in_class(n, 2) else n, d) for n, d in members]
+    if case == "mixed_case_images":
+        return [(n.replace("/Images/", "/images/") if in_class(n, 1) else n, d) for n, d in members]
+    if case == "stray_folder":
+        return members + [(f"{IMAGES}extra/00000_00000.ppm", members[0][1])]
+    if case == "duplicated_csv":  # the same member twice: its rows would count twice
+        return members + [(CSV_1, dict(members)[CSV_1])]
+    if case == "classid_vs_folder":
+        return [(n, csv_rows(d, lambda ls: ls[:2] + [ls[2].rsplit(";", 1)[0] + ";2"] + ls[3:]) if n == CSV_1 else d)
+                for n, d in members]
+    if case == "row_twice":
+        return [(n, csv_rows(d, lambda ls: ls + [ls[1]]) if n == CSV_1 else d) for n, d in members]
+    if case == "header_only":
+        return [(n, csv_rows(d, lambda ls: ls[:1]) if n.endswith(".csv") else d) for n, d in members]
+    if case == "huge_field":  # an unterminated quote swallowing the rest: past the csv module's field limit
+        return [(n, d.replace(b"\n", b'\n"' + b"x" * 200_000, 1) if n == CSV_1 else d) for n, d in members]
+    if case == "decompression_bomb":  # a PPM whose header claims 100000x100000 pixels
+        return [(n, b"P6\n100000 100000\n255\n" + b"\0" * 64 if n == IMAGE_1 else d) for n, d in members]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("only_class_0", "holds only class folder 00000 .*replace the archive with the official one"),
+    ("gap", r"class folder\(s\) 00001 missing \(the official archive has 00000 to 00042\)"),
+    ("no_csv", "class folder 00002 has no GT-00002.csv"),
+    ("lowercase_folders", "member gtsrb/final_training/images/00002/.* is not under GTSRB/Final_Training/Images/ "
+                          "as capitalised officially"),
+    ("mixed_case_images", "member GTSRB/Final_Training/images/00001/.* as capitalised officially"),
+    ("stray_folder", "unexpected member GTSRB/Final_Training/Images/extra/00000_00000.ppm"),
+    ("duplicated_csv", "member GTSRB/Final_Training/Images/00001/GT-00001.csv appears twice"),
+    ("classid_vs_folder", "GT-00001.csv, line 3: ClassId 2 disagrees with its folder 00001"),
+    ("row_twice", r"GT-00001.csv, line \d+: 00000_00000.ppm is listed twice"),
+    ("header_only", r"every GT-\*.csv lists no image \(header only\)"),
+    ("huge_field", "GT-00001.csv: unreadable CSV .*field larger than field limit"),
+    ("decompression_bomb", f"unreadable image {IMAGE_1} .*decompression bomb"),
+])
+def test_archive_off_the_official_structure_is_one_line_and_nothing_cached(case, problem, gtsrb_mirror, tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(mirror / TRAIN_ZIP, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in _structure_case(case, _members(gtsrb_mirror)):
+                zf.writestr(name, data)
+    root = tmp_path / "root"
+    dm = GTSRBDataModule(root=str(root), mirror=str(mirror), image_size=16)
+    with pytest.raises(DataError, match=problem) as err:
+        dm.setup("fit")
+    assert "\n" not in str(err.value)
+    assert not list(root.rglob("*.pt")) and not list(root.rglob("*.part"))
+
+
+def test_training_archive_missing_a_class_of_the_test_set_is_refused(gtsrb_mirror, tmp_path):
+    # Classes 00000-00001 of 3: structurally sound, but the test ground truth has class 2 too.
+    mirror = tmp_path / "mirror"
+    rewrite_zip(gtsrb_mirror / TRAIN_ZIP, mirror / TRAIN_ZIP,
+                {n: None for n, _ in _members(gtsrb_mirror) if n.startswith(f"{IMAGES}00002/")})
+    for other in (archives.TEST.filename, archives.TEST_GT.filename):
+        shutil.copy(gtsrb_mirror / other, mirror / other)
+    root = tmp_path / "root"
+    with pytest.raises(DataError, match=r"lacks class folder\(s\) 00002 that the test ground truth "
+                                        "GTSRB_Final_Test_GT.zip has"):
+        GTSRBDataModule(root=str(root), mirror=str(mirror), image_size=16).setup("fit")
+    assert not list(root.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"])
+def test_csvs_with_cr_or_crlf_line_ends_read_like_lf(line_end, gtsrb_mirror, tmp_path):
+    members = _members(gtsrb_mirror)
+    mirror = tmp_path / "mirror"
+    rewrite_zip(gtsrb_mirror / TRAIN_ZIP, mirror / TRAIN_ZIP,
+                {n: d.replace(b"\n", line_end.encode()) for n, d in members if n.endswith(".csv")})
+    dm = GTSRBDataModule(root=str(tmp_path / "root"), mirror=str(mirror), image_size=16)
+    dm.setup("fit")
+    ref = GTSRBDataModule(root=str(tmp_path / "ref"), mirror=str(gtsrb_mirror), image_size=16)
+    ref.setup("fit")
+    assert torch.equal(dm.train.images, ref.train.images) and torch.equal(dm.train.labels, ref.train.labels)
+
+
+# --- leftovers and permissions under data.root (issue 16, item 8) ----------------------------------------
+
+
+def test_a_killed_copys_part_file_is_cleared_and_files_get_the_umasks_mode(gtsrb_mirror, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    stale = root / f".{TRAIN_ZIP}.k1ll3d.part"
+    stale.write_bytes(b"PK\x03\x04" + b"\0" * 1000)  # what a copy killed half-way leaves
+    old = os.umask(0o022)
+    try:
+        dm = GTSRBDataModule(root=str(root), mirror=str(gtsrb_mirror), image_size=16)
+        dm.setup("fit")
+    finally:
+        os.umask(old)
+    assert not stale.exists() and not list(root.rglob("*.part"))
+    made = [*root.glob("*.zip"), *root.glob("cache/*.pt")]
+    assert len(made) == 3 + 2  # three archives, the train and test caches
+    assert {oct(p.stat().st_mode & 0o777) for p in made} == {oct(0o644)}  # not mkstemp's 0600
+
+
+def _split_of(n: int) -> Split:
+    return Split(torch.zeros(n, 3, 16, 16, dtype=torch.uint8), torch.arange(n) % 3, torch.arange(n))
+
+
+def test_cache_folder_deleted_during_the_decode_is_made_again(tmp_path):
+    cache_dir = tmp_path / "cache"
+
+    def build():
+        shutil.rmtree(cache_dir)  # someone cleans data.root while we decode
+        return _split_of(4)
+
+    assert len(cached(cache_dir, "train", {"k": 1}, build)) == 4
+    assert len(list(cache_dir.glob("train-*.pt"))) == 1 and not list(cache_dir.glob("*.part"))
+
+
+def _cache_on_a_full_disk(cache_dir: str, out: str) -> None:
+    import resource
+    import signal as sig
+
+    sig.signal(sig.SIGXFSZ, sig.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    split = cached(Path(cache_dir), "train", {"k": 1}, lambda: _split_of(64))  # ~50 kB: does not fit
+    Path(out).write_text(str(len(split)))
+
+
+@pytest.mark.parametrize("problem", ["full_disk", "cache_is_a_file"])
+def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, caplog):
+    cache_dir = tmp_path / "cache"
+    if problem == "full_disk":
+        import multiprocessing as mp
+
+        p = mp.get_context("fork").Process(target=_cache_on_a_full_disk, args=(str(cache_dir), str(tmp_path / "n")))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0 and (tmp_path / "n").read_text() == "64"
+    else:  # a data.root where the cache cannot go (read-only, or its cache/ taken by a file)
+        cache_dir.write_text("not a folder")
+        with caplog.at_level("WARNING"):
+            assert len(cached(cache_dir, "train", {"k": 1}, lambda: _split_of(64))) == 64
+        assert any("without caching" in r.getMessage() for r in caplog.records)
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.pt"))
