@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -14,13 +15,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab.callbacks import EpochThroughput
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.perf import SpeedSwitches
 from stnlab.tracking.csv_logger import ContinuingCSVLogger
-from stnlab.reliability import check_compatible, resolve_resume
+from stnlab.reliability import check_compatible, check_run_dir_free, claim_run_dir, resolve_resume
 from stnlab.tracking.wandb_logger import make_wandb_logger, write_summary
 from stnlab.training.module import STNModule
 
@@ -59,8 +61,17 @@ def validate(cfg: dict) -> None:
     if size < 8:
         raise ConfigError(f"data.image_size={size} is too small; use at least 8 (the reference uses 48)")
     scale = cfg["model"].get("locnet_lr_scale", 1.0)
-    if scale is not None and float(scale) < 0:
+    if scale is not None and _number("model.locnet_lr_scale", scale) < 0:
         raise ConfigError(f"model.locnet_lr_scale={scale} must be >= 0")
+    seed = cfg.get("seed", 0)
+    if seed is not None and not 0 <= _number("seed", seed, int) < 2**32:
+        raise ConfigError(f"seed={seed} must be in 0..{2**32 - 1}")
+    workers = cfg["data"].get("num_workers")
+    if workers is not None and _number("data.num_workers", workers, int) < 0:
+        raise ConfigError(f"data.num_workers={workers} must be >= 0 (0: load in the main process)")
+    for section in ("optim", "scheduler"):
+        check_arguments(cfg.get(section), section)
+    check_budget(cfg)
     trainer = cfg.get("trainer") or {}
     if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
         import torch
@@ -69,6 +80,67 @@ def validate(cfg: dict) -> None:
                 str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()):
             raise ConfigError("trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
                               "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU")
+
+
+def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ("interval", "monitor")) -> None:
+    """Every key of an ``optim``/``scheduler`` node is an argument of its ``_target_`` (``+optim.foo=1`` would
+    otherwise fail with a TypeError when the optimizer is built, after the data was loaded)."""
+    if not node or "_target_" not in node:
+        return
+    try:
+        target = _locate(str(node["_target_"]))
+        params = inspect.signature(target).parameters
+    except (ImportError, ValueError, TypeError) as e:
+        raise ConfigError(f"{section}._target_={node['_target_']} cannot be used ({e}); fix the {section} choice") from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = set(params) | {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"} | set(own)
+    unknown = sorted(set(node) - allowed)
+    if unknown:
+        known = ", ".join(k for k in params if k not in ("params", "optimizer", "self"))
+        raise ConfigError(f"{section}.{unknown[0]} is not an argument of {node['_target_']} (it takes {known}); "
+                          f"drop the {section}.{unknown[0]} override")
+
+
+def check_budget(cfg: dict) -> None:
+    """A run must train and validate: no epoch (or step, or training batch) would test the untrained weights;
+    no validation leaves no best checkpoint, so the test uses the last weights, which is said once."""
+    trainer = cfg.get("trainer") or {}
+    for key in ("max_epochs", "max_steps"):
+        v = trainer.get(key)
+        if v is not None and (_number(f"trainer.{key}", v, int) == 0 or int(v) < -1):
+            raise ConfigError(f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
+                              f"set trainer.{key} >= 1 (-1: no limit)")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = trainer.get(key)
+        if v is None:
+            continue
+        if _number(f"trainer.{key}", v) < 0:
+            raise ConfigError(f"trainer.{key}={v} must be >= 0 (a fraction <= 1.0 or a number of batches)")
+        if float(v) == 0 and key == "limit_train_batches":
+            raise ConfigError("trainer.limit_train_batches=0 trains nothing: the test would measure untrained "
+                              "weights; set it > 0")
+    no_val = [f"trainer.limit_val_batches={trainer['limit_val_batches']}"] if trainer.get("limit_val_batches") is not None \
+        and float(trainer["limit_val_batches"]) == 0 else []
+    data = cfg.get("data") or {}
+    for key in ("val_tracks_per_class", "num_val"):
+        if data.get(key) is not None and _number(f"data.{key}", data[key], int) == 0:
+            no_val.append(f"data.{key}=0")
+    if no_val:
+        log.warning("%s: no validation, so no val/acc_best and no best checkpoint; the test (if any) measures the "
+                    "last epoch's weights", " and ".join(no_val))
+
+
+def _locate(path: str):
+    from hydra.utils import get_class, get_method
+
+    try:
+        return get_class(path)
+    except Exception:  # noqa: BLE001 - a function target (optim given as a factory)
+        try:
+            return get_method(path)
+        except Exception as e:  # noqa: BLE001
+            raise ImportError(str(e).splitlines()[0] if str(e) else path) from None
 
 
 def _instantiate(node: dict, section: str, **kwargs):
@@ -100,7 +172,7 @@ def run_dir_of(cfg: DictConfig) -> Path:
         return Path(cfg.run_dir)
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path("outputs") / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    return Path(claim_run_dir(Path("outputs") / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")))
 
 
 def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
@@ -116,6 +188,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     if ckpt_path is not None:
         check_compatible(ckpt_path, resolved)
         log.info("resuming from %s into %s", ckpt_path, run_dir)
+    elif rank_zero_only.rank == 0:  # DDP workers share rank 0's folder
+        check_run_dir_free(run_dir)
     datamodule = _instantiate(resolved["data"], "data")
     run_dir.mkdir(parents=True, exist_ok=True)  # only once every value was checked
 

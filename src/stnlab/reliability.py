@@ -9,6 +9,7 @@ the checkpoint came from (Hydra's output directory included, through the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import zipfile
 import zlib
@@ -25,6 +26,12 @@ RUNS_ROOT = Path("outputs") / "runs"
 LAST = "last.ckpt"
 # The config sections that define the network's parameters: they must match to load its weights.
 NETWORK_KEYS = ("model", "transform", "normalize")
+# data.* keys that say where the data lies or how it is served, not what it is: they may differ on resume
+# (another machine, another batch size for evaluation); every other data.* key must match.
+DATA_LOCATION_KEYS = {"root", "mirror", "path", "batch_size", "eval_batch_size", "num_workers", "download_timeout",
+                      "download_retries"}
+# What a folder holding a run has (Hydra's .hydra/ alone does not count: Hydra writes it before train()).
+RUN_MARKERS = ("metrics.json", "checkpoints", "csv")
 
 
 def _last_in(run_dir: Path) -> Path:
@@ -100,17 +107,72 @@ def check_compatible(ckpt: Path, cfg: dict) -> None:
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace
         raise ConfigError(f"resume: cannot read checkpoint {ckpt} ({type(e).__name__}: {e}); resume from another "
                           "checkpoint or drop resume= to start afresh") from None
+    if not isinstance(saved, dict) or "state_dict" not in saved or "epoch" not in saved:
+        raise ConfigError(f"resume: {ckpt} is not a training checkpoint (no state_dict/epoch; a file written by "
+                          "torch.save?); resume from <run_dir>/checkpoints/last.ckpt or drop resume= to start afresh")
     old = ((saved.get("hyper_parameters") or {}).get("cfg")) or {}
     if not old:
         return  # not one of ours: Lightning reports what does not fit
     diffs = []
     for key in NETWORK_KEYS:
         diffs += _diff(old.get(key), cfg.get(key), f"{key}.")
+    where = ckpt.parent.parent / ".hydra" / "overrides.yaml"
     if diffs:
-        shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
-        where = ckpt.parent.parent / ".hydra" / "overrides.yaml"
-        raise ConfigError(f"resume: {ckpt} was trained with another network ({shown}); resume with the run's own "
-                          f"overrides (see {where})")
+        raise ConfigError(f"resume: {ckpt} was trained with another network ({_shown(diffs)}); resume with the run's "
+                          f"own overrides (see {where})")
+    # Other data would be trained on silently, and the run's val/acc_best (measured on the old data) kept.
+    data_diffs = _diff(*({k: v for k, v in (d.get("data") or {}).items() if k not in DATA_LOCATION_KEYS}
+                         for d in (old, cfg)), "data.")
+    if data_diffs:
+        raise ConfigError(f"resume: {ckpt} was trained on other data ({_shown(data_diffs)}); its val/acc_best would "
+                          f"not be comparable: resume with the run's own data.* overrides (see {where}), or start "
+                          "a new run (drop resume=)")
+
+
+def _shown(diffs: list[str]) -> str:
+    return "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` already holds (part of) a training run: its checkpoints, CSV log or metrics."""
+    return any((run_dir / marker).exists() for marker in RUN_MARKERS)
+
+
+def check_run_dir_free(run_dir: Path) -> None:
+    """Refuse to start a new run in a folder holding another: its checkpoints and metrics.json would be
+    overwritten and its CSV log mixed with ours. Continuing it is ``resume=``."""
+    if not holds_run(run_dir):
+        return
+    what = ""
+    try:
+        name = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), "model.name")
+        what = f" (model {name})" if name else ""
+    except Exception:  # noqa: BLE001 - the model's name only decorates the message
+        pass
+    raise ConfigError(f"run_dir={run_dir} already holds a run{what}; pick a new run_dir, or continue that run with "
+                      f"resume=last run_dir={run_dir}")
+
+
+_CLAIMED: dict[str, str] = {}
+
+
+def claim_run_dir(default: str | Path) -> str:
+    """A new, empty run folder: ``default``, else ``default-2``, ``-3``, ... Each is made with an exclusive
+    mkdir, so runs started in the same second with the same model (a seed loop sent to the background)
+    never share one. Claimed once per process: Hydra may resolve ``hydra.run.dir`` more than once."""
+    key = str(default)
+    if key not in _CLAIMED:
+        base = Path(default)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for k in itertools.count(1):
+            candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            _CLAIMED[key] = str(candidate)
+            break
+    return _CLAIMED[key]
 
 
 def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
@@ -122,7 +184,7 @@ def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
         _, owner = resolve_resume(resume, verify=False)
     except Exception:  # noqa: BLE001 - reported later, one clear line
         owner = None
-    return str(owner) if owner is not None else str(default)
+    return str(owner) if owner is not None else claim_run_dir(default)
 
 
 def _output_subdir_resolver(resume: Any, stamp: str) -> str:
