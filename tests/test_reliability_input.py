@@ -202,10 +202,29 @@ def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
     ("resume=RUN/nowhere.ckpt", "no such checkpoint file"),
     ("resume=last", "resume=last: .*last.ckpt does not exist"),
     ("resume=RUN/broken.ckpt", "checkpoint .*broken.ckpt is truncated or corrupt"),
+    # issue 16, item 7: these raised tracebacks, late
+    ("resume=RUN/plain.ckpt", "plain.ckpt is not a training checkpoint .*drop resume="),
+    ("seed=-1", "seed=-1 must be in 0..4294967295"),
+    ("seed=4294967296", "seed=4294967296 must be in 0..4294967295"),
+    ("seed=abc", "seed=abc is not an integer"),
+    ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
+    ("data.num_workers=two", "data.num_workers=two is not an integer"),
+    ("+optim.foo=1", "optim.foo is not an argument of torch.optim.SGD .*; drop the optim.foo override"),
+    ("optim=adam +optim.momentum=0.9", "optim.momentum is not an argument of torch.optim.Adam"),
+    ("scheduler=step +scheduler.bar=2", "scheduler.bar is not an argument of torch.optim.lr_scheduler.StepLR"),
+    ("model.locnet_lr_scale=abc", "model.locnet_lr_scale=abc is not a number"),
+    # issue 16, item 6: these tested untrained weights without a word
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: the test would measure untrained weights"),
+    ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs=-5 trains nothing"),
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing"),
+    ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 must be >= 0"),
+    ("trainer.limit_test_batches=abc", "trainer.limit_test_batches=abc is not a number"),
 ])
 def test_invalid_config_fails_before_any_work(override, problem, tiny_overrides, tmp_path):
     (tmp_path / "RUN").mkdir()
     (tmp_path / "RUN" / "broken.ckpt").write_bytes(b"PK\x03\x04" + os.urandom(200))  # a checkpoint cut short
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "RUN" / "plain.ckpt")  # a torch file, not a checkpoint
     overrides = override.replace("RUN", str(tmp_path / "RUN")).split()
     with pytest.raises(ConfigError, match=problem):
         train(compose(tiny_overrides + ["model=two_st", *overrides]))

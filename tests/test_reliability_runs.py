@@ -345,3 +345,92 @@ def test_wandb_rejected_key_falls_back_to_offline(wandb_env, caplog, tmp_path):
         server.shutdown()
     (warning,) = _warnings(caplog)
     assert "online start failed" in warning and "logging offline" in warning
+
+
+# --- run folders (issue 16, item 1) -------------------------------------------------------------------
+
+
+def _claim(default: str, barrier, results) -> None:
+    from stnlab.reliability import _run_dir_resolver
+
+    barrier.wait()
+    results.put(_run_dir_resolver(None, None, default))  # what hydra.run.dir resolves to in each process
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processes", [2, 5])
+def test_runs_started_in_the_same_second_get_their_own_folders(processes, tmp_path):
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    default = str(tmp_path / "outputs" / "runs" / "2026-12-02" / "10-00-00-no_st")
+    procs = [ctx.Process(target=_claim, args=(default, barrier, results)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    dirs = {results.get(timeout=30) for _ in procs}
+    for p in procs:
+        p.join(10)
+    assert dirs == {default} | {f"{default}-{k}" for k in range(2, processes + 1)}
+    assert all(Path(d).is_dir() and not any(Path(d).iterdir()) for d in dirs)
+
+
+def test_cli_run_lands_beside_a_run_started_in_the_same_second(tmp_path):
+    """The default folder (<date>/<H-M-S>-<model>) is taken for the next minute: the run gets <...>-2."""
+    now = time.time()
+    taken = []
+    for t in range(int(now), int(now) + 60):
+        d = tmp_path / "outputs" / "runs" / time.strftime("%Y-%m-%d", time.localtime(t)) / \
+            f"{time.strftime('%H-%M-%S', time.localtime(t))}-no_st"
+        (d / "csv").mkdir(parents=True)
+        taken.append(d)
+    res = _cli("model=no_st", "optim.lr=0", cwd=tmp_path)  # fails its checks at once, after Hydra made its folder
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("stnlab: error: optim.lr=0")
+    assert all(sorted(p.name for p in d.iterdir()) == ["csv"] for d in taken)  # nothing written into them
+    (mine,) = [d for d in (tmp_path / "outputs" / "runs").glob("*/*") if d not in taken]
+    assert mine.name.endswith("-no_st-2") and (mine / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("marker", ["metrics.json", "checkpoints/last.ckpt", "csv/metrics.csv"])
+def test_run_dir_of_another_run_is_refused_and_left_alone(marker, gtsrb_mirror, data_root, tmp_path):
+    other = tmp_path / "other"
+    (other / ".hydra").mkdir(parents=True)
+    (other / ".hydra" / "config.yaml").write_text("model:\n  name: two_st\n")
+    (other / marker).parent.mkdir(parents=True, exist_ok=True)
+    (other / marker).write_text("theirs")
+    before = sorted((p.relative_to(other), p.stat().st_mtime_ns) for p in other.rglob("*"))
+    with pytest.raises(ConfigError, match=f"run_dir={other} already holds a run \\(model two_st\\); pick a new "
+                                          f"run_dir, or continue that run with resume=last run_dir={other}"):
+        train(compose(tiny_run(gtsrb_mirror, data_root, other)))
+    assert sorted((p.relative_to(other), p.stat().st_mtime_ns) for p in other.rglob("*")) == before
+
+
+# --- resuming onto other data, runs without validation (issue 16, item 6) -------------------------------
+
+
+@pytest.mark.parametrize("override, diff", [
+    ("data.crop_roi=true", "data.crop_roi: False in the checkpoint, True now"),
+    ("data.split_seed=3", "data.split_seed: 0 in the checkpoint, 3 now"),
+    ("data.val_tracks_per_class=2", "data.val_tracks_per_class: 1 in the checkpoint, 2 now"),
+])
+def test_resume_onto_other_data_is_refused(override, diff, reference, gtsrb_mirror, data_root, tmp_path):
+    _, run_a = reference
+    ckpt = run_a / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=f"trained on other data \\({diff}\\); its val/acc_best would not be "
+                                          "comparable"):
+        train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", f"resume={ckpt}", override)))
+    assert not (tmp_path / "run").exists()
+    # Where the data lies and how it is batched may change (another machine, another batch size).
+    from stnlab.reliability import check_compatible
+    from omegaconf import OmegaConf
+
+    moved = compose(tiny_run(tmp_path / "elsewhere", tmp_path / "root", None, "data.eval_batch_size=4"))
+    check_compatible(ckpt, OmegaConf.to_container(moved, resolve=True))
+
+
+@pytest.mark.parametrize("override", ["trainer.limit_val_batches=0", "data.val_tracks_per_class=0"])
+def test_a_run_without_validation_says_so_and_completes(override, gtsrb_mirror, data_root, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="stnlab"):
+        metrics = train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", override, "trainer.max_epochs=1")))
+    warned = [r.getMessage() for r in caplog.records if "no validation" in r.getMessage()]
+    assert len(warned) == 1 and override.split(".")[-1] in warned[0] and "last epoch's weights" in warned[0]
+    assert "val/acc_best" not in metrics and "test/acc" in metrics
+    assert (tmp_path / "run" / "metrics.json").is_file()
