@@ -28,6 +28,22 @@ from stnlab.training.module import STNModule
 
 log = logging.getLogger(__name__)
 
+# The numbers train() returns (and writes to metrics.json), from _fit_and_test below; test/* exist only where
+# the data has test labels, test/f1_macro only with callbacks.test_report. A sweep's `metric` must be one.
+RUN_METRICS = ("val/acc_best", "test/acc", "test/loss", "test/f1_macro", "time/fit_s", "model/params",
+               "perf/train_img_per_s")
+# What STNModule logs at the end of every validation epoch: what a sweep's pruner (`monitor`) can see there.
+VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best")
+
+
+def sense(metric: str) -> str:
+    """``minimize`` for losses and times, ``maximize`` for accuracies, F1, throughput; ``""`` when neither."""
+    if metric.endswith(("loss", "_s")) or metric == "model/params":
+        return "minimize"
+    if metric.endswith(("acc", "acc_best", "f1_macro", "img_per_s")):
+        return "maximize"
+    return ""
+
 
 def _number(key: str, value: Any, kind=float):
     """``kind(value)``, or a ConfigError naming the key (``data.batch_size=abc`` is not a number)."""

@@ -59,11 +59,13 @@ def _keys(overrides: list[str]) -> set[str]:
 
 
 def check(spec: SweepSpec, overrides: list[str]) -> None:
-    """Fail fast, before any trial: the fixed overrides compose, so does every choice of a config group
-    (``model: {choices: [...]}``), and no searched key is also fixed."""
+    """Fail fast, before any trial: the metric and monitor are numbers a run reports, the fixed overrides
+    compose, so does every param's override (a typo'd key, a config group choice that does not exist),
+    and no searched key is also fixed."""
+    check_metrics(spec)
     fixed = spec.overrides + overrides
     fixed_keys = _keys(fixed)
-    to_compose = [fixed]
+    compose_run(fixed)
     for param in spec.params.values():
         d = param.distribution
         for value in d.choices if isinstance(d, CategoricalDistribution) else [d.low]:
@@ -72,9 +74,26 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
             if keys & fixed_keys:
                 raise ConfigError(f"{', '.join(sorted(keys & fixed_keys))} is searched by sweep param {param.name}; "
                                   "remove it from the fixed overrides / command line")
-            if any((CONF_DIR / key).is_dir() for key in keys):
-                to_compose.append(fixed + param_overrides)
-    compose_runs(to_compose)
+            try:
+                compose_run(fixed + param_overrides)
+            except ConfigError as e:
+                raise ConfigError(f"sweep param {param.name}={value}: {e}; fix the key or value in params") from None
+
+
+def check_metrics(spec: SweepSpec) -> None:
+    """``metric`` must be a number a run returns and ``monitor`` one logged every validation epoch (else every
+    trial trains to its end and fails, or pruning is silently off), each in the study's direction."""
+    from stnlab.app import RUN_METRICS, VAL_EPOCH_METRICS, sense
+
+    if spec.metric not in RUN_METRICS:
+        raise ConfigError(f"metric={spec.metric} is not a number a run reports; use one of {', '.join(RUN_METRICS)}")
+    if spec.monitor not in VAL_EPOCH_METRICS:
+        raise ConfigError(f"monitor={spec.monitor} is not logged at the end of validation epochs (the pruner would "
+                          f"never see it); use one of {', '.join(VAL_EPOCH_METRICS)}")
+    for key, name in (("metric", spec.metric), ("monitor", spec.monitor)):
+        if sense(name) and sense(name) != spec.direction:
+            raise ConfigError(f"{key}={name} is to {sense(name)}, but direction={spec.direction}; "
+                              f"set direction={sense(name)} or pick another {key}")
 
 
 class RecordTrialState(pl.Callback):

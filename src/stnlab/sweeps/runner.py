@@ -31,10 +31,11 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     from stnlab.sweeps.objective import Objective, check
     from stnlab.sweeps.storage import fail_stale_trials, load_existing, make_storage, open_study
 
-    storage = make_storage(spec.storage, spec.heartbeat)
     if spec.report_only:
+        storage = make_storage(spec.storage, spec.heartbeat)
         return report.write(load_existing(spec, storage), spec, _wandb_cfg(spec, overrides))
-    check(spec, overrides)
+    check(spec, overrides)  # before the storage is touched: a mistake in the spec leaves nothing behind
+    storage = make_storage(spec.storage, spec.heartbeat)
     study = open_study(spec, storage)
     fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again
     budget = TrialBudget(spec.budget())

@@ -168,6 +168,24 @@ def load(argv: list[str]) -> tuple[SweepSpec, list[str]]:
     return build(cfg, path.stem), overrides
 
 
+def _heartbeat(node: Any) -> dict[str, int]:
+    """``heartbeat.interval/grace_period/max_retry``: whole seconds (counts) > 0 (max_retry >= 0)."""
+    out = {}
+    for key, value in (node or {}).items():
+        least = 0 if key == "max_retry" else 1
+        try:
+            number = int(str(value)) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or number < least:
+            raise ConfigError(f"heartbeat.{key}={value} must be an integer >= {least}")
+        out[str(key)] = number
+    if "interval" in out and "grace_period" in out and out["grace_period"] < out["interval"]:
+        raise ConfigError(f"heartbeat.grace_period={out['grace_period']} must be >= heartbeat.interval="
+                          f"{out['interval']} (a live worker would be taken for dead)")
+    return out
+
+
 def build(cfg: DictConfig, name: str) -> SweepSpec:
     """Validate a merged sweep config into a ``SweepSpec``."""
     if cfg.direction not in ("maximize", "minimize"):
@@ -198,7 +216,7 @@ def build(cfg: DictConfig, name: str) -> SweepSpec:
         storage=str(cfg.storage) if cfg.storage else default_storage(out_dir),
         out_dir=out_dir,
         report_only=bool(cfg.report_only),
-        heartbeat={k: int(v) for k, v in cfg.heartbeat.items()},
+        heartbeat=_heartbeat(cfg.heartbeat),
     )
     if spec.is_grid:
         if spec.enqueue:

@@ -8,6 +8,7 @@ Every worker beats a heartbeat while its trial runs; a trial whose worker died (
 from __future__ import annotations
 
 import importlib.util
+import random
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ import optuna
 from hydra.utils import instantiate
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import SweepSpec
@@ -30,14 +31,38 @@ def with_driver(url: str) -> str:
     return url
 
 
-def make_storage(url: str, heartbeat: dict[str, int] | None = None) -> RDBStorage:
-    url = with_driver(url)
-    engine_kwargs = {}
+# Seconds a worker waits for a storage server to answer (connect and log in) before giving up with one line.
+CONNECT_TIMEOUT = 10.0
+_RACE_ATTEMPTS = 8
+
+
+def _engine_kwargs(url: str, connect_timeout: float) -> dict:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # many local workers wait for the write lock
+        return {"connect_args": {"timeout": 60}}  # many local workers wait for the write lock
+    seconds = max(1, int(round(connect_timeout)))  # libpq and MySQL take whole seconds
+    if url.startswith(("postgresql", "mysql")):
+        # connect_timeout bounds the whole start-up (TCP, SSL request, login): a server that accepts the
+        # connection and never answers would otherwise hang the worker without a word.
+        return {"connect_args": {"connect_timeout": seconds}, "pool_timeout": seconds}
+    return {}
+
+
+def _is_creation_race(e: Exception) -> bool:
+    """Workers opening a new database together race to create Optuna's tables: the losers see the tables
+    made under them ("table studies already exists", a duplicate key) or the database locked meanwhile."""
+    if isinstance(e, (IntegrityError, ProgrammingError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, OperationalError) and ("already exists" in text or "locked" in text or "busy" in text)
+
+
+def make_storage(url: str, heartbeat: dict[str, int] | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> RDBStorage:
+    url = with_driver(url)
+    engine_kwargs = _engine_kwargs(url, connect_timeout)
     hb = heartbeat or {}
-    for attempt in range(3):
+    for attempt in range(_RACE_ATTEMPTS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
@@ -46,14 +71,16 @@ def make_storage(url: str, heartbeat: dict[str, int] | None = None) -> RDBStorag
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=hb.get("interval"),
                     grace_period=hb.get("grace_period"), heartbeat_stale_trial_callback=retry,
                 )
-        except (IntegrityError, ProgrammingError):
-            # Workers starting together on a fresh database race to create Optuna's tables; the
-            # losers find them made on the next try.
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
-        except Exception as e:  # bad URL, unreachable server, missing driver
-            raise ConfigError(f"cannot open the study storage {url}: {type(e).__name__}: {e}; check storage=") from None
+        except Exception as e:  # noqa: BLE001 - sorted below: a race is retried, anything else is one line
+            if _is_creation_race(e) and attempt < _RACE_ATTEMPTS - 1:
+                # The winner finishes creating the tables in well under a second; jitter keeps the losers apart.
+                time.sleep(min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random()))
+                continue
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            if "timeout" in first.lower() or "timed out" in first.lower():
+                raise ConfigError(f"the study storage {url} did not answer within {connect_timeout:g} s "
+                                  f"({type(e).__name__}: {first}); check that the server is up, or storage=") from None
+            raise ConfigError(f"cannot open the study storage {url}: {type(e).__name__}: {first}; check storage=") from None
     raise AssertionError("unreachable")
 
 
