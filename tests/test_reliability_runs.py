@@ -434,3 +434,42 @@ def test_a_run_without_validation_says_so_and_completes(override, gtsrb_mirror, 
     assert len(warned) == 1 and override.split(".")[-1] in warned[0] and "last epoch's weights" in warned[0]
     assert "val/acc_best" not in metrics and "test/acc" in metrics
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# --- W&B trouble after training (issue 16, item 4) ----------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
+def test_unwritable_wandb_data_dir_warns_and_the_run_completes(where, gtsrb_mirror, data_root, tmp_path, monkeypatch,
+                                                               caplog):
+    """W&B stages the test report's table images in WANDB_DATA_DIR (default ~/.local/share/wandb): unwritable,
+    it raised PermissionError after training and the finished run was lost (exit 1, no metrics.json)."""
+    from stnlab.tracking.runfile import read_run
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(blocker / "wandb" if where == "under_a_file" else blocker))
+    run = tmp_path / "run"
+    cfg = tiny_run(gtsrb_mirror, data_root, run, "trainer.max_epochs=1", "wandb.mode=offline",
+                   "callbacks.test_report={_target_:stnlab.evaluation.TestReport,max_errors:4}")
+    with caplog.at_level(logging.WARNING):
+        metrics = train(compose(cfg))
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B:")]
+    assert "media were not logged" in warning and "WANDB_DATA_DIR" in warning
+    assert {"val/acc_best", "test/acc", "test/f1_macro"} <= set(metrics)
+    assert json.loads((run / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
+    assert (run / "eval" / "test_report.json").is_file()
+    (wandb_run,) = (run / "wandb").glob("offline-run-*")
+    assert read_run(wandb_run).complete  # closed normally, with its summary
+
+
+def test_the_metric_names_a_sweep_may_use_are_what_a_run_reports(reference):
+    """stnlab.app.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
+    from stnlab.app import RUN_METRICS, VAL_EPOCH_METRICS
+
+    metrics, run_a = reference
+    assert set(metrics) - {"best_checkpoint"} <= set(RUN_METRICS)
+    assert {"val/acc_best", "test/acc", "test/loss", "time/fit_s", "model/params"} <= set(metrics)
+    columns = set(next(csv.reader((run_a / "csv" / "metrics.csv").open())))
+    assert set(VAL_EPOCH_METRICS) <= columns

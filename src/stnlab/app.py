@@ -224,7 +224,11 @@ def _close_wandb(wandb_logger, exit_code: int) -> None:
     # Always close the W&B run: Lightning's WandbLogger would otherwise adopt the dangling run
     # (wandb.run) in the next train() of this process, e.g. the next sweep trial.
     if wandb_logger is not None and wandb_logger._experiment is not None:
-        wandb_logger.experiment.finish(exit_code=exit_code)
+        try:
+            wandb_logger.experiment.finish(exit_code=exit_code)
+        except Exception as e:  # noqa: BLE001 - the run's own files are written: W&B's trouble is a warning
+            log.warning("W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
+                        type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks):
@@ -275,7 +279,11 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
     if checkpoint.best_model_path:
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:
-        write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"})
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))  # first: W&B is a copy of it
+        try:
+            write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"})
+        except Exception as e:  # noqa: BLE001 - as for _close_wandb
+            log.warning("W&B: the summary was not written (%s: %s); metrics.json is complete",
+                        type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
         log.info("finished: %s", {k: v for k, v in metrics.items() if k != "best_checkpoint"})
     return metrics

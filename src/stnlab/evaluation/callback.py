@@ -52,5 +52,15 @@ class TestReport(pl.Callback):
         if self.log_media:
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    media = report_media(report, "test", {k: v for k, v in self.paths.items() if k != "json"})
-                    logger.experiment.log({**media, "trainer/global_step": trainer.global_step})
+                    self._log_media(logger, report, trainer.global_step)
+
+    def _log_media(self, logger: WandbLogger, report, step: int) -> None:
+        # The media are a copy of what is on disk already: a W&B environment problem (an unwritable
+        # WANDB_DATA_DIR, where W&B stages table images; a full disk) must not throw the finished run away.
+        try:
+            media = report_media(report, "test", {k: v for k, v in self.paths.items() if k != "json"})
+            logger.experiment.log({**media, "trainer/global_step": step})
+        except Exception as e:  # noqa: BLE001 - any failure of W&B's media staging
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            log.warning("W&B: the test report's media were not logged (%s: %s); the report is in %s",
+                        type(e).__name__, first, self.paths.get("json"))
