@@ -34,11 +34,11 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"order={values['order']} must be asc or desc")
     if values["x"] not in X_AXES:
         raise ConfigError(f"x={values['x']} must be one of {', '.join(X_AXES)}")
-    from stnlab.evaluation.compare import curves, find_runs, markdown, read_run, table
+    from stnlab.evaluation.compare import curves, find_runs, markdown, read_runs, table
     from stnlab.evaluation.plots import plot_val_curves
 
     outputs = Path(values["outputs"])
-    runs = [read_run(p, values["x"]) for p in find_runs(targets, outputs)]
+    runs = read_runs(find_runs(targets, outputs), values["x"])
     rows, columns = table(runs, values["sort"], ascending=values["order"] == "asc")
     text = markdown(rows, columns)
     sweep = len(targets) == 1 and not Path(targets[0]).exists() and (outputs / "sweeps" / targets[0]).is_dir()

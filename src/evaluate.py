@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
 
 from stnlab.cli import run_cli  # noqa: E402
-from stnlab.evaluation.args import Option, boolean, parse, wandb_mode  # noqa: E402
+from stnlab.evaluation.args import Option, boolean, non_negative_int, parse, positive_int, wandb_mode  # noqa: E402
 from stnlab.errors import ConfigError  # noqa: E402
 
 OPTIONS = {
@@ -24,9 +24,9 @@ OPTIONS = {
                              "the paired difference, with its interval over tracks"),
     "out": Option(None, "output folder (default <run_dir>/eval)"),
     "wandb": Option("false", "log to a W&B evaluation run: true (offline unless WANDB_MODE), online, false", wandb_mode),
-    "max_errors": Option(32, "errors kept for the gallery and the W&B table", int),
-    "top_pairs": Option(10, "most-confused pairs printed", int),
-    "batch_size": Option(500, "evaluation batch size", int),
+    "max_errors": Option(32, "errors kept for the gallery and the W&B table", non_negative_int),
+    "top_pairs": Option(10, "most-confused pairs printed", non_negative_int),
+    "batch_size": Option(500, "evaluation batch size", positive_int),
     "device": Option("auto", "auto, cpu or cuda"),
     "verbose": Option(False, "log progress", boolean),
 }

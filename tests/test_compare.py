@@ -115,3 +115,35 @@ def test_compare_user_errors(argv, message, short_runs, capsys):
 def test_empty_folder_is_a_user_error(tmp_path):
     with pytest.raises(ConfigError, match="no runs found"):
         find_runs([str(tmp_path)])
+
+
+@pytest.mark.parametrize("damage", ["half_written_metrics", "metrics_not_an_object", "bad_csv"])
+def test_an_unreadable_run_is_skipped_with_a_warning(damage, short_runs, tmp_path, capsys, caplog):
+    """Issue 16, item 7: one run being written (or cut short) failed the whole table with a traceback."""
+    bad = tmp_path / "bad"
+    shutil.copytree(short_runs["run_b"], bad, ignore=shutil.ignore_patterns("checkpoints", "wandb"))
+    if damage == "half_written_metrics":
+        text = (bad / "metrics.json").read_text()
+        (bad / "metrics.json").write_text(text[: len(text) // 2])
+    elif damage == "metrics_not_an_object":
+        (bad / "metrics.json").write_text("[1, 2]")
+    else:
+        (bad / "csv" / "metrics.csv").write_text("epoch,val/acc\n0,abc\n")
+    with caplog.at_level("WARNING"):
+        _compare_main([str(short_runs["run_a"]), str(bad), f"out={tmp_path / 'out'}"])
+    assert (tmp_path / "out" / "compare.md").read_text().startswith("# 1 runs")
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert str(bad) in warning
+    with pytest.raises(ConfigError, match="none of the 1 run\\(s\\) found is readable"):
+        _compare_main([str(bad), f"out={tmp_path / 'out2'}"])
+
+
+@pytest.mark.parametrize("text", ["model: [unclosed\n", "- a list\n- not a mapping\n"])
+def test_an_invalid_hydra_config_falls_back_to_the_csv_hparams(text, short_runs, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(short_runs["run_a"], run, ignore=shutil.ignore_patterns("checkpoints", "wandb"))
+    (run / ".hydra").mkdir(exist_ok=True)
+    (run / ".hydra" / "config.yaml").write_text(text)
+    with caplog.at_level("WARNING"):
+        config = read_run(run).config
+    assert config.get("model.name") == read_config(short_runs["run_a"]).get("model.name") is not None

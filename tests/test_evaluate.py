@@ -245,3 +245,35 @@ def test_data_overrides_must_keep_the_model_size():
     assert data_config(cfg, data_overrides({"data.root": "/x", "data.batch_size": "4"}))["batch_size"] == 4
     with pytest.raises(ConfigError, match="data.image_size=48 differs from the model's 32"):
         data_config(cfg, data_overrides({"data.image_size": "48"}))
+
+
+@pytest.mark.parametrize("case, argv, message", [
+    ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (UnpicklingError"),
+    ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+    ("torch_file", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+    ("none", ["ckpt=x.ckpt", "batch_size=0"], "batch_size=0: expected a positive integer"),
+    ("none", ["ckpt=x.ckpt", "batch_size=-3"], "batch_size=-3: expected a positive integer"),
+    ("none", ["ckpt=x.ckpt", "max_errors=-1"], "max_errors=-1: expected an integer >= 0"),
+    ("none", ["ckpt=x.ckpt", "device=cuda"], "device=cuda: no CUDA GPU is usable here; use device=cpu"),
+    ("none", ["ckpt=x.ckpt", "device=tpu9"], "device=tpu9 is not a device; use auto, cpu or cuda"),
+])
+def test_evaluate_bad_checkpoint_files_and_values_are_one_line(case, argv, message, tmp_path, monkeypatch, capsys):
+    """Issue 16, item 7: these were tracebacks (UnpicklingError, EOFError, a DataLoader ValueError, CUDA init)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    path = tmp_path / "model.ckpt"
+    if case == "text":
+        path.write_text("this is a text file, not a checkpoint\n")
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "torch_file":
+        torch.save({"weights": torch.zeros(3)}, path)
+    argv = [a.replace("FILE", str(path)) for a in argv]
+    from stnlab.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(_script("evaluate").main, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stnlab: error:") and message.replace("FILE", str(path)) in err and len(err.splitlines()) == 1

@@ -214,3 +214,24 @@ def test_key_value_arguments_repeat_and_type():
     assert values["ckpt"] == ["a.ckpt", "b.ckpt"] and values["rotation"] == [0.0, 45.0] and values["limit"] == 100
     assert data == {"data.root": "/d"} and values["wandb"] == "disabled" and values["split"] == "val"
     assert parse(["wandb=true"], options, "robustness.py", "")[0]["wandb"] is None  # $WANDB_MODE, else offline
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("batch_size=-1", "batch_size=-1: expected a positive integer"),  # printed 0.00% everywhere
+    ("batch_size=0", "batch_size=0: expected a positive integer"),
+    ("limit=0", "limit=0: expected a positive integer"),  # was taken as "all"
+    ("limit=-5", "limit=-5: expected a positive integer"),  # was "all but 5"
+    ("rotation=-30,nan", "rotation=-30,nan: expected comma-separated finite numbers"),  # wrote NaN levels
+    ("translation=0,inf", "translation=0,inf: expected comma-separated finite numbers"),
+    ("perspective=ten", "perspective=ten: expected comma-separated numbers"),
+    ("rotation=,", "rotation=,: expected comma-separated finite numbers"),
+    ("scale=0,1", "scale=0,1: expected numbers > 0"),
+])
+def test_robustness_cli_bad_values_are_one_line_before_any_work(arg, message, capsys):
+    from stnlab.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(_script("robustness").main, ["ckpt=missing.ckpt", arg])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"stnlab: error: {message}" or (err.startswith(f"stnlab: error: {message}") and "\n" not in err)

@@ -8,6 +8,7 @@ are positional arguments where the script accepts them.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,6 +28,43 @@ def boolean(text: str) -> bool:
 def floats(text: str) -> list[float]:
     """``0,10,20`` or ``[0,10,20]`` -> [0.0, 10.0, 20.0]."""
     return [float(x) for x in text.strip("[]").split(",") if x.strip()]
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (a batch size, a number of images)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.strip().lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_floats(text: str) -> list[float]:
+    """:func:`floats` without nan/inf: a level that is not a number would be written as NaN results."""
+    try:
+        values = floats(text)
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad or not values:
+        raise ValueError(f"expected comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def positive_floats(text: str) -> list[float]:
+    values = finite_floats(text)
+    if any(v <= 0 for v in values):
+        raise ValueError(f"expected numbers > 0 (zoom factors), got {text!r}")
+    return values
 
 
 def words(text: str) -> list[str]:

@@ -15,17 +15,20 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
 from stnlab.tracking.wandb_logger import flat_config
+
+log = logging.getLogger(__name__)
 
 # (column, header, format); the table's fixed columns, after which come the hyperparameters that vary.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -70,8 +73,15 @@ def _short_target(target: Any) -> str:
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's flat config from ``.hydra/config.yaml``, else ``csv/hparams.yaml``, else the offline W&B run."""
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    if hydra_cfg.is_file():
-        cfg = OmegaConf.load(hydra_cfg)
+    try:
+        cfg = OmegaConf.load(hydra_cfg) if hydra_cfg.is_file() else None
+    except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
+        log.warning("%s: unreadable (%s); reading the run's config from its CSV log instead", hydra_cfg,
+                    (str(e).strip().splitlines() or [type(e).__name__])[0])
+        cfg = None
+    if cfg is not None and not isinstance(cfg, DictConfig):
+        cfg = None
+    if cfg is not None:
         try:
             return flat_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         except Exception:  # an interpolation that only resolves inside Hydra
@@ -116,7 +126,25 @@ def read_curve(run_dir: Path, x: str = "epoch", fit_s: float | None = None) -> l
 
 def read_run(run_dir: Path, x: str = "epoch") -> Run:
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if not isinstance(metrics, dict):
+        raise ValueError("not a JSON object")
     return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir, x, metrics.get("time/fit_s")))
+
+
+def read_runs(paths: Sequence[Path], x: str = "epoch") -> list[Run]:
+    """Every readable run of ``paths``; one that is not (a ``metrics.json`` being written or cut short, a
+    corrupt CSV log) is skipped with a warning rather than failing the whole table."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(read_run(path, x))
+        except (OSError, ValueError, KeyError, TypeError, csv.Error, yaml.YAMLError) as e:  # JSONDecodeError: a ValueError
+            log.warning("skipping %s: its metrics.json or CSV log is unreadable (%s: %s)", path, type(e).__name__,
+                        (str(e).strip().splitlines() or [""])[0][:200])
+    if not runs:
+        raise ConfigError(f"none of the {len(paths)} run(s) found is readable (see the warnings); "
+                          "wait for running runs to finish, or give other runs")
+    return runs
 
 
 def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[Path]:

@@ -34,7 +34,15 @@ class CheckpointError(StnlabError):
 def pick_device(name: str | None = "auto") -> torch.device:
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name} is not a device; use auto, cpu or cuda (cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA GPU is usable here; use device=cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0..")
+    return device
 
 
 def load_module(ckpt: Path | str, device: torch.device | str = "cpu") -> STNModule:
@@ -44,8 +52,9 @@ def load_module(ckpt: Path | str, device: torch.device | str = "cpu") -> STNModu
         raise CheckpointError(f"checkpoint {path} not found; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt")
     try:
         module = STNModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is not an stnlab checkpoint ({type(e).__name__}: {e}); "
+    except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path} is not an stnlab checkpoint ({type(e).__name__}: {first}); "
                               "pass one written by src/train.py") from None
     return module.to(device).eval()
 
