@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from stnlab.callbacks import EpochThroughput
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.perf import SpeedSwitches
+from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.csv_logger import ContinuingCSVLogger
 from stnlab.reliability import check_compatible, check_run_dir_free, claim_run_dir, resolve_resume
 from stnlab.tracking.wandb_logger import make_wandb_logger, write_summary
@@ -213,11 +215,26 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     wandb_logger = make_wandb_logger(resolved, run_dir)
     try:
         metrics = _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks)
+    except OSError as e:
+        _close_wandb(wandb_logger, exit_code=1)
+        if e.errno in NO_ROOM:  # the CSV log, metrics.json, ... on a full disk: one line, not a traceback
+            raise no_room(run_dir, e.filename or run_dir, e.strerror or str(e)) from None
+        raise
     except BaseException:
         _close_wandb(wandb_logger, exit_code=1)
         raise
     _close_wandb(wandb_logger, exit_code=0)
     return metrics
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """``path`` holds the whole text or is absent (``compare.py`` never reads half a metrics.json)."""
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _close_wandb(wandb_logger, exit_code: int) -> None:
@@ -251,7 +268,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
     callbacks += extra_callbacks or []
     callbacks.append(speed)  # the speed: section (stnlab.perf)
     trainer: pl.Trainer = _instantiate(resolved["trainer"], "trainer", logger=loggers, callbacks=callbacks,
-                                      default_root_dir=str(run_dir))
+                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
@@ -279,7 +296,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
     if checkpoint.best_model_path:
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))  # first: W&B is a copy of it
+        write_atomically(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # first: W&B is a copy of it
         try:
             write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"})
         except Exception as e:  # noqa: BLE001 - as for _close_wandb
