@@ -473,3 +473,29 @@ def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, ca
             assert len(cached(cache_dir, "train", {"k": 1}, lambda: _split_of(64))) == 64
         assert any("without caching" in r.getMessage() for r in caplog.records)
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.pt"))
+
+
+def _fetch_on_a_full_disk(root: str, mirror: str, out: str) -> None:
+    import resource
+    import signal as sig
+
+    sig.signal(sig.SIGXFSZ, sig.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        archives.fetch(archives.TRAIN, Path(root), mirror)
+        Path(out).write_text("fetched")
+    except DataError as e:
+        Path(out).write_text(str(e))
+
+
+def test_full_disk_under_data_root_is_one_line_and_leaves_no_part(gtsrb_mirror, tmp_path):
+    import multiprocessing as mp
+
+    root = tmp_path / "root"
+    p = mp.get_context("fork").Process(target=_fetch_on_a_full_disk,
+                                       args=(str(root), str(gtsrb_mirror), str(tmp_path / "out")))
+    p.start()
+    p.join(60)
+    message = (tmp_path / "out").read_text()
+    assert p.exitcode == 0 and message.startswith(f"cannot copy {TRAIN_ZIP} into {root} (File too large); free space")
+    assert list(root.iterdir()) == []
