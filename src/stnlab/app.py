@@ -40,10 +40,10 @@ VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best")
 
 def sense(metric: str) -> str:
     """``minimize`` for losses and times, ``maximize`` for accuracies, F1, throughput; ``""`` when neither."""
+    if metric.endswith(("acc", "acc_best", "f1_macro", "img_per_s")):  # before "_s": img_per_s is a rate
+        return "maximize"
     if metric.endswith(("loss", "_s")) or metric == "model/params":
         return "minimize"
-    if metric.endswith(("acc", "acc_best", "f1_macro", "img_per_s")):
-        return "maximize"
     return ""
 
 
