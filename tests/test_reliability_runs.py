@@ -374,10 +374,11 @@ def test_runs_started_in_the_same_second_get_their_own_folders(processes, tmp_pa
 
 
 def test_cli_run_lands_beside_a_run_started_in_the_same_second(tmp_path):
-    """The default folder (<date>/<H-M-S>-<model>) is taken for the next minute: the run gets <...>-2."""
+    """The default folder (<date>/<H-M-S>-<model>) is taken for the next 15 minutes (a loaded machine may take
+    minutes to start Python): the run gets <...>-2."""
     now = time.time()
     taken = []
-    for t in range(int(now), int(now) + 60):
+    for t in range(int(now), int(now) + 900):
         d = tmp_path / "outputs" / "runs" / time.strftime("%Y-%m-%d", time.localtime(t)) / \
             f"{time.strftime('%H-%M-%S', time.localtime(t))}-no_st"
         (d / "csv").mkdir(parents=True)
