@@ -102,3 +102,28 @@ def test_a_failed_run_closes_its_wandb_run(tiny_overrides):
     with pytest.raises(NonFiniteLossError):
         train(compose(tiny_overrides + ["model=no_st", "optim.lr=1e30", "trainer.max_epochs=3"]))
     assert wandb.run is None
+
+
+def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_path):
+    """+callbacks=ema: checkpoints hold the averaged weights, and the test stage must score those (not the raw
+    weights of the best epoch, which Lightning's WeightAveraging would load back)."""
+    import torch
+    import torch.nn.functional as F
+
+    from stnlab.data.datamodule import GTSRBDataModule
+    from stnlab.training.module import STNModule
+
+    overrides = tiny_overrides + ["model=compact_no_st", "+callbacks=ema", "callbacks.ema.decay=0.9",
+                                  "trainer.max_epochs=3", "optim=adam", "optim.lr=0.01", "seed=2"]
+    metrics = train(compose(overrides))
+    ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
+    assert "current_model_state" in ckpt  # the raw weights are there too, and differ
+    module = STNModule(ckpt["hyper_parameters"]["cfg"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    cfg = ckpt["hyper_parameters"]["cfg"]["data"]
+    dm = GTSRBDataModule(**{k: v for k, v in cfg.items() if k != "_target_"})
+    dm.setup("test")
+    with torch.no_grad():
+        loss = F.cross_entropy(module(dm.test.images), dm.test.labels).item()
+    assert abs(loss - metrics["test/loss"]) < 1e-4

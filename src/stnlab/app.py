@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -285,6 +285,9 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
         datamodule.setup("test")
     if datamodule.has_test:
         ckpt = checkpoint.best_model_path or None  # this callback's best (Lightning's "best" warns with two callbacks)
+        # A checkpoint's state_dict holds the averaged weights (+callbacks=ema), the ones validated and chosen;
+        # WeightAveraging.on_load_checkpoint would put the raw weights of that epoch back before the test.
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
     metrics["time/fit_s"] = fit_seconds
