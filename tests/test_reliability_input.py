@@ -447,26 +447,29 @@ def test_cache_folder_deleted_during_the_decode_is_made_again(tmp_path):
     assert len(list(cache_dir.glob("train-*.pt"))) == 1 and not list(cache_dir.glob("*.part"))
 
 
-def _cache_on_a_full_disk(cache_dir: str, out: str) -> None:
-    import resource
-    import signal as sig
-
-    sig.signal(sig.SIGXFSZ, sig.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-    split = cached(Path(cache_dir), "train", {"k": 1}, lambda: _split_of(64))  # ~50 kB: does not fit
-    Path(out).write_text(str(len(split)))
+# Run in a fresh interpreter, not a fork: a child forked after torch's OpenMP pool started can hang.
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from stnlab.data.gtsrb import Split, cached
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+n = 64  # ~50 kB: does not fit
+split = cached(Path(sys.argv[1]), "train", {"k": 1},
+               lambda: Split(torch.zeros(n, 3, 16, 16, dtype=torch.uint8), torch.arange(n) % 3, torch.arange(n)))
+Path(sys.argv[2]).write_text(str(len(split)))
+"""
 
 
 @pytest.mark.parametrize("problem", ["full_disk", "cache_is_a_file"])
 def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, caplog):
     cache_dir = tmp_path / "cache"
     if problem == "full_disk":
-        import multiprocessing as mp
-
-        p = mp.get_context("fork").Process(target=_cache_on_a_full_disk, args=(str(cache_dir), str(tmp_path / "n")))
-        p.start()
-        p.join(60)
-        assert p.exitcode == 0 and (tmp_path / "n").read_text() == "64"
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(cache_dir), str(tmp_path / "n")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and (tmp_path / "n").read_text() == "64", done.stderr[-2000:]
     else:  # a data.root where the cache cannot go (read-only, or its cache/ taken by a file)
         cache_dir.write_text("not a folder")
         with caplog.at_level("WARNING"):
