@@ -25,7 +25,7 @@ import torch
 from conftest import ROOT, compose
 from stnlab.app import train
 from stnlab.errors import ConfigError, StnlabError
-from stnlab.training.module import NonFiniteLossError, STNModule
+from stnlab.training.module import NonFiniteLossError, STNModule, build_module
 
 TESTS = Path(__file__).resolve().parent
 
@@ -146,11 +146,11 @@ def test_val_acc_best_survives_a_resume():
     from omegaconf import OmegaConf
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    before = STNModule(resolved)
+    before = build_module(resolved)
     before.val_acc_best.update(torch.tensor(0.75))
     checkpoint: dict = {}
     before.on_save_checkpoint(checkpoint)
-    after = STNModule(resolved)
+    after = build_module(resolved)
     after.on_load_checkpoint(checkpoint)
     after.val_acc_best.update(torch.tensor(0.5))  # a worse epoch after the resume
     assert float(after.val_acc_best.compute()) == 0.75

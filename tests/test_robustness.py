@@ -127,7 +127,7 @@ def _upright_signs(n: int, size: int, seed: int):
 
 def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     from stnlab.data.normalize import channel_stats
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     torch.manual_seed(0)
     size = 20
@@ -137,7 +137,7 @@ def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
         "model=no_st", f"data.image_size={size}", "model.backbone.widths=[16,32,48]", "model.backbone.fc=64",
         "normalize.local_norm=false",
     ]), resolve=True)
-    model = STNModule(cfg)
+    model = build_module(cfg)
     model.normalizer.set_stats(*(s.float() for s in channel_stats(train_x)))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(6):

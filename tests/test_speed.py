@@ -103,14 +103,14 @@ def test_finite_watch_on_the_gpu_reports_without_syncing_each_step():
 @cuda
 def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
     from stnlab.bench.config import run_config
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     cfg = run_config(["model=two_st", "data.image_size=32"], use_hydra=False)
     probe = _Probe()
     trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", benchmark=True, max_epochs=1,
                          limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          callbacks=[SpeedSwitches({}), probe])
-    trainer.fit(STNModule(cfg), datamodule=_random_data())
+    trainer.fit(build_module(cfg), datamodule=_random_data())
     assert probe.seen == {"channels_last": True, "batch_device": "cuda", "resident": torch.device("cuda", 0)}
 
 
@@ -122,7 +122,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
     import traceback
 
     from stnlab.bench.config import run_config
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     calls, recording = [], [False]
 
@@ -152,7 +152,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, log_every_n_steps=50,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[Window(), SpeedSwitches({})])
-    trainer.fit(STNModule(cfg), datamodule=_random_data(n=16, batch=4))
+    trainer.fit(build_module(cfg), datamodule=_random_data(n=16, batch=4))
     assert calls == []
 
 
@@ -160,7 +160,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
 def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
     from conftest import compose
     from stnlab.app import train
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     # Two narrow STs: the sampler's grid and grid_sample must compile, backward included.
     narrow = ["model.backbone.widths=[8,8,8]", "model.backbone.fc=16",

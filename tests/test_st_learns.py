@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from conftest import compose
 from stnlab.data.synth import SynthDataModule, alignment_error
 from stnlab.models.transforms import base_grid
-from stnlab.training.module import STNModule
+from stnlab.training.module import STNModule, build_module
 
 
 def module_for(overrides: list[str]) -> STNModule:
-    return STNModule(OmegaConf.to_container(compose(overrides), resolve=True))
+    return build_module(OmegaConf.to_container(compose(overrides), resolve=True))
 
 
 def test_locnet_parameters_get_lr_times_locnet_lr_scale():

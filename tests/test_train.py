@@ -31,7 +31,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
 
     import torch
 
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     metrics = train(compose(tiny_overrides + [
         "model=compact_two_st", "scheduler=onecycle", "augment=jitter", "optim=adam", "optim.lr=0.01",
@@ -111,14 +111,14 @@ def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_pat
     import torch.nn.functional as F
 
     from stnlab.data.datamodule import GTSRBDataModule
-    from stnlab.training.module import STNModule
+    from stnlab.training.module import STNModule, build_module
 
     overrides = tiny_overrides + ["model=compact_no_st", "+callbacks=ema", "callbacks.ema.decay=0.9",
                                   "trainer.max_epochs=3", "optim=adam", "optim.lr=0.01", "seed=2"]
     metrics = train(compose(overrides))
     ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
     assert "current_model_state" in ckpt  # the raw weights are there too, and differ
-    module = STNModule(ckpt["hyper_parameters"]["cfg"])
+    module = build_module(ckpt["hyper_parameters"]["cfg"])
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     cfg = ckpt["hyper_parameters"]["cfg"]["data"]

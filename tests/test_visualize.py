@@ -16,7 +16,7 @@ from conftest import CONF, ROOT, compose
 from stnlab.app import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
-from stnlab.training.module import STNModule
+from stnlab.training.module import STNModule, build_module
 from stnlab.viz import border_points, panel_grid, trace_sts
 from stnlab.viz.panels import OUTLINE, panel
 
@@ -106,7 +106,7 @@ def test_border_points_go_round_the_square_and_close():
 @pytest.fixture
 def zooming_module():
     """An untrained two-ST network whose input ST zooms in by 2 on the centre; the conv2 ST is the identity."""
-    module = STNModule(OmegaConf.to_container(compose(SYNTH + TINY_TWO_ST + ["transform=affine"]), resolve=True))
+    module = build_module(OmegaConf.to_container(compose(SYNTH + TINY_TWO_ST + ["transform=affine"]), resolve=True))
     with torch.no_grad():
         module.net.transformers["input"].regressor.bias.copy_(torch.tensor([0.5, 0, 0, 0, 0.5, 0]))
     return module

@@ -26,7 +26,7 @@ from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.csv_logger import ContinuingCSVLogger
 from stnlab.reliability import check_compatible, check_run_dir_free, claim_run_dir, resolve_resume
 from stnlab.tracking.wandb_logger import make_wandb_logger, write_summary
-from stnlab.training.module import STNModule
+from stnlab.training.module import STNModule, build_module
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,6 @@ def _instantiate(node: dict, section: str, **kwargs):
             first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise ConfigError(f"{section}: {first}; fix the {section}.* override") from None
         raise
-
-
-def build_module(cfg: dict) -> STNModule:
-    try:
-        return STNModule(cfg)
-    except ValueError as e:  # shape problems found while building the network
-        raise ConfigError(f"{e}; change model.* or data.image_size") from None
 
 
 def run_dir_of(cfg: DictConfig) -> Path:

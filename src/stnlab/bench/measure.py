@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
 from stnlab.perf import SpeedSwitches, resident_device, use_channels_last
-from stnlab.training.module import STNModule
+from stnlab.training.module import STNModule, build_module
 
 GTSRB_TRAIN = 39209  # images in the official training set
 # Dense bf16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column.
@@ -316,7 +316,7 @@ def bench_model(name: str, cfg: dict, data: TensorDataModule, setup: Setup, warm
                 infer_batches: int = 2) -> ModelResult:
     """Alternating repetitions of the Lightning and the plain loop on one model preset."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
-    module = STNModule(cfg)
+    module = build_module(cfg)
     plain_module = copy.deepcopy(module)
     data.setup("fit")
     data.resident_device = resident_device(setup.speed.get("device_resident", "auto"), setup.device,
@@ -388,7 +388,7 @@ def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epoc
                 variant: str = "as configured", enable_progress_bar: bool = False) -> EpochResult:
     """``epochs`` whole training epochs through ``Trainer.fit``, as a run does them (no validation)."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
-    module = STNModule(cfg)
+    module = build_module(cfg)
     timer = EpochTimer(setup.device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
@@ -401,6 +401,6 @@ def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epoc
         trainer.fit(module, datamodule=data)
     data.resident_device = None  # the next variant decides afresh
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
-    gflops = flops_per_image(PlainLoop(STNModule(cfg), data, setup), data) / 1e9  # an uncompiled copy
+    gflops = flops_per_image(PlainLoop(build_module(cfg), data, setup), data) / 1e9  # an uncompiled copy
     return EpochResult(name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops,
                        bf16_peak(setup.device), variant)

@@ -1,3 +1,3 @@
-from stnlab.training.module import STNModule
+from stnlab.training.module import STNModule, build_module
 
-__all__ = ["STNModule"]
+__all__ = ["STNModule", "build_module"]

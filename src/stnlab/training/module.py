@@ -37,6 +37,16 @@ def build_network(cfg: dict):
         raise
 
 
+def build_module(cfg: dict) -> "STNModule":
+    """The ``STNModule`` a resolved run config describes (what ``train.py`` fits and checkpoints rebuild)."""
+    from stnlab.errors import ConfigError
+
+    try:
+        return STNModule(cfg)
+    except ValueError as e:  # shape problems found while building the network
+        raise ConfigError(f"{e}; change model.* or data.image_size") from None
+
+
 class STNModule(pl.LightningModule):
     """Trains ``build_network(cfg)`` on uint8 batches, normalised and (optionally) jittered on the device.
 
