@@ -37,8 +37,8 @@ def main(argv: list[str]) -> None:
     if not values["ckpt"]:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt")
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
-    from stnlab.evaluation.loading import data_overrides
-    from stnlab.evaluation.runner import evaluate_checkpoint
+    from stnlab.checkpoints import data_overrides
+    from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 
     report, paths = evaluate_checkpoint(values["ckpt"], values["split"], data_overrides(data), values["out"], values["wandb"],
                                         values["max_errors"], values["batch_size"], values["device"],

@@ -35,7 +35,7 @@ OPTIONS = {
 def main(argv: list[str]) -> None:
     values, data, _ = parse(argv, OPTIONS, "robustness.py", __doc__.strip())
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
-    from stnlab.evaluation.loading import data_overrides
+    from stnlab.checkpoints import data_overrides
     from stnlab.evaluation.robustness_report import format_table, run_robustness
 
     levels = {k: values[k] for k in ("rotation", "scale", "translation", "perspective") if values[k]}

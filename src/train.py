@@ -13,7 +13,7 @@ from stnlab.cli import run_cli  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     metrics = run_cli(train, cfg)
     return metrics.get("val/acc_best") if metrics else None

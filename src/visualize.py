@@ -13,7 +13,7 @@ from stnlab.cli import run_cli  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="visualize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from stnlab.viz.app import visualize
+    from stnlab.viz.visualize import visualize
 
     run_cli(visualize, cfg)
 

@@ -37,7 +37,7 @@ def make_short_runs(mirror: Path, root: Path) -> dict[str, Path]:
 
 def _run(mirror: Path, root: Path, name: str, extra: list[str]) -> Path:
     from conftest import compose
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     run_dir = root / name
     cfg = compose([

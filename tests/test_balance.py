@@ -51,7 +51,7 @@ def test_balanced_order_depends_on_seed_and_epoch_alone():
 @pytest.mark.parametrize("balance", [-0.1, 1.5])
 def test_balance_out_of_range_is_a_config_error(balance, tiny_overrides):
     from conftest import compose
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     with pytest.raises(ConfigError, match=f"data.balance={balance} must be between 0"):
         train(compose(tiny_overrides + [f"data.balance={balance}"]))
@@ -59,7 +59,7 @@ def test_balance_out_of_range_is_a_config_error(balance, tiny_overrides):
 
 def test_a_balanced_run_trains(tiny_overrides, tmp_path):
     from conftest import compose
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     metrics = train(compose(tiny_overrides + ["model=compact_no_st", "data.balance=1.0", "trainer.max_epochs=1"]))
     assert 0.0 <= metrics["val/acc_best"] <= 1.0

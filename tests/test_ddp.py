@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, compose
 from gtsrb_fixture import make_archives
-from stnlab.app import train
+from stnlab.training.run import train
 
 # The tiny mirror's training split holds 24 images (3 classes x 2 tracks x 4 frames): one step of
 # 24 in one process is the same update as one step of 12 on each of two processes (DDP averages
@@ -70,7 +70,7 @@ def test_presets_compose():
 
 
 def test_ddp_cpu_agrees_with_one_process_and_logs_once(tiny_overrides, tmp_path):
-    """Through stnlab.app.train in this process (as sweeps call it): ddp_spawn starts the two workers."""
+    """Through stnlab.training.run.train in this process (as sweeps call it): ddp_spawn starts the two workers."""
     single = train(compose(_overrides(tiny_overrides, tmp_path, "single", FULL_BATCH)))
     ddp = train(compose(_overrides(tiny_overrides, tmp_path, "ddp", FULL_BATCH // 2) + ["trainer=ddp_cpu"]))
 

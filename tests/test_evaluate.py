@@ -175,7 +175,7 @@ def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
 
 
 def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
-    from stnlab.evaluation.runner import evaluate_checkpoint
+    from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 
     metrics = json.loads((short_runs["run_b"] / "metrics.json").read_text())
     report, _ = evaluate_checkpoint(metrics["best_checkpoint"], "test", out_dir=tmp_path, wandb_mode="offline")
@@ -226,7 +226,7 @@ def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_data_locations_stored_then_environment_then_command_line(tmp_path, monkeypatch):
-    from stnlab.evaluation.loading import data_config
+    from stnlab.checkpoints import data_config
 
     monkeypatch.setenv("GTSRB_MIRROR", str(tmp_path / "env_mirror"))
     cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "mirror": str(tmp_path), "root": "data"}}
@@ -239,7 +239,7 @@ def test_data_locations_stored_then_environment_then_command_line(tmp_path, monk
 
 
 def test_data_overrides_must_keep_the_model_size():
-    from stnlab.evaluation.loading import data_config, data_overrides
+    from stnlab.checkpoints import data_config, data_overrides
 
     cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "root": "data", "batch_size": 8}}
     assert data_config(cfg, data_overrides({"data.root": "/x", "data.batch_size": "4"}))["batch_size"] == 4

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import ROOT, compose, real_mirror
-from stnlab.app import train
+from stnlab.training.run import train
 
 MIRROR = real_mirror()
 

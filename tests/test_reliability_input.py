@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import ROOT, compose
-from stnlab.app import train
+from stnlab.training.run import train
 from stnlab.data import archives
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.data.gtsrb import Split, _checksum, cached
@@ -212,7 +212,7 @@ def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
     ("+optim.foo=1", "optim.foo is not an argument of torch.optim.SGD .*; drop the optim.foo override"),
     ("optim=adam +optim.momentum=0.9", "optim.momentum is not an argument of torch.optim.Adam"),
     ("scheduler=step +scheduler.bar=2", "scheduler.bar is not an argument of torch.optim.lr_scheduler.StepLR"),
-    ("model.locnet_lr_scale=abc", "model.locnet_lr_scale=abc is not a number"),
+    ("module.locnet_lr_scale=abc", "module.locnet_lr_scale=abc is not a number"),
     # issue 16, item 6: these tested untrained weights without a word
     ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: the test would measure untrained weights"),
     ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),

@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from conftest import ROOT, compose
-from stnlab.app import train
+from stnlab.training.run import train
 from stnlab.errors import ConfigError, StnlabError
-from stnlab.training.module import NonFiniteLossError, STNModule, build_module
+from stnlab.training.module import NonFiniteLossError, build_module
 
 TESTS = Path(__file__).resolve().parent
 
@@ -157,7 +157,7 @@ def test_val_acc_best_survives_a_resume():
 
 
 def test_resume_last_finds_the_latest_run(tmp_path, monkeypatch):
-    from stnlab.reliability import resolve_resume
+    from stnlab.training.resume import resolve_resume
 
     monkeypatch.chdir(tmp_path)
     for name, age in (("2026-01-01/10-00-00-two_st", 100), ("2026-01-02/09-00-00-no_st", 10)):
@@ -351,7 +351,7 @@ def test_wandb_rejected_key_falls_back_to_offline(wandb_env, caplog, tmp_path):
 
 
 def _claim(default: str, barrier, results) -> None:
-    from stnlab.reliability import _run_dir_resolver
+    from stnlab.run_dirs import _run_dir_resolver
 
     barrier.wait()
     results.put(_run_dir_resolver(None, None, default))  # what hydra.run.dir resolves to in each process
@@ -420,7 +420,7 @@ def test_resume_onto_other_data_is_refused(override, diff, reference, gtsrb_mirr
         train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", f"resume={ckpt}", override)))
     assert not (tmp_path / "run").exists()
     # Where the data lies and how it is batched may change (another machine, another batch size).
-    from stnlab.reliability import check_compatible
+    from stnlab.training.resume import check_compatible
     from omegaconf import OmegaConf
 
     moved = compose(tiny_run(tmp_path / "elsewhere", tmp_path / "root", None, "data.eval_batch_size=4"))
@@ -466,8 +466,8 @@ def test_unwritable_wandb_data_dir_warns_and_the_run_completes(where, gtsrb_mirr
 
 
 def test_the_metric_names_a_sweep_may_use_are_what_a_run_reports(reference):
-    """stnlab.app.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
-    from stnlab.app import RUN_METRICS, VAL_EPOCH_METRICS
+    """stnlab.training.run.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
+    from stnlab.training.run import RUN_METRICS, VAL_EPOCH_METRICS
 
     metrics, run_a = reference
     assert set(metrics) - {"best_checkpoint"} <= set(RUN_METRICS)

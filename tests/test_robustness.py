@@ -127,7 +127,7 @@ def _upright_signs(n: int, size: int, seed: int):
 
 def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     from stnlab.data.normalize import channel_stats
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.training.module import build_module
 
     torch.manual_seed(0)
     size = 20

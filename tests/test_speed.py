@@ -1,4 +1,4 @@
-"""Speed switches (stnlab/perf.py): config checks, auto rules, the finite-loss watch; GPU paths where a GPU is."""
+"""Speed switches (stnlab/training/speed.py): config checks, auto rules, the finite-loss watch; GPU paths where a GPU is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from stnlab.errors import ConfigError
-from stnlab.perf import FiniteWatch, SpeedSwitches, resident_device, speed_settings, use_channels_last
+from stnlab.training.finite_loss import FiniteWatch
+from stnlab.training.speed import SpeedSwitches, resident_device, speed_settings, use_channels_last
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,7 +54,7 @@ class _Probe(pl.Callback):
 
 def test_channels_last_switch_reaches_the_run(tiny_overrides):
     from conftest import compose
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     probe = _Probe()
     train(compose(tiny_overrides + ["model=no_st", "trainer.fast_dev_run=true", "speed.channels_last=true",
@@ -63,7 +64,7 @@ def test_channels_last_switch_reaches_the_run(tiny_overrides):
 
 def test_bad_speed_switch_fails_before_training(tiny_overrides, tmp_path):
     from conftest import compose
-    from stnlab.app import train
+    from stnlab.training.run import train
 
     with pytest.raises(ConfigError, match="speed.compile_modes is not a speed switch"):
         train(compose(tiny_overrides + ["+speed.compile_modes=max"]))
@@ -103,7 +104,7 @@ def test_finite_watch_on_the_gpu_reports_without_syncing_each_step():
 @cuda
 def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
     from stnlab.bench.config import run_config
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.training.module import build_module
 
     cfg = run_config(["model=two_st", "data.image_size=32"], use_hydra=False)
     probe = _Probe()
@@ -117,12 +118,12 @@ def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
 def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
     """A value read on the host (.item(), bool(), float(), .tolist()) waits for the GPU: no step may do one.
 
-    On a CPU run the finite-loss check (stnlab.perf) reads the loss at once; on a GPU it reads it
+    On a CPU run the finite-loss check (stnlab.training.finite_loss) reads the loss at once; on a GPU it reads it
     asynchronously, so its frames are left out. The rest (Lightning, torchmetrics, the module) must not read."""
     import traceback
 
     from stnlab.bench.config import run_config
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.training.module import build_module
 
     calls, recording = [], [False]
 
@@ -132,7 +133,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
         def wrapper(self, *args, **kwargs):
             if recording[0]:
                 where = traceback.extract_stack(limit=2)[0]
-                if not where.filename.endswith("perf.py"):
+                if not where.filename.endswith("finite_loss.py"):
                     calls.append(f"{name} in {where.filename}:{where.lineno}")
             return original(self, *args, **kwargs)
 
@@ -159,14 +160,14 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
 @pytest.mark.slow
 def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
     from conftest import compose
-    from stnlab.app import train
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.training.run import train
+    from stnlab.checkpoints import load_module
 
     # Two narrow STs: the sampler's grid and grid_sample must compile, backward included.
     narrow = ["model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
               "model.transformers.input.locnet.widths=[8,8,8]", "model.transformers.conv2.locnet.widths=[8,8,8]"]
     metrics = train(compose(tiny_overrides + narrow + ["model=two_st", "trainer.max_epochs=1", "speed.compile=true",
                                                        "callbacks.test_report=null"]))
-    module = STNModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    module = load_module(metrics["best_checkpoint"])
     assert not any("_orig_mod" in k for k in module.state_dict())
     assert 0 <= metrics["test/acc"] <= 1

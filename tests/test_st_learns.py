@@ -21,7 +21,7 @@ def module_for(overrides: list[str]) -> STNModule:
 
 def test_locnet_parameters_get_lr_times_locnet_lr_scale():
     module = module_for(["model=two_st", "data.image_size=32", "optim=adam", "optim.lr=0.002",
-                         "model.locnet_lr_scale=0.1"])
+                         "module.locnet_lr_scale=0.1"])
     optimizer = module.configure_optimizers()
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     st_ids = {id(p) for p in module.net.transformers.parameters()}

@@ -1,4 +1,4 @@
-"""Optuna sweeps on the tiny archives: real trials through stnlab.app.train, storage, pruning, resume, report."""
+"""Optuna sweeps on the tiny archives: real trials through stnlab.training.run.train, storage, pruning, resume, report."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
 
 @pytest.fixture
 def fake_train(monkeypatch):
-    """Replaces stnlab.app.train (the study logic only; real runs are tested above); records trial numbers.
+    """Replaces stnlab.training.run.train (the study logic only; real runs are tested above); records trial numbers.
 
     Set ``fake_train.interrupt_at`` to a call index to raise what Lightning raises on Ctrl-C there."""
 
@@ -174,7 +174,7 @@ def fake_train(monkeypatch):
             return {"val/acc_best": 0.5 + cfg.optim.lr, "test/acc": 0.5}
 
     fake = Fake()
-    monkeypatch.setattr("stnlab.app.train", fake)
+    monkeypatch.setattr("stnlab.training.run.train", fake)
     return fake
 
 
@@ -465,6 +465,6 @@ def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
                          timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
-        f"stnlab: error: metric=val/acc_bets is not a number a run reports; use one of "
+        "stnlab: error: metric=val/acc_bets is not a number a run reports; use one of "
         "val/acc_best, test/acc, test/loss, test/f1_macro, time/fit_s, model/params, perf/train_img_per_s"]
     assert not (tmp_path / "sweeps").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF, ROOT, compose
-from stnlab.app import train
+from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 
@@ -31,7 +31,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
 
     import torch
 
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.checkpoints import load_module
 
     metrics = train(compose(tiny_overrides + [
         "model=compact_two_st", "scheduler=onecycle", "augment=jitter", "optim=adam", "optim.lr=0.01",
@@ -41,7 +41,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
     elapsed = [float(r["time/elapsed_min"]) for r in rows if r.get("time/elapsed_min")]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert len(elapsed) == 6 and elapsed == sorted(elapsed) and elapsed[0] > 0
-    module = STNModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    module = load_module(metrics["best_checkpoint"])
     identity = module.net.transformers["input"].transform.identity()
     for name, st in module.net.transformers.items():
         assert not torch.allclose(st.regressor.bias, identity, atol=1e-4) or st.regressor.weight.abs().sum() > 0, name
@@ -111,7 +111,7 @@ def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_pat
     import torch.nn.functional as F
 
     from stnlab.data.datamodule import GTSRBDataModule
-    from stnlab.training.module import STNModule, build_module
+    from stnlab.training.module import build_module
 
     overrides = tiny_overrides + ["model=compact_no_st", "+callbacks=ema", "callbacks.ema.decay=0.9",
                                   "trainer.max_epochs=3", "optim=adam", "optim.lr=0.01", "seed=2"]

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose
-from stnlab.app import train
+from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.models.spatial_transformer import SpatialTransformer
 from stnlab.models.transforms import (

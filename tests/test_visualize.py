@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import CONF, ROOT, compose
-from stnlab.app import train
+from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
-from stnlab.training.module import STNModule, build_module
+from stnlab.training.module import build_module
 from stnlab.viz import border_points, panel_grid, trace_sts
 from stnlab.viz.panels import OUTLINE, panel
 
@@ -81,7 +81,7 @@ def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
 
 
 def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path):
-    from stnlab.viz.app import visualize
+    from stnlab.viz.visualize import visualize
 
     written = visualize(_compose_visualize([f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "n=3",
                                             "per_image=true", f"out={tmp_path}"]))
@@ -91,7 +91,7 @@ def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path)
 
 
 def test_visualize_rejects_a_missing_checkpoint(tmp_path):
-    from stnlab.viz.app import visualize
+    from stnlab.viz.visualize import visualize
 
     with pytest.raises(ConfigError, match="is not a file; pass ckpt=PATH"):
         visualize(_compose_visualize([f"ckpt={tmp_path / 'none.ckpt'}"]))

@@ -2,7 +2,7 @@
 
 from stnlab.errors import StnlabError
 try:
-    from stnlab.reliability import register_resolvers
+    from stnlab.run_dirs import register_resolvers
 except ImportError:  # no omegaconf (the GPU benchmark machine, src/bench.py): no Hydra config to resolve
     pass
 else:

@@ -12,5 +12,5 @@ class DataError(StnlabError):
     """The dataset (archives, CSVs, images or cache) is missing or malformed."""
 
 
-class ConfigError(StnlabError):
+class ConfigError(StnlabError, ValueError):
     """A configuration value is invalid."""

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
     from stnlab.bench.config import model_presets, run_config
     from stnlab.bench.measure import GTSRB_TRAIN, Setup, bench_model, full_epochs
     from stnlab.bench.report import render
-    from stnlab.perf import speed_settings
+    from stnlab.training.speed import speed_settings
 
     args = parse_args(argv)
     _quiet()

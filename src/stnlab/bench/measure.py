@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
-from stnlab.perf import SpeedSwitches, resident_device, use_channels_last
+from stnlab.training.speed import SpeedSwitches, resident_device, use_channels_last
 from stnlab.training.module import STNModule, build_module
 
 GTSRB_TRAIN = 39209  # images in the official training set

@@ -16,3 +16,10 @@ GTSRB_CLASSES = (
 )
 NUM_CLASSES = len(GTSRB_CLASSES)
 assert NUM_CLASSES == 43
+
+
+def class_names(num_classes: int) -> list[str]:
+    """The official GTSRB names for 43 classes, else ``class <id>``."""
+    if num_classes == NUM_CLASSES:
+        return list(GTSRB_CLASSES)
+    return [f"class {i}" for i in range(num_classes)]

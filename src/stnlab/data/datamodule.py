@@ -70,8 +70,9 @@ class GTSRBDataModule(TensorDataModule):
         download_retries: int = 3,
         name: str = "gtsrb",
         balance: float = 0.0,
+        num_classes: int = 43,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, balance)
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, balance, num_classes)
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small; use at least 8 (the reference uses 48)")
         if val_tracks_per_class < 0:

@@ -232,25 +232,26 @@ class SynthDataModule(TensorDataModule):
                  perspective: float = 0.05, clutter: float = 0.5, sign_extent: float = 0.75, num_classes: int = NUM_CLASSES,
                  seed: int = 0,
                  batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, name: str = "synth"):
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name)
+        if not 1 <= num_classes <= NUM_CLASSES:
+            raise ConfigError(f"data.num_classes={num_classes} must lie in 1..{NUM_CLASSES}")
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, num_classes=max(num_classes, 2))
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small; use at least 8")
         if min(num_train, num_val) < 1 or num_test < 0:
             raise ConfigError(f"data.num_train={num_train}, num_val={num_val} must be >= 1 and num_test={num_test} >= 0")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ConfigError(f"data.scale={list(scale)} must be [min, max] with 0 < min <= max")
-        if not 1 <= num_classes <= NUM_CLASSES:
-            raise ConfigError(f"data.num_classes={num_classes} must lie in 1..{NUM_CLASSES}")
         if not 0 <= clutter <= 1:
             raise ConfigError(f"data.clutter={clutter} must lie in [0, 1]")
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.distortion = dict(rotation=rotation, scale=tuple(scale), translation=translation, perspective=perspective)
-        self.clutter, self.sign_extent, self.num_classes, self.seed = clutter, sign_extent, num_classes, seed
+        self.clutter, self.sign_extent, self.seed = clutter, sign_extent, seed
+        self.drawn_classes = num_classes
 
     def make_split(self, split: str) -> SynthSplit:
         n = self.sizes[split]
         gen = torch.Generator().manual_seed(self.seed * 1000 + ("train", "val", "test").index(split))
-        labels = torch.arange(n) % self.num_classes
+        labels = torch.arange(n) % self.drawn_classes
         labels = labels[torch.randperm(n, generator=gen)]
         warps = random_warps(n, gen, **self.distortion)
         images = render(labels, warps, self.image_size, gen, self.clutter, self.sign_extent)

@@ -36,8 +36,9 @@ class TensorFileDataModule(TensorDataModule):
     name = "gtsrb"
 
     def __init__(self, path: str, val_tracks_per_class: int = 1, split_seed: int = 0, batch_size: int = 50,
-                 eval_batch_size: int = 500, num_workers: int = 0, image_size: int | None = None, name: str = "gtsrb"):
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size or 0, name)
+                 eval_batch_size: int = 500, num_workers: int = 0, image_size: int | None = None, name: str = "gtsrb",
+                 num_classes: int = 43):
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size or 0, name, num_classes=num_classes)
         self.path = Path(path).expanduser()
         self.val_tracks_per_class, self.split_seed = val_tracks_per_class, split_seed
 

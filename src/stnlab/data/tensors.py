@@ -12,6 +12,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stnlab.data.classes import NUM_CLASSES
+from stnlab.data.classes import class_names as default_class_names
 from stnlab.data.gtsrb import Split
 from stnlab.data.normalize import channel_stats
 from stnlab.data.resumable import ResumableLoader
@@ -56,14 +58,23 @@ class TensorDataModule(pl.LightningDataModule):
     """A data module over uint8 splits held in memory; subclasses implement :meth:`load`.
 
     After ``setup``: ``train``, ``val`` and (maybe) ``test`` are :class:`Split`s,
-    ``mean``/``std`` the training split's per-channel statistics.
+    ``mean``/``std`` the training split's per-channel statistics. Labels lie in ``0..num_classes-1``
+    (``data.num_classes``, which also sizes the network's output), named by ``class_names``.
     """
 
     name = "tensors"
 
     def __init__(self, batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, image_size: int = 48,
-                 name: str | None = None, balance: float = 0.0):
+                 name: str | None = None, balance: float = 0.0, num_classes: int = NUM_CLASSES,
+                 class_names: list[str] | None = None):
         super().__init__()
+        if int(num_classes) < 2:
+            raise ConfigError(f"data.num_classes={num_classes} must be at least 2")
+        if class_names is not None and len(class_names) != int(num_classes):
+            raise ConfigError(f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; "
+                              "give one name per class")
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names is not None else default_class_names(self.num_classes)
         if not 0.0 <= float(balance) <= 1.0:
             raise ConfigError(f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)")
         self.balance = float(balance)
@@ -83,6 +94,11 @@ class TensorDataModule(pl.LightningDataModule):
         if self.train is None:
             self.train, self.val, self.test = self.load()
             self.mean, self.std = channel_stats(self.train.images)
+            top = max(int(split.labels.max()) for split in (self.train, self.val, self.test)
+                      if split is not None and len(split))
+            if top >= self.num_classes:
+                raise ConfigError(f"data.num_classes={self.num_classes} but the labels go up to {top}; "
+                                  f"set data.num_classes={top + 1}")
             log.info("data: %d train, %d val, %s test images at %dx%d", len(self.train), len(self.val),
                      len(self.test) if self.test is not None else "no", self.image_size, self.image_size)
 
@@ -91,7 +107,7 @@ class TensorDataModule(pl.LightningDataModule):
         return self.test is not None and len(self.test) > 0
 
     # Where the loaders gather batches: None (host memory) or the accelerator, set by
-    # stnlab.perf.SpeedSwitches (speed.device_resident); each split is copied there once.
+    # stnlab.training.speed.SpeedSwitches (speed.device_resident); each split is copied there once.
     resident_device: torch.device | None = None
 
     def _dataset(self, split: Split) -> InMemoryDataset:

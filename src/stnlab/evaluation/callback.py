@@ -31,8 +31,8 @@ class TestReport(pl.Callback):
         self.paths: dict[str, Path] = {}
 
     def on_test_epoch_start(self, trainer, pl_module):
-        num_classes = int(pl_module.cfg["model"].get("num_classes", 43)) if hasattr(pl_module, "cfg") else 43
-        self.builder = ReportBuilder(num_classes, self.max_errors).to(pl_module.device)
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        self.builder = ReportBuilder(pl_module.num_classes, self.max_errors, names).to(pl_module.device)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         images, labels = batch

@@ -1,6 +1,6 @@
 """Comparison of finished runs from their folders: a table (terminal + markdown) and validation curves.
 
-A run folder is any folder holding ``metrics.json`` (written by :func:`stnlab.app.train`).
+A run folder is any folder holding ``metrics.json`` (written by :func:`stnlab.training.run.train`).
 Its config is read, in order of preference, from ``.hydra/config.yaml`` (runs started
 by ``train.py`` without ``run_dir=``), ``csv/hparams.yaml`` (every run: Lightning
 stores the module's ``cfg`` there) or the offline W&B run's config; its validation
@@ -89,8 +89,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     hparams = run_dir / "csv" / "hparams.yaml"
     if hparams.is_file():
         data = yaml.safe_load(hparams.read_text()) or {}
-        if isinstance(data.get("cfg"), dict):
+        if isinstance(data.get("cfg"), dict):  # written before the config was logged flat
             return flat_config(data["cfg"])
+        if isinstance(data, dict) and "model.name" in data:
+            return data
     for offline in sorted(run_dir.glob("wandb/offline-run-*")):
         from stnlab.tracking.runfile import read_run
 

@@ -21,14 +21,7 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from stnlab.data.classes import GTSRB_CLASSES
-
-
-def class_names(num_classes: int) -> list[str]:
-    """The official GTSRB names for 43 classes, else ``class <id>``."""
-    if num_classes == len(GTSRB_CLASSES):
-        return list(GTSRB_CLASSES)
-    return [f"class {i}" for i in range(num_classes)]
+from stnlab.data.classes import class_names
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import torch
 
 from stnlab.errors import ConfigError
-from stnlab.evaluation.loading import data_config, load_module, load_split, pick_device, run_dir_of_checkpoint
+from stnlab.checkpoints import data_config, load_module, load_split, pick_device
+from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.tracking.wandb_logger import run_name
@@ -30,7 +31,7 @@ def model_labels(cfgs: Sequence[dict], ckpts: Sequence[str | Path]) -> list[str]
     """W&B-style run names (``two_st-affine-s1``), made unique with the run folder's name, then the
     checkpoint's, where they clash."""
     labels = [run_name(c) for c in cfgs]
-    for part in (lambda p: run_dir_of_checkpoint(p).name, lambda p: Path(p).stem):
+    for part in (lambda p: run_dir_of_checkpoint(Path(p).resolve()).name, lambda p: Path(p).stem):
         labels = [f"{lb} {part(p)}" if labels.count(lb) > 1 else lb for lb, p in zip(labels, ckpts)]
     return labels
 
@@ -68,7 +69,7 @@ def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[s
         data_split = load_split(data_config(module.cfg, data), split)
         index = subset(len(data_split), limit)
         images, labels = data_split.images[index], data_split.labels[index]
-        num_classes = module.cfg["model"].get("num_classes", 43)
+        num_classes = module.num_classes
         start = time.perf_counter()
         acc = {n: [a for _, a in accuracy_curve(module, images, labels, DISTORTIONS[n], chosen[n], num_classes,
                                                 batch_size, dev)] for n in names}
@@ -115,7 +116,7 @@ def format_table(table: dict[str, Any]) -> str:
 def _log_wandb(table, cfgs, curves, units, out: Path, mode, png: Path) -> None:
     import wandb
 
-    from stnlab.evaluation.runner import start_wandb_run
+    from stnlab.evaluation.checkpoint_report import start_wandb_run
     from stnlab.evaluation.wandb_media import robustness_media
 
     labels = [m["label"] for m in table["models"]]

@@ -35,6 +35,7 @@ class STNClassifier(nn.Module):
     ):
         super().__init__()
         self.name = name
+        self.num_classes = num_classes
         self.backbone = backbone(in_channels=in_channels, image_size=image_size, num_classes=num_classes)
         n_blocks = len(self.backbone.blocks)
         self.positions: dict[str, int] = {}
@@ -53,6 +54,18 @@ class STNClassifier(nn.Module):
             sts[st_name] = SpatialTransformer(c, s, spec["locnet"], transform)
             self.positions[st_name] = pos
         self.transformers = nn.ModuleDict(sts)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters in three groups, each optimised its own way (``STNModule.configure_optimizers``):
+        ``backbone``; ``locnet``, every ST's localisation net (its own learning rate); ``regressor``, every ST's
+        final layer, which starts at the identity (so weight decay, which would pull it towards theta = 0,
+        a collapsed grid, is off). Groups without parameters are left out."""
+        locnets = [p for st in self.transformers.values() for p in st.locnet.parameters()]
+        regressors = [p for st in self.transformers.values() for p in st.regressor.parameters()]
+        st_ids = {id(p) for p in locnets + regressors}
+        groups = {"backbone": [p for p in self.parameters() if id(p) not in st_ids],
+                  "locnet": locnets, "regressor": regressors}
+        return {name: params for name, params in groups.items() if params}
 
     def sts_at(self, k: int) -> list[str]:
         return [n for n, p in self.positions.items() if p == k]

@@ -1,4 +1,4 @@
-"""One trial = one training run: Hydra compose (spec overrides, command line, trial params), then ``stnlab.app.train``.
+"""One trial = one training run: Hydra compose (spec overrides, command line, trial params), then ``stnlab.training.run.train``.
 
 Each trial writes to ``<out_dir>/<study>/trial_<n>/`` and logs an offline W&B run in group
 ``<study>`` with ``job_type=trial``; the trial number and params are in its config
@@ -83,7 +83,7 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
 def check_metrics(spec: SweepSpec) -> None:
     """``metric`` must be a number a run returns and ``monitor`` one logged every validation epoch (else every
     trial trains to its end and fails, or pruning is silently off), each in the study's direction."""
-    from stnlab.app import RUN_METRICS, VAL_EPOCH_METRICS, sense
+    from stnlab.training.run import RUN_METRICS, VAL_EPOCH_METRICS, sense
 
     if spec.metric not in RUN_METRICS:
         raise ConfigError(f"metric={spec.metric} is not a number a run reports; use one of {', '.join(RUN_METRICS)}")
@@ -163,7 +163,7 @@ class Objective:
             raise optuna.TrialPruned("grid exhausted")
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from stnlab.app import train
+        from stnlab.training.run import train
 
         self._stop_if_grid_exhausted(trial)
         params = {name: p.suggest(trial) for name, p in self.spec.params.items()}

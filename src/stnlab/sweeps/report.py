@@ -164,22 +164,16 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
 
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
-    from stnlab.tracking.wandb_logger import resolve_mode
+    from stnlab.tracking.wandb_logger import open_run
 
-    mode = resolve_mode(wandb_cfg.get("mode"))
-    if mode == "disabled":
+    columns, cells = table(table_rows, spec.metric)
+    run = open_run(wandb_cfg, spec.study_dir, f"{spec.study}-report", "report",
+                   {"sweep.study": spec.study, "sweep.metric": spec.metric, "sweep.direction": spec.direction,
+                    "sweep.budget": spec.budget()}, group=spec.study, tags=[f"study:{spec.study}"])
+    if run is None:
         return
     import wandb
 
-    os.environ.setdefault("WANDB_SILENT", "true")
-    columns, cells = table(table_rows, spec.metric)
-    run = wandb.init(
-        project=wandb_cfg.get("project", "stnlab"), entity=wandb_cfg.get("entity"), group=spec.study,
-        job_type="report", name=f"{spec.study}-report", dir=str(spec.study_dir), mode=mode,
-        tags=[f"study:{spec.study}"], config={"sweep.study": spec.study, "sweep.metric": spec.metric,
-                                              "sweep.direction": spec.direction, "sweep.budget": spec.budget()},
-        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True), reinit="finish_previous",
-    )
     data = [[str(c) for c in row] for row in cells]
     payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=data)}
     if chart is not None:

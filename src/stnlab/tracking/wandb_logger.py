@@ -89,7 +89,35 @@ def flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def init_kwargs(wb: dict, out_dir: Path, mode: str, name: str, job_type: str, config: dict[str, Any],
+                group: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+    """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): the
+    project of the ``wandb`` config section ``wb``, run files under ``out_dir``, no system stats, a bounded
+    wait for the service."""
+    import wandb
+
+    os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
+    os.environ.setdefault("WANDB_SILENT", "true")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return dict(project=wb.get("project") or "stnlab", entity=wb.get("entity"), name=name, group=group,
+                job_type=job_type, tags=list(tags or []), dir=str(out_dir), mode=mode, config=config,
+                settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode))
+
+
+def open_run(wb: dict, out_dir: Path, name: str, job_type: str, config: dict[str, Any], mode: str | None = None,
+             group: str | None = None, tags: list[str] | None = None):
+    """A W&B run outside training (its own ``finish()`` is the caller's), or None when W&B is disabled.
+    Offline unless ``mode`` / ``wb["mode"]`` / ``WANDB_MODE`` asks otherwise and the server answers."""
+    import wandb
+
+    mode = resolve_mode(mode or wb.get("mode"))
+    if mode == "disabled":
+        return None
+    return wandb.init(**init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous")
+
+
 def make_wandb_logger(cfg: dict, run_dir: Path):
+    """Lightning's WandbLogger of a training run (rank 0 only), opened with :func:`init_kwargs`."""
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:  # a DDP worker started by Lightning, torchrun or SLURM: rank 0 logs the run
@@ -98,24 +126,12 @@ def make_wandb_logger(cfg: dict, run_dir: Path):
     mode = resolve_mode(wb.get("mode"))
     if mode == "disabled":
         return None
-    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
-    os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
-    os.environ.setdefault("WANDB_SILENT", "true")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logger = WandbLogger(
-        project=wb.get("project", "stnlab"),
-        entity=wb.get("entity"),
-        name=wb.get("name") or run_name(cfg),
-        group=wb.get("group"),
-        job_type=wb.get("job_type", "train"),
-        tags=run_tags(cfg),
-        save_dir=str(run_dir),
-        offline=mode != "online",
-        config=flat_config(cfg),
-        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode),
-    )
+    kw = init_kwargs(wb, run_dir, mode, wb.get("name") or run_name(cfg), wb.get("job_type", "train"),
+                     flat_config(cfg), wb.get("group"), run_tags(cfg))
+    kw.pop("mode")
+    logger = WandbLogger(save_dir=kw.pop("dir"), offline=mode != "online", **kw)
     try:
         run = logger.experiment
     except Exception as e:  # noqa: BLE001 - a rejected key or a failing server must not stop the run

@@ -2,76 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-try:
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-except ImportError:  # no hydra-core (src/bench.py on a GPU machine): the same subset, stnlab.targets
-    from stnlab.targets import InstantiationException, instantiate
+from hydra.utils import instantiate
+from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from stnlab.data.normalize import InputNormalizer
 from stnlab.errors import StnlabError
-from stnlab.perf import FiniteWatch
+from stnlab.training.checks import build
+from stnlab.training.finite_loss import FiniteWatch
 
 
 class NonFiniteLossError(StnlabError):
     pass
 
 
-def build_network(cfg: dict):
-    """The ``STNClassifier`` described by a resolved run config (``model`` and ``transform`` sections)."""
-    model_cfg = {k: v for k, v in cfg["model"].items() if k != "locnet_lr_scale"}
-    model_cfg["default_transform"] = cfg.get("transform")
-    try:
-        return instantiate(model_cfg, _convert_="all")
-    except InstantiationException as e:
-        # Surface the network's own message (bad shapes, positions) rather than Hydra's wrapper.
-        if isinstance(e.__cause__, ValueError):
-            raise e.__cause__ from None
-        raise
+def build_network(cfg: dict) -> nn.Module:
+    """The network (``STNClassifier``) of a resolved run config: its ``model`` node, instantiated as written."""
+    return build(cfg["model"], "model", fix="change model.* or data.image_size", _convert_="all")
 
 
 def build_module(cfg: dict) -> "STNModule":
-    """The ``STNModule`` a resolved run config describes (what ``train.py`` fits and checkpoints rebuild)."""
-    from stnlab.errors import ConfigError
-
-    try:
-        return STNModule(cfg)
-    except ValueError as e:  # shape problems found while building the network
-        raise ConfigError(f"{e}; change model.* or data.image_size") from None
+    """The ``STNModule`` of a resolved run config (a plain dict of ``conf/train.yaml``): each part from its own
+    node (``model``, ``optim``, ``scheduler``, ``augment``, ``normalize``), the module from ``module``. The config
+    is kept in the module (``module.cfg``) and in its checkpoints, which therefore describe themselves."""
+    parts = {"net": build_network(cfg), "optimizer": build(cfg["optim"], "optim"),
+             "scheduler": build(cfg.get("scheduler"), "scheduler"), "augment": build(cfg.get("augment"), "augment"),
+             "normalizer": build(cfg.get("normalize"), "normalize")}
+    module = instantiate(cfg["module"], _partial_=True)  # the module's own settings; the parts are objects
+    return module(**parts, run_config=cfg)
 
 
 class STNModule(pl.LightningModule):
-    """Trains ``build_network(cfg)`` on uint8 batches, normalised and (optionally) jittered on the device.
+    """Trains ``net`` on uint8 batches, normalised and (optionally) jittered on the device.
 
-    ``cfg`` is the whole resolved run config (a plain dict), stored in checkpoints so
-    that ``STNModule.load_from_checkpoint(path)`` rebuilds the same network.
+    Args:
+        net: the classifier (``STNClassifier``): normalised images (N, C, H, W) -> logits (N, num_classes).
+        optimizer: ``params -> Optimizer`` (a ``_partial_`` node); it gets the network's parameter groups.
+        scheduler: ``optimizer -> LRScheduler`` (``_partial_``) or None. Keywords it holds as None
+            (OneCycleLR's ``total_steps``, ``max_lr``) are filled from the run: the trainer's step count and
+            each parameter group's own lr.
+        scheduler_interval, scheduler_monitor: Lightning's ``interval`` ("epoch" | "step") and ``monitor``.
+        augment: jitter applied to training batches on the device, or None.
+        normalizer: uint8 images -> network input (global + local contrast normalisation), or None (/255 only).
+        label_smoothing: of the training cross-entropy.
+        locnet_lr_scale: learning-rate multiplier of the localisation nets and their regressors.
+        run_config: the resolved run config, saved in checkpoints so that they rebuild this module.
     """
 
-    def __init__(self, cfg: dict[str, Any]):
+    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, scheduler_interval: str = "epoch",
+                 scheduler_monitor: str = "val/acc", augment: nn.Module | None = None,
+                 normalizer: nn.Module | None = None, label_smoothing: float = 0.0, locnet_lr_scale: float = 1.0,
+                 run_config: dict[str, Any] | None = None):
         super().__init__()
-        self.save_hyperparameters({"cfg": cfg})
-        self.cfg = cfg
-        self.net = build_network(cfg)
-        norm = cfg.get("normalize") or {}
-        self.normalizer = InputNormalizer(3, norm.get("global_norm", True), norm.get("local_norm", True))
-        self.augment = instantiate(cfg["augment"]) if cfg.get("augment") else None
-        self.label_smoothing = float((cfg.get("loss") or {}).get("label_smoothing", 0.0))
-        num_classes = cfg["model"].get("num_classes", 43)
+        self.save_hyperparameters({"cfg": run_config or {}}, logger=False)
+        self.cfg = run_config or {}
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval, self.scheduler_monitor = scheduler_interval, scheduler_monitor
+        self.normalizer = normalizer if normalizer is not None else InputNormalizer(3, False, False)
+        self.augment = augment
+        self.label_smoothing = float(label_smoothing)
+        self.locnet_lr_scale = float(locnet_lr_scale)
+        num_classes = int(net.num_classes)
         # validate_args=False: its input checks wait for the GPU at every step.
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.train_loss = MeanMetric(nan_strategy="disable")  # its NaN check would wait for the GPU too
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
-        # NonFiniteLossError for a non-finite training loss, without a GPU sync per step (stnlab.perf).
+        # NonFiniteLossError for a non-finite training loss, without a GPU sync per step (stnlab.training.finite_loss).
         self.finite_watch = FiniteWatch(self._non_finite)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net.num_classes)
 
     @staticmethod
     def _non_finite(value: float, step: int, epoch: int) -> None:
@@ -97,7 +109,7 @@ class STNModule(pl.LightningModule):
         return self.normalizer(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 or float images in [0, 255], (N, 3, H, W) -> logits (N, 43)."""
+        """uint8 or float images in [0, 255], (N, 3, H, W) -> logits (N, num_classes)."""
         return self.net(self.preprocess(images))
 
     def training_step(self, batch, batch_idx):
@@ -130,7 +142,7 @@ class STNModule(pl.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
-    # Resuming (see stnlab.reliability): what Lightning's own checkpoint state leaves out.
+    # Resuming (see stnlab.training.resume): what Lightning's own checkpoint state leaves out.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         best = float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
         rng = {"torch": torch.get_rng_state()}
@@ -157,32 +169,21 @@ class STNModule(pl.LightningModule):
         return self._eval_step(batch, "test", self.test_acc)  # logits, for callbacks (evaluation.TestReport)
 
     def configure_optimizers(self):
-        scale = float(self.cfg["model"].get("locnet_lr_scale", 1.0) or 1.0)
-        optim_cfg = dict(self.cfg["optim"])
-        lr = float(optim_cfg["lr"])
-        sts = list(self.net.transformers.values())
-        # The regression layer starts at the identity: weight decay would pull its bias towards
-        # theta = 0 (a collapsed sampling grid), so it is exempt.
-        regressors = [p for st in sts for p in st.regressor.parameters()]
-        locnets = [p for st in sts for p in st.locnet.parameters()]
-        st_ids = {id(p) for p in regressors + locnets}
-        groups = [{"params": [p for p in self.net.parameters() if id(p) not in st_ids]}]
-        if locnets:
-            groups.append({"params": locnets, "lr": lr * scale})
-            groups.append({"params": regressors, "lr": lr * scale, "weight_decay": 0.0})
-        optimizer = instantiate(optim_cfg)(groups)
-        sched_cfg = self.cfg.get("scheduler")
-        if not sched_cfg:
+        lr = float(self.optimizer_factory.keywords["lr"])
+        scaled = {"locnet": {"lr": lr * self.locnet_lr_scale},
+                  "regressor": {"lr": lr * self.locnet_lr_scale, "weight_decay": 0.0}}
+        # Named groups: LearningRateMonitor logs each group's lr under its name.
+        groups = [{"params": params, "name": name, **scaled.get(name, {})}
+                  for name, params in self.net.parameter_groups().items()]
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
             return optimizer
-        sched_cfg = dict(sched_cfg)
-        interval = sched_cfg.pop("interval", "epoch")
-        monitor = sched_cfg.pop("monitor", "val/acc")
-        # null placeholders of schedules that must know the run (OneCycleLR): the whole run's step
-        # count, and each parameter group's own peak lr (so locnet_lr_scale carries over).
+        keywords = getattr(self.scheduler_factory, "keywords", {})
         run_kw = {}
-        if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:
+        if "total_steps" in keywords and keywords["total_steps"] is None:
             run_kw["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        if "max_lr" in sched_cfg and sched_cfg["max_lr"] is None:
+        if "max_lr" in keywords and keywords["max_lr"] is None:
             run_kw["max_lr"] = [g["lr"] for g in optimizer.param_groups]
-        scheduler = instantiate({k: v for k, v in sched_cfg.items() if k not in run_kw})(optimizer, **run_kw)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor}}
+        scheduler = self.scheduler_factory(optimizer, **run_kw)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval,
+                                                         "monitor": self.scheduler_monitor}}

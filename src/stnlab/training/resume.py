@@ -9,20 +9,17 @@ the checkpoint came from (Hydra's output directory included, through the
 
 from __future__ import annotations
 
-import itertools
 import logging
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from stnlab.errors import ConfigError
+from stnlab.run_dirs import RUNS_ROOT, run_dir_of_checkpoint
 
 log = logging.getLogger(__name__)
 
-RUNS_ROOT = Path("outputs") / "runs"
 LAST = "last.ckpt"
 # The config sections that define the network's parameters: they must match to load its weights.
 NETWORK_KEYS = ("model", "transform", "normalize")
@@ -30,8 +27,6 @@ NETWORK_KEYS = ("model", "transform", "normalize")
 # (another machine, another batch size for evaluation); every other data.* key must match.
 DATA_LOCATION_KEYS = {"root", "mirror", "path", "batch_size", "eval_batch_size", "num_workers", "download_timeout",
                       "download_retries"}
-# What a folder holding a run has (Hydra's .hydra/ alone does not count: Hydra writes it before train()).
-RUN_MARKERS = ("metrics.json", "checkpoints", "csv")
 
 
 def _last_in(run_dir: Path) -> Path:
@@ -85,8 +80,7 @@ def resolve_resume(resume: str | None, run_dir: str | Path | None = None,
                               "holding checkpoints/last.ckpt, or resume=last")
     if verify:
         check_checkpoint(ckpt)
-    owner = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
-    return ckpt, owner
+    return ckpt, run_dir_of_checkpoint(ckpt) if ckpt.parent.name == "checkpoints" else None
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -113,10 +107,13 @@ def check_compatible(ckpt: Path, cfg: dict) -> None:
     old = ((saved.get("hyper_parameters") or {}).get("cfg")) or {}
     if not old:
         return  # not one of ours: Lightning reports what does not fit
+    from stnlab.checkpoints import upgrade_config
+
+    old = upgrade_config(old)
     diffs = []
     for key in NETWORK_KEYS:
         diffs += _diff(old.get(key), cfg.get(key), f"{key}.")
-    where = ckpt.parent.parent / ".hydra" / "overrides.yaml"
+    where = run_dir_of_checkpoint(ckpt) / ".hydra" / "overrides.yaml"
     if diffs:
         raise ConfigError(f"resume: {ckpt} was trained with another network ({_shown(diffs)}); resume with the run's "
                           f"own overrides (see {where})")
@@ -131,70 +128,3 @@ def check_compatible(ckpt: Path, cfg: dict) -> None:
 
 def _shown(diffs: list[str]) -> str:
     return "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
-
-
-def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` already holds (part of) a training run: its checkpoints, CSV log or metrics."""
-    return any((run_dir / marker).exists() for marker in RUN_MARKERS)
-
-
-def check_run_dir_free(run_dir: Path) -> None:
-    """Refuse to start a new run in a folder holding another: its checkpoints and metrics.json would be
-    overwritten and its CSV log mixed with ours. Continuing it is ``resume=``."""
-    if not holds_run(run_dir):
-        return
-    what = ""
-    try:
-        name = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), "model.name")
-        what = f" (model {name})" if name else ""
-    except Exception:  # noqa: BLE001 - the model's name only decorates the message
-        pass
-    raise ConfigError(f"run_dir={run_dir} already holds a run{what}; pick a new run_dir, or continue that run with "
-                      f"resume=last run_dir={run_dir}")
-
-
-_CLAIMED: dict[str, str] = {}
-
-
-def claim_run_dir(default: str | Path) -> str:
-    """A new, empty run folder: ``default``, else ``default-2``, ``-3``, ... Each is made with an exclusive
-    mkdir, so runs started in the same second with the same model (a seed loop sent to the background)
-    never share one. Claimed once per process: Hydra may resolve ``hydra.run.dir`` more than once."""
-    key = str(default)
-    if key not in _CLAIMED:
-        base = Path(default)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for k in itertools.count(1):
-            candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                continue
-            _CLAIMED[key] = str(candidate)
-            break
-    return _CLAIMED[key]
-
-
-def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
-    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory, else ``default``. Never raises:
-    a bad ``resume`` is reported by ``train`` with the fix."""
-    if run_dir not in (None, ""):
-        return str(run_dir)
-    try:
-        _, owner = resolve_resume(resume, verify=False)
-    except Exception:  # noqa: BLE001 - reported later, one clear line
-        owner = None
-    return str(owner) if owner is not None else claim_run_dir(default)
-
-
-def _output_subdir_resolver(resume: Any, stamp: str) -> str:
-    """``hydra.output_subdir``: a resumed run keeps the run's own ``.hydra/`` (its original overrides) and
-    records its own config in ``.hydra/resume-<stamp>/``."""
-    return ".hydra" if resume in (None, "", "null", "None") else f".hydra/resume-{stamp}"
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("stnlab.run_dir"):
-        OmegaConf.register_new_resolver("stnlab.run_dir", _run_dir_resolver)
-    if not OmegaConf.has_resolver("stnlab.output_subdir"):
-        OmegaConf.register_new_resolver("stnlab.output_subdir", _output_subdir_resolver)

@@ -3,40 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
-from stnlab.evaluation.loading import data_config, load_module, load_split, pick_device, run_dir_of_checkpoint
+from stnlab.checkpoints import data_config, load_module, load_split, pick_device
+from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
-from stnlab.tracking.wandb_logger import flat_config, resolve_mode, run_name, run_tags
+from stnlab.tracking.wandb_logger import flat_config, open_run, run_name, run_tags
 
 log = logging.getLogger(__name__)
 
 
 def start_wandb_run(cfg: dict, out_dir: Path, job_type: str, name: str, config: dict[str, Any],
                     mode: str | None = None, group: str | None = None, tags: list[str] | None = None):
-    """A W&B run (in ``out_dir``) for an evaluation of the training run ``cfg`` describes: its project, and
-    unless given, its group (the training run's name) and tags, plus ``job_type``.
-
-    Offline unless ``mode``/``WANDB_MODE`` asks otherwise (the rules of training runs). ``None`` when disabled.
-    """
-    import wandb
-
-    mode = resolve_mode(mode)
-    if mode == "disabled":
-        return None
-    os.environ.setdefault("WANDB_SILENT", "true")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The W&B run of an evaluation of the training run ``cfg`` describes: its project, and unless given, its
+    group (the training run's name) and tags, plus ``job_type``. ``None`` when disabled."""
     wb = cfg.get("wandb") or {}
-    return wandb.init(
-        project=wb.get("project", "stnlab"), entity=wb.get("entity"), group=group or wb.get("group") or run_name(cfg),
-        job_type=job_type, name=name, tags=(tags if tags is not None else run_tags(cfg)) + [job_type],
-        dir=str(out_dir), mode=mode, config=config,
-        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True),
-    )
+    return open_run({**wb, "mode": None}, out_dir, name, job_type, config, mode,
+                    group=group or wb.get("group") or run_name(cfg),
+                    tags=(tags if tags is not None else run_tags(cfg)) + [job_type])
 
 
 def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, Any] | None = None,
@@ -49,7 +36,7 @@ def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, A
     dev = pick_device(device)
     module = load_module(ckpt, dev)
     images_split = load_split(data_config(module.cfg, data), split)
-    num_classes = module.cfg["model"].get("num_classes", 43)
+    num_classes = module.num_classes
     report = evaluate(module, images_split.images, images_split.labels, num_classes,
                       batch_size=batch_size, max_errors=max_errors, device=dev, groups=images_split.tracks)
     if baseline is not None:
@@ -83,7 +70,7 @@ def compare_on_same_images(module, base_module, base_ckpt, images_split, report:
         raise ConfigError(f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "
                           "compare checkpoints trained at the same data.image_size")
     base = evaluate(base_module, images_split.images, images_split.labels,
-                    base_module.cfg["model"].get("num_classes", 43), batch_size=batch_size, max_errors=0, device=device)
+                    base_module.num_classes, batch_size=batch_size, max_errors=0, device=device)
     diff = difference_interval(report.correct, base.correct, images_split.tracks)
     return {"checkpoint": str(Path(base_ckpt).resolve()), "run": run_name(base_module.cfg),
             "accuracy": base.accuracy, "difference": diff.as_dict()}

@@ -1,4 +1,7 @@
-"""Checkpoints and their data: the trained module, the split it is evaluated on, where results go.
+"""Checkpoints and their data: the one loader of trained modules (evaluate, robustness, visualize, predict).
+
+A checkpoint describes itself: ``hyper_parameters.cfg`` is the resolved run config, from which
+``build_module`` rebuilds the module before the weights are loaded.
 
 The data module is the checkpoint's own ``cfg["data"]`` (instantiated with Hydra), so
 a model is evaluated on the images it was trained for. Command-line overrides
@@ -21,7 +24,6 @@ from omegaconf import OmegaConf
 
 from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError, StnlabError
-from stnlab.training.module import STNModule
 
 SPLITS = ("train", "val", "test")
 ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
@@ -45,17 +47,51 @@ def pick_device(name: str | None = "auto") -> torch.device:
     return device
 
 
-def load_module(ckpt: Path | str, device: torch.device | str = "cpu") -> STNModule:
-    """``STNModule`` from a Lightning checkpoint, in eval mode on ``device``."""
-    path = Path(ckpt)
+def read_checkpoint(path: Path | str) -> dict:
+    """The checkpoint's dict (on the CPU), or a CheckpointError naming the fix."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt")
     try:
-        module = STNModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path} is not an stnlab checkpoint ({type(e).__name__}: {first}); "
                               "pass one written by src/train.py") from None
+    cfg = (saved.get("hyper_parameters") or {}).get("cfg") if isinstance(saved, dict) else None
+    if not isinstance(cfg, dict) or "model" not in cfg or "state_dict" not in saved:
+        raise CheckpointError(f"{path} is not an stnlab checkpoint (no run config or weights in it); "
+                              "pass one written by src/train.py")
+    return saved
+
+
+def upgrade_config(cfg: dict) -> dict:
+    """The run config of a checkpoint written before the module was built from its parts (no ``module`` node):
+    the same run in today's layout."""
+    if "module" in cfg:
+        return cfg
+    cfg = {**cfg, "model": dict(cfg["model"]), "data": {"num_classes": 43, **cfg["data"]}}
+    scale = cfg["model"].pop("locnet_lr_scale", 1.0)
+    cfg["model"].setdefault("default_transform", cfg.get("transform"))
+    cfg["model"].setdefault("num_classes", 43)
+    scheduler = dict(cfg.get("scheduler") or {})
+    interval, monitor = scheduler.pop("interval", "epoch"), scheduler.pop("monitor", "val/acc")
+    cfg["scheduler"] = scheduler or None
+    cfg["normalize"] = {"_target_": "stnlab.data.normalize.InputNormalizer", "channels": cfg["model"].get("in_channels", 3),
+                        **(cfg.get("normalize") or {})}
+    cfg["module"] = {"_target_": "stnlab.training.STNModule", "locnet_lr_scale": scale,
+                     "label_smoothing": (cfg.get("loss") or {}).get("label_smoothing", 0.0),
+                     "scheduler_interval": interval, "scheduler_monitor": monitor}
+    return cfg
+
+
+def load_module(ckpt: Path | str, device: torch.device | str = "cpu"):
+    """The ``STNModule`` a checkpoint holds, rebuilt from its own run config, in eval mode on ``device``."""
+    saved = read_checkpoint(ckpt)
+    from stnlab.training.module import build_module  # the training stack, only when a module is wanted
+
+    module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
+    module.load_state_dict(saved["state_dict"])
     return module.to(device).eval()
 
 
@@ -103,9 +139,6 @@ def load_split(data_cfg: dict, split: str) -> Split:
     return out
 
 
-def run_dir_of_checkpoint(ckpt: Path | str) -> Path:
-    """``<run_dir>`` of ``<run_dir>/checkpoints/x.ckpt``."""
-    return Path(ckpt).resolve().parent.parent
 
 
 def data_overrides(pairs: dict[str, str]) -> dict[str, Any]:
