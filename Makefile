@@ -12,7 +12,7 @@ ARGS ?=
 SWEEP ?= smoke
 STUDY ?=
 
-.PHONY: install train test test-all sweep dashboard bench bench-gpu clean
+.PHONY: install train test test-all sweep sync dashboard bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test-all: $(STAMP)
 
 sweep: $(STAMP)
 	$(PY) src/sweep.py sweep=$(SWEEP) $(ARGS)
+
+# Upload every finished offline W&B run (training, multirun, trials, eval, robustness, reports);
+# ARGS="dry_run=true" lists them first.
+sync: $(STAMP)
+	$(PY) src/sync.py $(ARGS)
 
 dashboard: $(STAMP)
 	$(PY) -m stnlab.sweeps.dashboard $(STUDY)

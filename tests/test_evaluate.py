@@ -170,7 +170,7 @@ def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
     assert f"accuracy {100 * metrics['test/acc']:.2f}%" in res.stdout
     report = json.loads((tmp_path / "test_report.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test/acc"])
-    assert report["checkpoint"] == metrics["best_checkpoint"] and report["run"] == "no_st-affine-s2"
+    assert report["checkpoint"] == metrics["best_checkpoint"] and report["run"] == "custom-no_st-affine-gtsrb32-s2"
     assert not (tmp_path / "wandb").exists()  # W&B only on request
 
 
@@ -181,7 +181,7 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
     report, _ = evaluate_checkpoint(metrics["best_checkpoint"], "test", out_dir=tmp_path, wandb_mode="offline")
     (offline,) = tmp_path.glob("wandb/offline-run-*")
     record = read_run(offline)
-    assert record.job_type == "eval" and record.group == "no_st-affine-s2" and record.name == "no_st-affine-s2-eval-test"
+    assert record.job_type == "eval" and record.group == "custom-no_st-affine-gtsrb32-s2" and record.name == "custom-no_st-affine-gtsrb32-s2-eval-test"
     assert record.config["eval.split"] == "test" and record.config["model.name"] == "no_st"
     assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"]) == pytest.approx(report.accuracy)
     (table,) = record.media("test/errors")
@@ -203,10 +203,10 @@ def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     _script("evaluate").main([f"ckpt={a}", f"baseline={b}", "split=val", f"out={tmp_path}"])
     report = json.loads((tmp_path / "val_report.json").read_text())
     vs = report["vs_baseline"]
-    assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "no_st-affine-s2"
+    assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "custom-no_st-affine-gtsrb32-s2"
     assert vs["difference"]["estimate"] == pytest.approx(report["accuracy"] - vs["accuracy"])
     assert vs["difference"]["low"] <= vs["difference"]["estimate"] <= vs["difference"]["high"]
-    assert "minus baseline no_st-affine-s2" in capsys.readouterr().out
+    assert "minus baseline custom-no_st-affine-gtsrb32-s2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

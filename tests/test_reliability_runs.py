@@ -338,7 +338,7 @@ def test_wandb_rejected_key_falls_back_to_offline(wandb_env, caplog, tmp_path):
     wandb_env.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
     try:
         with caplog.at_level(logging.WARNING):
-            logger = make_wandb_logger({"model": {"name": "m"}, "data": {"image_size": 16}, "wandb": {}}, tmp_path)
+            logger = make_wandb_logger(tmp_path, {}, {"model": "m", "image_size": 16})
         assert logger is not None and logger.experiment.settings.mode in ("offline", "dryrun")
         logger.experiment.finish()
     finally:
@@ -373,7 +373,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(processes, tmp_pa
     assert all(Path(d).is_dir() and not any(Path(d).iterdir()) for d in dirs)
 
 
-def test_cli_run_lands_beside_a_run_started_in_the_same_second(tmp_path):
+def test_cli_run_lands_beside_a_run_started_in_the_same_second(gtsrb_mirror, data_root, tmp_path):
     """The default folder (<date>/<H-M-S>-<model>) is taken for the next 15 minutes (a loaded machine may take
     minutes to start Python): the run gets <...>-2."""
     now = time.time()
@@ -383,8 +383,10 @@ def test_cli_run_lands_beside_a_run_started_in_the_same_second(tmp_path):
             f"{time.strftime('%H-%M-%S', time.localtime(t))}-no_st"
         (d / "csv").mkdir(parents=True)
         taken.append(d)
-    res = _cli("model=no_st", "optim.lr=0", cwd=tmp_path)  # fails its checks at once, after Hydra made its folder
-    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("stnlab: error: optim.lr=0")
+    # It passes its checks, then fails in training: the folder it claimed holds its run.
+    res = _cli("model=no_st", f"data.mirror={gtsrb_mirror}", f"data.root={data_root}", "data.image_size=32",
+               "optim.lr=1e30", "trainer.max_epochs=3", "trainer.accelerator=cpu", cwd=tmp_path)
+    assert res.returncode == 2 and "training loss became" in res.stderr.strip().splitlines()[-1]
     assert all(sorted(p.name for p in d.iterdir()) == ["csv"] for d in taken)  # nothing written into them
     (mine,) = [d for d in (tmp_path / "outputs" / "runs").glob("*/*") if d not in taken]
     assert mine.name.endswith("-no_st-2") and (mine / ".hydra" / "config.yaml").is_file()

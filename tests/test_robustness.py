@@ -164,7 +164,7 @@ def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
     _script("robustness").main([f"ckpt={ckpts[0]}", f"ckpt={ckpts[1]}", "split=val", f"out={tmp_path}",
                                 "rotation=0,30", "scale=0.6,1,1.4", "translation=0,0.2", "perspective=0,40"])
     table = json.loads((tmp_path / "robustness_val.json").read_text())
-    assert [m["label"] for m in table["models"]] == ["no_st-affine-s1", "no_st-affine-s2"]
+    assert [m["label"] for m in table["models"]] == ["custom-no_st-affine-gtsrb32-s1", "custom-no_st-affine-gtsrb32-s2"]
     assert table["distortions"]["scale"] == {"unit": "zoom factor", "levels": [0.6, 1.0, 1.4]}
     assert table["num_images"] == 12
     for m in table["models"]:
@@ -175,7 +175,7 @@ def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
         assert all(0 <= a <= 1 for a in acc["rotation"] + acc["scale"])
     assert (tmp_path / "robustness_val.png").read_bytes()[:4] == b"\x89PNG"
     out = capsys.readouterr().out
-    assert "| rotation (degrees) | 0 | 30 |" in out and "no_st-affine-s2" in out
+    assert "| rotation (degrees) | 0 | 30 |" in out and "custom-no_st-affine-gtsrb32-s2" in out
 
 
 def test_robustness_wandb_line_plots(short_runs, tmp_path):
@@ -187,7 +187,7 @@ def test_robustness_wandb_line_plots(short_runs, tmp_path):
                    wandb_mode="offline")
     (offline,) = tmp_path.glob("wandb/offline-run-*")
     record = read_run(offline)
-    assert record.job_type == "robustness" and record.config["models"] == ["no_st-affine-s1"]
+    assert record.job_type == "robustness" and record.config["models"] == ["custom-no_st-affine-gtsrb32-s1"]
     (table,) = record.media("robustness/rotation_table")  # the data behind wandb.plot.line_series
     assert table["nrows"] == 2  # one row per (model, level)
     assert record.media("robustness/curves_png")[0]["_type"] == "image-file"

@@ -16,7 +16,7 @@ def test_training_run_file_holds_history_summary_and_config(short_runs):
     metrics = json.loads((run / "metrics.json").read_text())
     (offline,) = run.glob("wandb/offline-run-*")
     record = read_run(offline)
-    assert record.complete and record.name == "no_st-affine-s1" and record.job_type == "train"
+    assert record.complete and record.name == "custom-no_st-affine-gtsrb32-s1" and record.job_type == "train"
     assert {"variant:no_st", "transform:affine", "dataset:gtsrb", "size:32"} <= set(record.tags)
     # History: one training loss per step (4 epochs x 3 batches), one validation per epoch.
     assert len(record.metric("train/loss_step")) == 12 and len(record.metric("val/acc")) == 4

@@ -87,7 +87,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
         assert record.config["sweep.params.optim.lr"] == t.params["optim.lr"]
         assert record.config["optim.lr"] == t.params["optim.lr"] and record.config["seed"] == t.params["seed"]
         assert "variant:no_st" in record.tags and "transform:affine" in record.tags and "study:three" in record.tags
-        assert record.name.startswith(f"trial_{t.number}-no_st")
+        assert record.name.startswith(f"trial_{t.number}-custom-no_st")
 
     # One progress line per trial.
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[three] trial")]

@@ -56,7 +56,7 @@ def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_override
     assert "train/loss_step" in csv_text and "val/acc" in csv_text
     (run_dir,) = run.glob("wandb/offline-run-*")
     record = read_run(run_dir)  # what `wandb sync` would upload
-    assert record.name == "conv_st-affine-s3" and "variant:conv_st" in record.tags
+    assert record.name == "custom-conv_st-affine-gtsrb32-s3" and "variant:conv_st" in record.tags
     assert record.config["model.name"] == "conv_st" and record.config["optim.lr"] == 0.01
     assert len(record.metric("train/loss_step")) == 6 and len(record.metric("val/acc")) == 2
     assert record.summary["baseline/delta_vs_idsia"] == pytest.approx(100 * metrics["test/acc"] - 99.46)
@@ -105,7 +105,7 @@ def test_a_failed_run_closes_its_wandb_run(tiny_overrides):
 
 
 def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_path):
-    """+callbacks=ema: checkpoints hold the averaged weights, and the test stage must score those (not the raw
+    """callbacks=[default,ema]: checkpoints hold the averaged weights, and the test stage must score those (not the raw
     weights of the best epoch, which Lightning's WeightAveraging would load back)."""
     import torch
     import torch.nn.functional as F
@@ -113,7 +113,7 @@ def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_pat
     from stnlab.data.datamodule import GTSRBDataModule
     from stnlab.training.module import build_module
 
-    overrides = tiny_overrides + ["model=compact_no_st", "+callbacks=ema", "callbacks.ema.decay=0.9",
+    overrides = tiny_overrides + ["model=compact_no_st", "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
                                   "trainer.max_epochs=3", "optim=adam", "optim.lr=0.01", "seed=2"]
     metrics = train(compose(overrides))
     ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)

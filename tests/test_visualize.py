@@ -30,7 +30,7 @@ def trained_run(tmp_path_factory):
     """Two epochs of a tiny two-ST network on synthetic data, with the ST panels callback and offline W&B."""
     run = tmp_path_factory.mktemp("viz") / "run"
     cfg = compose(SYNTH + TINY_TWO_ST + [
-        f"run_dir={run}", "+callbacks=st_panels", "callbacks.st_panels.n=4", "trainer.max_epochs=2",
+        f"run_dir={run}", "callbacks=[default,st_panels]", "callbacks.st_panels.n=4", "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
         "trainer.num_sanity_val_steps=0",
     ])

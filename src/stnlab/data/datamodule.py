@@ -83,6 +83,7 @@ class GTSRBDataModule(TensorDataModule):
         self._fetch_kw = dict(timeout=download_timeout, retries=download_retries)
         self._warned_no_test = False
         self._archives: tuple | None = None
+        self._prepared = False
 
     def _fetch(self):
         if self._archives is None:
@@ -115,9 +116,12 @@ class GTSRBDataModule(TensorDataModule):
                       lambda: read_test(test_zip, gt_zip, self.image_size, self.crop_roi))
 
     def prepare_data(self) -> None:
+        if self._prepared:  # the run prepares the data before Lightning does: decoded and cached once
+            return
         train_zip, test_zip, gt_zip = self._fetch()
         self._load_train(train_zip)
         self._load_test(test_zip, gt_zip)
+        self._prepared = True
 
     def load(self):
         train_zip, test_zip, gt_zip = self._fetch()

@@ -162,6 +162,14 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     return path
 
 
+def report_run_id(study: str) -> str:
+    """The W&B id of a study's report run: the same for every rewrite of the report, so it updates one run."""
+    import hashlib
+
+    safe = "".join(c if c.isalnum() else "-" for c in study.lower())[:40]
+    return f"report-{safe}-{hashlib.sha1(study.encode()).hexdigest()[:8]}"
+
+
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
     from stnlab.tracking.wandb_logger import open_run
@@ -169,7 +177,8 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
     columns, cells = table(table_rows, spec.metric)
     run = open_run(wandb_cfg, spec.study_dir, f"{spec.study}-report", "report",
                    {"sweep.study": spec.study, "sweep.metric": spec.metric, "sweep.direction": spec.direction,
-                    "sweep.budget": spec.budget()}, group=spec.study, tags=[f"study:{spec.study}"])
+                    "sweep.budget": spec.budget()}, group=spec.study, tags=[f"study:{spec.study}"],
+                   run_id=report_run_id(spec.study))
     if run is None:
         return
     import wandb

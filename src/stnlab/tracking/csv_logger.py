@@ -9,6 +9,7 @@ keeps the file and its columns (a new column rewrites the header over every earl
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -23,6 +24,21 @@ class _ContinuingWriter(ExperimentWriter):
 
 
 class ContinuingCSVLogger(CSVLogger):
+    """``<save_dir>/<name>/metrics.csv``; when that file already holds an earlier part of the run (a resumed
+    run), this part logs beside it in ``<name>/resume-<k>/``."""
+
+    def __init__(self, save_dir: str, name: str = "csv", version: str | None = None, **kwargs):
+        if version is None:
+            folder = Path(save_dir) / name
+            version = f"resume-{len(list(folder.glob('resume-*'))) + 1}" if (folder / "metrics.csv").is_file() else ""
+        super().__init__(save_dir, name=name, version=version, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # A process that gets this logger (ddp_spawn's workers) opens the file itself: a writer made here
+        # would carry this moment's columns, and write its rows under a stale header.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        return {**state, "_experiment": None}
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:

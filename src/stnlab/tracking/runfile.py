@@ -65,6 +65,7 @@ class RunFile:
     summary: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     complete: bool = False  # the run's exit record was read: it finished and the file is fully written
+    exit_code: int | None = None  # from the exit record: 0 finished, else failed (None: still going, or crashed)
 
     def metric(self, key: str) -> list[Any]:
         """The logged values of ``key``, in history order."""
@@ -133,5 +134,5 @@ def _parse(path: Path) -> RunFile:
         elif kind == "files":
             out.files += [f.path for f in rec.files.files]
         elif kind == "exit":
-            out.complete = True
+            out.complete, out.exit_code = True, rec.exit.exit_code
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.tracking.run_identity import flat_config, run_name, run_tags  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -60,35 +61,6 @@ def resolve_mode(requested: str | None) -> str:
     return mode if mode in ("offline", "disabled", "dryrun") else "offline"
 
 
-def run_name(cfg: dict) -> str:
-    """What ran, e.g. ``two_st-affine-s1``."""
-    model = cfg["model"].get("name", "model")
-    transform = (cfg.get("transform") or {}).get("name", "affine")
-    return f"{model}-{transform}-s{cfg.get('seed', 0)}"
-
-
-def run_tags(cfg: dict) -> list[str]:
-    data = cfg["data"]
-    return [
-        f"variant:{cfg['model'].get('name', 'model')}",
-        f"transform:{(cfg.get('transform') or {}).get('name', 'affine')}",
-        f"dataset:{data.get('name', 'gtsrb')}",
-        f"size:{data.get('image_size')}",
-    ] + list(cfg.get("wandb", {}).get("tags") or [])
-
-
-def flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"model.name": ..., "optim.lr": ...}``: filterable keys in the dashboard."""
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_config(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def init_kwargs(wb: dict, out_dir: Path, mode: str, name: str, job_type: str, config: dict[str, Any],
                 group: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
     """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): the
@@ -105,31 +77,45 @@ def init_kwargs(wb: dict, out_dir: Path, mode: str, name: str, job_type: str, co
 
 
 def open_run(wb: dict, out_dir: Path, name: str, job_type: str, config: dict[str, Any], mode: str | None = None,
-             group: str | None = None, tags: list[str] | None = None):
+             group: str | None = None, tags: list[str] | None = None, run_id: str | None = None):
     """A W&B run outside training (its own ``finish()`` is the caller's), or None when W&B is disabled.
-    Offline unless ``mode`` / ``wb["mode"]`` / ``WANDB_MODE`` asks otherwise and the server answers."""
+    Offline unless ``mode`` / ``wb["mode"]`` / ``WANDB_MODE`` asks otherwise and the server answers.
+    With ``run_id``, the run with that id is continued (online) or replaced (offline: the earlier offline
+    copy under ``out_dir`` is removed), so that rewriting a report keeps one run."""
     import wandb
 
     mode = resolve_mode(mode or wb.get("mode"))
     if mode == "disabled":
         return None
-    return wandb.init(**init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous")
+    extra: dict[str, Any] = {}
+    if run_id:
+        extra = {"id": run_id, "resume": "allow"}
+        if mode != "online":
+            import shutil
+
+            for old in (out_dir / "wandb").glob(f"offline-run-*-{run_id}"):
+                shutil.rmtree(old, ignore_errors=True)
+    return wandb.init(**init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous",
+                      **extra)
 
 
-def make_wandb_logger(cfg: dict, run_dir: Path):
-    """Lightning's WandbLogger of a training run (rank 0 only), opened with :func:`init_kwargs`."""
+def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identity: dict | None = None):
+    """Lightning's WandbLogger of a training run (``conf/logger/wandb.yaml``), opened with :func:`init_kwargs`:
+    named and tagged from ``identity``, set up by the ``wandb`` config section ``settings``. None on DDP
+    workers (rank 0 logs the run) and when W&B is disabled. The config arrives through ``log_hyperparams``."""
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:  # a DDP worker started by Lightning, torchrun or SLURM: rank 0 logs the run
         return None
-    wb = cfg.get("wandb", {}) or {}
+    wb = dict(settings or {})
     mode = resolve_mode(wb.get("mode"))
     if mode == "disabled":
         return None
     from lightning.pytorch.loggers import WandbLogger
 
-    kw = init_kwargs(wb, run_dir, mode, wb.get("name") or run_name(cfg), wb.get("job_type", "train"),
-                     flat_config(cfg), wb.get("group"), run_tags(cfg))
+    cfg = {"identity": identity or {}, "wandb": wb}
+    kw = init_kwargs(wb, Path(save_dir), mode, wb.get("name") or run_name(cfg), wb.get("job_type") or "train", {},
+                     wb.get("group"), run_tags(cfg))
     kw.pop("mode")
     logger = WandbLogger(save_dir=kw.pop("dir"), offline=mode != "online", **kw)
     try:
@@ -139,21 +125,31 @@ def make_wandb_logger(cfg: dict, run_dir: Path):
             raise
         log.warning("W&B online start failed (%s): logging offline; `wandb sync` the run later",
                     (str(e).splitlines() or [type(e).__name__])[0][:200])
-        return make_wandb_logger({**cfg, "wandb": {**wb, "mode": "offline"}}, run_dir)
+        return make_wandb_logger(save_dir, {**wb, "mode": "offline"}, identity)
     for key in SUMMARY_MAX:
         run.define_metric(key, summary="max")
-    run.summary["baseline/idsia_committee_acc"] = IDSIA_COMMITTEE_ACC / 100
+    if (identity or {}).get("data", "gtsrb") == "gtsrb":
+        run.summary["baseline/idsia_committee_acc"] = IDSIA_COMMITTEE_ACC / 100
     return logger
 
 
-def write_summary(logger, metrics: dict[str, float]) -> None:
-    """Final numbers into the run summary, with the delta to the 99.46% committee in points."""
+def baseline_delta(metrics: dict[str, float]) -> tuple[float, str] | None:
+    """Points above the 99.46% committee: test accuracy if measured, else validation; None when neither."""
+    for key, on in (("test/acc", "test"), ("val/acc_best", "val")):
+        if metrics.get(key) is not None:
+            return 100 * metrics[key] - IDSIA_COMMITTEE_ACC, on
+    return None
+
+
+def write_summary(logger, metrics: dict[str, float], baseline: bool = True) -> None:
+    """Final numbers into the run summary, with (``baseline``: GTSRB runs only) the delta to the 99.46%
+    committee in points."""
     if logger is None:
         return
     summary = logger.experiment.summary
     for k, v in metrics.items():
         summary[k] = v
     ref = metrics.get("test/acc", metrics.get("val/acc_best"))
-    if ref is not None:
+    if ref is not None and baseline:
         summary["baseline/delta_vs_idsia"] = 100 * ref - IDSIA_COMMITTEE_ACC
         summary["baseline/delta_measured_on"] = "test" if "test/acc" in metrics else "val"

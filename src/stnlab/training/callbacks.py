@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning.pytorch as pl
+
+log = logging.getLogger(__name__)
 
 
 class EpochThroughput(pl.Callback):
@@ -35,3 +38,37 @@ class EpochThroughput(pl.Callback):
             pl_module.log("perf/train_img_per_s", self.last, rank_zero_only=True)
         if self.fit_start is not None:  # on_train_epoch_end runs after the epoch's validation
             pl_module.log("time/elapsed_min", (time.perf_counter() - self.fit_start) / 60, rank_zero_only=True)
+
+
+class RunTimeEstimate(pl.Callback):
+    """One log line, ``after_s`` seconds into training: how long an epoch and the whole run will take on this
+    machine at the speed measured so far, and how to get a shorter run. Validation time is not included."""
+
+    def __init__(self, after_s: float = 30.0, min_batches: int = 5):
+        self.after_s, self.min_batches = after_s, min_batches
+        self.start: float | None = None
+        self.batches = 0
+        self.done = False
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self.start is None:
+            self.start, self.batches = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.done or self.start is None:
+            return
+        self.batches += 1
+        elapsed = time.perf_counter() - self.start
+        per_epoch = trainer.num_training_batches
+        if self.batches < self.min_batches or (elapsed < self.after_s and self.batches < per_epoch):
+            return
+        self.done = True
+        if not trainer.is_global_zero or not isinstance(per_epoch, int) or per_epoch <= 0:
+            return
+        epoch_min = elapsed / self.batches * per_epoch / 60
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        total = f", about {epoch_min * epochs:.0f} min for {epochs} epochs" if epochs else ""
+        rate = self.batches * len(batch[1]) * trainer.world_size / elapsed
+        log.info("speed: %.0f img/s here, about %.1f min per epoch (training only)%s; shorter runs: "
+                 "trainer.max_epochs=N, debug=limit, or experiment=compact (~15 min on 2 CPU cores)",
+                 rate, epoch_min, total)

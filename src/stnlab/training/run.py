@@ -14,11 +14,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.run_dirs import check_run_dir_free, run_dir_of
+from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.run_dirs import check_run_dir_free, holds_run, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
-from stnlab.tracking.csv_logger import ContinuingCSVLogger
-from stnlab.tracking.wandb_logger import flat_config, make_wandb_logger, write_summary
-from stnlab.training.callbacks import EpochThroughput
+from stnlab.tracking.run_identity import identity_of, logged_config
+from stnlab.tracking.wandb_logger import write_summary
+from stnlab.training.callbacks import EpochThroughput, RunTimeEstimate
 from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, build, sense, validate  # noqa: F401 - re-exported
 from stnlab.training.module import build_module
 from stnlab.training.resume import check_compatible, resolve_resume
@@ -28,37 +29,107 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
-    """Fit, then test the best checkpoint (when test labels exist). Returns the final metrics."""
+    """Fit, then test the best checkpoint (when test labels exist). Returns the final metrics.
+
+    Everything that can be checked is checked before the run opens a logger: the values, the network, the
+    resume checkpoint, the data (downloaded, decoded and cached). A run stopped there leaves no run folder
+    (Hydra's, holding only its .hydra/, is removed) and no W&B run."""
+    _join_multirun_group(cfg)
+    _one_line_per_log_record()
     resolved: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    validate(resolved)
-    # resume=last|PATH: the checkpoint and its run directory, which the resumed run writes into.
-    ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"))
-    run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else resumed_dir or run_dir_of(cfg)
-    pl.seed_everything(resolved.get("seed", 0), workers=True, verbose=False)
-
-    module = build_module(resolved)
-    if ckpt_path is not None:
-        check_compatible(ckpt_path, resolved)
-        log.info("resuming from %s into %s", ckpt_path, run_dir)
-    elif rank_zero_only.rank == 0:  # DDP workers share rank 0's folder
-        check_run_dir_free(run_dir)
-    datamodule = build(resolved["data"], "data")
-    run_dir.mkdir(parents=True, exist_ok=True)  # only once every value was checked
-
-    speed = SpeedSwitches(resolved.get("speed"))  # checks the speed: section before any run is opened
-    wandb_logger = make_wandb_logger(resolved, run_dir)
+    hydra = _hydra_config()
+    hydra_dir = Path(hydra.runtime.output_dir) if hydra is not None else None  # made by Hydra before train()
     try:
-        metrics = _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks)
+        validate(resolved)
+        # resume=last|PATH: the checkpoint and its run directory, which the resumed run writes into.
+        ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"))
+        run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else resumed_dir or run_dir_of(cfg)
+        pl.seed_everything(resolved.get("seed", 0), workers=True, verbose=False)
+        module = build_module(resolved)
+        if ckpt_path is not None:
+            check_compatible(ckpt_path, resolved)
+            log.info("resuming from %s into %s", ckpt_path, run_dir)
+        elif rank_zero_only.rank == 0:  # DDP workers share rank 0's folder
+            check_run_dir_free(run_dir)
+        datamodule = build(resolved["data"], "data")
+        speed = SpeedSwitches(resolved.get("speed"))  # checks the speed: section before any run is opened
+        if rank_zero_only.rank == 0:
+            datamodule.prepare_data()  # missing or broken data fails here, before any logger
+    except BaseException:
+        if hydra_dir is not None and rank_zero_only.rank == 0:
+            discard_if_unused(hydra_dir)
+        raise
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loggers = make_loggers(resolved, run_dir)
+    try:
+        metrics = _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks)
     except OSError as e:
-        _close_wandb(wandb_logger, exit_code=1)
+        _close_wandb(loggers, exit_code=1)
         if e.errno in NO_ROOM:  # the CSV log, metrics.json, ... on a full disk: one line, not a traceback
             raise no_room(run_dir, e.filename or run_dir, e.strerror or str(e)) from None
         raise
-    except BaseException:
-        _close_wandb(wandb_logger, exit_code=1)
+    except BaseException as e:
+        # A sweep trial stopped by its pruner ended as planned: its W&B run is not a failed one.
+        _close_wandb(loggers, exit_code=0 if type(e).__name__ == "TrialPruned" else 1)
         raise
-    _close_wandb(wandb_logger, exit_code=0)
+    _close_wandb(loggers, exit_code=0)
     return metrics
+
+
+def _hydra_config():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _one_line_per_log_record() -> None:
+    """Lightning gives its loggers their own console handler when it is imported before logging is set up;
+    once Hydra has set up the root logger, each record would print twice."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for handler in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(handler)
+        lg.propagate = True
+
+
+def _join_multirun_group(cfg: DictConfig) -> None:
+    """Jobs of one ``train.py -m`` share a W&B group named after their multirun folder."""
+    from hydra.types import RunMode
+
+    hydra = _hydra_config()
+    if hydra is not None and hydra.mode == RunMode.MULTIRUN and not cfg.wandb.get("group"):
+        cfg.wandb.group = "multirun-" + "_".join(Path(hydra.sweep.dir).parts[-2:])
+
+
+def make_loggers(resolved: dict, run_dir: Path) -> list:
+    """The ``logger`` group's loggers, each completed with ``save_dir=<run dir>`` and given the flat config once
+    (W&B's run config, the CSV log's hparams.yaml)."""
+    hydra = _hydra_config()
+    config = logged_config(resolved, dict(hydra.runtime.choices) if hydra is not None else None)
+    loggers = []
+    for name, node in (resolved.get("logger") or {}).items():
+        factory = build(node, f"logger.{name}")
+        logger = factory(save_dir=str(run_dir)) if factory is not None else None
+        if logger is not None:
+            logger.log_hyperparams(config)
+            loggers.append(logger)
+    return loggers
+
+
+def discard_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but what Hydra wrote before the run started (.hydra/, its log)."""
+    import shutil
+
+    try:
+        if run_dir.is_dir() and not holds_run(run_dir) and all(
+                p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir)
+            if not any(run_dir.parent.iterdir()):  # the day's folder, when this was its only run
+                run_dir.parent.rmdir()
+    except OSError:  # a folder we cannot tidy is left as it is
+        pass
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -71,10 +142,18 @@ def write_atomically(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _close_wandb(wandb_logger, exit_code: int) -> None:
+def _wandb_loggers(loggers: list) -> list:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def _close_wandb(loggers: list, exit_code: int) -> None:
     # Always close the W&B run: Lightning's WandbLogger would otherwise adopt the dangling run
     # (wandb.run) in the next train() of this process, e.g. the next sweep trial.
-    if wandb_logger is not None and wandb_logger._experiment is not None:
+    for wandb_logger in _wandb_loggers(loggers):
+        if wandb_logger._experiment is None:
+            continue
         try:
             wandb_logger.experiment.finish(exit_code=exit_code)
         except Exception as e:  # noqa: BLE001 - the run's own files are written: W&B's trouble is a warning
@@ -82,14 +161,7 @@ def _close_wandb(wandb_logger, exit_code: int) -> None:
                         type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
 
 
-def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger, speed, extra_callbacks):
-    # A resumed run logs beside the earlier part (CSVLogger would delete csv/metrics.csv): csv/resume-<k>/.
-    csv_version = f"resume-{len(list((run_dir / 'csv').glob('resume-*'))) + 1}" if ckpt_path is not None else ""
-    # Continuing: under trainer=ddp_cpu (ddp_spawn) the test stage gets a fresh writer, which would delete the file.
-    loggers = [ContinuingCSVLogger(str(run_dir), name="csv", version=csv_version)]
-    loggers[0].log_hyperparams(flat_config(resolved))  # csv/hparams.yaml; W&B got it when its run opened
-    if wandb_logger is not None:
-        loggers.append(wandb_logger)
+def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"), filename="best-{epoch:02d}", monitor="val/acc", mode="max",
         save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
@@ -99,7 +171,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
     step_checkpoints = [ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
                                         every_n_train_steps=every, enable_version_counter=False)] if every else []
     throughput = EpochThroughput()
-    callbacks = [checkpoint, *step_checkpoints, throughput] + [build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c]
+    callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks or []
     callbacks.append(speed)  # the speed: section (stnlab.training.speed)
     trainer: pl.Trainer = build(resolved["trainer"], "trainer", logger=loggers, callbacks=callbacks,
@@ -120,7 +192,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
         datamodule.setup("test")
     if datamodule.has_test:
         ckpt = checkpoint.best_model_path or None  # this callback's best (Lightning's "best" warns with two callbacks)
-        # A checkpoint's state_dict holds the averaged weights (+callbacks=ema), the ones validated and chosen;
+        # A checkpoint's state_dict holds the averaged weights (callbacks=[default,ema]), the ones validated and chosen;
         # WeightAveraging.on_load_checkpoint would put the raw weights of that epoch back before the test.
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
@@ -135,10 +207,34 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, wandb_logger
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:
         write_atomically(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # first: W&B is a copy of it
-        try:
-            write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"})
-        except Exception as e:  # noqa: BLE001 - as for _close_wandb
-            log.warning("W&B: the summary was not written (%s: %s); metrics.json is complete",
-                        type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
-        log.info("finished: %s", {k: v for k, v in metrics.items() if k != "best_checkpoint"})
+        gtsrb = identity_of(resolved)["data"] == "gtsrb"  # the committee's 99.46% is a GTSRB figure
+        for wandb_logger in _wandb_loggers(loggers):
+            try:
+                write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"}, gtsrb)
+            except Exception as e:  # noqa: BLE001 - as for _close_wandb
+                log.warning("W&B: the summary was not written (%s: %s); metrics.json is complete",
+                            type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+        print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test), flush=True)
     return metrics
+
+
+def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: bool) -> str:
+    """The run in one line: folder, val/acc_best, test/acc, the delta to the committee (or why absent), time."""
+    parts = [f"stnlab: run {run_dir}"]
+    if metrics.get("val/acc_best") is not None:
+        parts.append(f"val/acc_best {100 * metrics['val/acc_best']:.2f}%")
+    else:
+        parts.append("val/acc_best - (no validation)")
+    if metrics.get("test/acc") is not None:
+        parts.append(f"test/acc {100 * metrics['test/acc']:.2f}%")
+    else:
+        parts.append("test/acc - (" + ("the test stage did not run" if has_test else "no test labels") + ")")
+    if not gtsrb:
+        parts.append("no Δ vs 99.46 (not GTSRB)")
+    elif metrics.get("test/acc") is not None:
+        parts.append(f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['test/acc'] - IDSIA_COMMITTEE_ACC:+.2f} pts (test)")
+    elif metrics.get("val/acc_best") is not None:
+        parts.append(f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['val/acc_best'] - IDSIA_COMMITTEE_ACC:+.2f} pts "
+                     "(val: no test labels)")
+    parts.append(f"fit {metrics['time/fit_s'] / 60:.1f} min")
+    return " | ".join(parts)

@@ -23,7 +23,7 @@ class STPanels(pl.Callback):
     as an animated GIF and logs it as ``st/<st name>_evolution`` (a ``wandb.Video``, W&B's
     media type for GIFs). PNGs and GIFs are also written under ``<run dir>/<dirname>/``.
 
-    Enable with ``+callbacks=st_panels`` (``conf/callbacks/st_panels.yaml``).
+    Enable with ``callbacks=[default,st_panels]`` (``conf/callbacks/st_panels.yaml``).
     """
 
     def __init__(self, n: int = 8, cols: int = 4, scale: int = 4, every_n_epochs: int = 1, gif: bool = True,

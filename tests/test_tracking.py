@@ -1,0 +1,133 @@
+"""Runs as the dashboards see them: identity, the flat config logged once, lr curves, logger groups,
+debug runs, multirun, the summary line, no debris, and `src/sync.py` over every kind of offline run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, compose
+from stnlab.tracking.runfile import read_run
+from stnlab.training.run import train
+
+
+def _offline(run_dir: Path):
+    (folder,) = run_dir.glob("wandb/offline-run-*")
+    return read_run(folder)
+
+
+def test_a_run_is_named_tagged_and_configured_once(tiny_overrides, tmp_path):
+    train(compose(tiny_overrides + ["model=conv_st", "trainer.max_epochs=2", "seed=4", "optim.momentum=0.9",
+                                    "scheduler=cosine", "module.locnet_lr_scale=0.5", "identity.experiment=pilot"]))
+    record = _offline(tmp_path / "run")
+    assert record.name == "pilot-conv_st-affine-gtsrb32-s4"
+    assert {"experiment:pilot", "variant:conv_st", "transform:affine", "dataset:gtsrb", "size:32",
+            "seed:4"} <= set(record.tags)
+    config = record.config
+    assert config["identity.experiment"] == "pilot" and config["model.name"] == "conv_st"
+    assert not any(k == "cfg" or k.startswith("cfg.") for k in config)  # no nested blob besides the flat keys
+    assert not [k for k in config if k.endswith("_target_") and not k.startswith("impl.")]
+    assert config["impl.optim._target_"] == "torch.optim.SGD" and "paths.data.root" in config
+    # One lr curve per parameter group: the STs' at half the backbone's, both annealed by the cosine.
+    backbone, locnet = record.metric("lr-SGD/backbone"), record.metric("lr-SGD/locnet")
+    assert len(backbone) >= 2 and backbone[0] == pytest.approx(0.01)
+    assert locnet[0] == pytest.approx(0.005) and backbone[-1] < backbone[0]
+    assert record.summary["baseline/delta_vs_idsia"] is not None
+
+
+def test_logger_group_selects_the_loggers(tiny_overrides, tmp_path):
+    metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "logger=[csv,tensorboard]"]))
+    run = tmp_path / "run"
+    assert not (run / "wandb").exists() and (run / "csv" / "metrics.csv").is_file()
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (run / "metrics.json").is_file() and metrics["val/acc_best"] >= 0
+
+
+def test_a_debug_run_is_marked_and_left_out_of_comparisons(tiny_overrides, tmp_path):
+    from stnlab.evaluation.compare import find_runs, read_runs
+
+    train(compose(tiny_overrides + ["model=no_st", "debug=limit", "trainer.limit_train_batches=2"]))
+    record = _offline(tmp_path / "run")
+    assert record.name.endswith("-debug_limit") and "debug" in record.tags
+    with pytest.raises(Exception, match="every run found is a debug run"):
+        read_runs(find_runs([str(tmp_path / "run")]))
+    assert len(read_runs(find_runs([str(tmp_path / "run")]), include_debug=True)) == 1
+
+
+def test_synthetic_data_gets_no_committee_delta(tmp_path):
+    metrics = train(compose(["data=synth", "data.num_train=64", "data.num_val=32", "data.num_test=32",
+                             "model=no_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16", "trainer.max_epochs=1",
+                             f"run_dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"]))
+    record = _offline(tmp_path / "run")
+    assert "test/acc" in metrics and "baseline/delta_vs_idsia" not in record.summary
+
+
+def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT / "src"))
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(ROOT / "src" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+TINY_CLI = ["data.image_size=32", "data.batch_size=8", "data.eval_batch_size=16", "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.max_epochs=1"]
+
+
+def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp_path):
+    res = _cli("train.py", "-m", "model=no_st,conv_st", f"data.mirror={gtsrb_mirror}", f"data.root={tmp_path / 'd'}",
+               *TINY_CLI, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "outputs" / "multirun").glob("*/*/*") if (p / "metrics.json").is_file())
+    assert [p.name for p in jobs] == ["0-no_st-affine-s1", "1-conv_st-affine-s1"]
+    groups = {_offline(job).group for job in jobs}
+    assert len(groups) == 1 and groups.pop().startswith("multirun-")
+    # Each job ends with its one summary line.
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("stnlab: run ")]
+    assert len(lines) == 2 and all("val/acc_best" in ln and "test/acc" in ln and "Δ vs 99.46" in ln for ln in lines)
+    # compare.py's default covers outputs/multirun.
+    from stnlab.evaluation.compare import find_runs
+
+    assert sorted(find_runs([], tmp_path / "outputs")) == jobs
+
+
+def test_a_rejected_run_leaves_no_folder_and_no_wandb_run(gtsrb_mirror, tmp_path):
+    bad_lr = _cli("train.py", "optim.lr=-1", *TINY_CLI, cwd=tmp_path)
+    no_data = _cli("train.py", f"data.mirror={tmp_path / 'nowhere'}", f"data.root={tmp_path / 'd'}", *TINY_CLI,
+                   cwd=tmp_path)
+    for res in (bad_lr, no_data):
+        assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("stnlab: error:")
+    assert not list((tmp_path / "outputs" / "runs").glob("*/*")) if (tmp_path / "outputs").exists() else True
+    assert not list(tmp_path.rglob("offline-run-*"))
+
+
+def test_sync_dry_run_lists_every_kind_and_skips_failed_and_debug(tiny_overrides, gtsrb_mirror, tmp_path):
+    from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
+    from stnlab.tracking.wandb_logger import open_run
+
+    outputs = tmp_path / "outputs"
+    base = [o for o in tiny_overrides if not o.startswith("run_dir=")] + ["model=no_st", "trainer.max_epochs=1"]
+    metrics = train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'good'}"]))
+    train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'dbg'}", "debug=limit"]))
+    train(compose(base + [f"run_dir={outputs / 'sweeps' / 'study' / 'trial_0'}"]))
+    with pytest.raises(Exception):
+        train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'bad'}", "optim.lr=1e30",
+                              "trainer.max_epochs=3"]))
+    evaluate_checkpoint(metrics["best_checkpoint"], "test", wandb_mode="offline")
+    for kind, folder in (("robustness", outputs / "robustness"), ("report", outputs / "sweeps" / "study")):
+        run = open_run({}, folder, f"a-{kind}", kind, {}, mode="offline")
+        run.finish()
+    res = _cli("sync.py", "dry_run=true", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    chosen = [ln.split()[1] for ln in lines if ln.startswith("sync ")]
+    assert sorted(chosen) == ["eval", "report", "robustness", "train", "trial"]
+    skipped = " ".join(ln for ln in lines if ln.startswith("skip "))
+    assert "(failed)" in skipped and "(debug)" in skipped
+    assert "5 of 7 offline run(s) to upload (dry run" in res.stdout
+    everything = _cli("sync.py", "dry_run=true", "include_failed=true", "include_debug=true", "kinds=[train]",
+                      cwd=tmp_path)
+    assert sum(ln.startswith("sync ") for ln in everything.stdout.splitlines()) == 3
