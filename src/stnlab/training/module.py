@@ -7,11 +7,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-try:
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-except ImportError:  # no hydra-core (src/bench.py on a GPU machine): the same subset, stnlab.targets
-    from stnlab.targets import InstantiationException, instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
