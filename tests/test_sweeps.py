@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, run_app
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
 from stnlab.sweeps import dashboard, spec as spec_mod
@@ -262,6 +262,15 @@ def test_spec_options_and_errors(tmp_path):
         spec_mod.load([f"sweep={write_spec(tmp_path, 'c', sampler='grid', params={'x': {'float': [0, 1]}})}"])
 
 
+def test_command_line_split_before_hydra():
+    hydra_args, overrides = spec_mod.split_command_line(
+        ["sweep=smoke", "--cfg", "job", "n_trials=7", "model=no_st", "hydra/help=stnlab", "pruner.n_startup_trials=1",
+         "+foo=1", "hydra.verbose=true", "-h"])
+    assert hydra_args == ["--cfg", "job", "-h", "sweep=smoke", "n_trials=7", "hydra/help=stnlab",
+                          "pruner.n_startup_trials=1", "hydra.verbose=true"]
+    assert overrides == ["model=no_st", "+foo=1"]
+
+
 def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
     spec, _ = spec_mod.load(["sweep=smoke"])
     with pytest.raises(ConfigError, match="optim.lr is searched by sweep param optim.lr"):
@@ -315,13 +324,16 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
     sid = optuna.create_study(study_name="b", storage=url)._study_id
     served = {}
     monkeypatch.setattr("optuna_dashboard.run_server", lambda storage, host, port: served.update(port=port))
-    dashboard.main(["b", "--storage", url, "--port", "8123"])
+    run_app("dashboard", ["study=b", f"storage={url}", "port=8123"])
     assert served == {"port": 8123}
     assert f"http://127.0.0.1:8123/dashboard/studies/{sid}" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="no study 'c'.*has: a, b"):
-        dashboard.main(["c", "--storage", url])
+        dashboard.serve("c", url)
     with pytest.raises(ConfigError, match="no sweep storage"):
-        dashboard.main(["--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+        dashboard.serve(storage=f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(SystemExit):
+        run_app("dashboard", ["port=http"])
+    assert capsys.readouterr().err.strip() == "stnlab: error: port=http: expected a positive integer"
 
 
 def test_cli_user_error_is_one_line(tmp_path):
