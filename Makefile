@@ -12,7 +12,7 @@ ARGS ?=
 SWEEP ?= smoke
 STUDY ?=
 
-.PHONY: install train test test-all sweep sync dashboard bench bench-gpu clean
+.PHONY: install train test test-all sweep sync dashboard bench bench-gpu wheels clean
 
 install: $(STAMP)
 
@@ -40,17 +40,34 @@ sync: $(STAMP)
 	$(PY) src/sync.py $(ARGS)
 
 dashboard: $(STAMP)
-	$(PY) -m stnlab.sweeps.dashboard $(STUDY)
+	$(PY) src/dashboard.py $(if $(STUDY),study=$(STUDY)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) src/bench.py $(ARGS)
 
-# On a GPU machine as it comes (torch, lightning, torchmetrics, PyYAML; no venv, nothing installed):
-# every preset at 48 px, then whole GTSRB-sized epochs of two_st at 48 px, eager and torch.compile'd
-# (3-4 minutes on an H100; the report is rewritten after each row). More: ARGS="--image-size 48 32",
-# ARGS="--models --epoch-variants base host_data nchw fp32 progress_bar" (one switch off per run).
+# On a GPU machine as it comes (torch, lightning, torchmetrics, PyYAML; no venv, no network, no hydra-core):
+# `make wheels` beforehand, on a machine with network, puts Hydra's wheels into .whl/, which travels with the
+# checkout; they are installed into $(SITE) when hydra is missing. Then every preset at 48 px and whole
+# GTSRB-sized epochs of two_st at 48 px, eager and torch.compile'd (3-4 minutes on an H100; the report is
+# rewritten after each row). More: ARGS="'image_size=[48,32]'",
+# ARGS="'models=[]' 'epoch_variants=[base,host_data,nchw,fp32,progress_bar]'" (one switch off per run).
+SITE ?= /tmp/stnlab-site
 bench-gpu:
-	$(PYTHON) src/bench.py --device cuda --image-size 48 --epoch --epoch-variants base compile compile_cudagraphs $(ARGS)
+	$(PYTHON) -c "import hydra" 2>/dev/null || $(PYTHON) -m pip install -q --no-index --no-deps --no-compile \
+		--no-cache-dir --upgrade --target $(SITE) .whl/*.whl
+	PYTHONPATH=$(SITE) $(PYTHON) src/bench.py device=cuda 'image_size=[48]' epoch=true \
+		'epoch_variants=[base,compile,compile_cudagraphs]' $(ARGS)
+
+# Hydra's wheels (hydra-core, omegaconf, antlr4-python3-runtime, PyYAML at requirements.lock's versions) for
+# Python 3.12 on x86-64 Linux, into .whl/ (ignored by git). antlr4-python3-runtime 4.9.3 has no wheel on PyPI:
+# pip builds its pure-Python one from the source archive.
+WHEELS := $(shell grep -iE '^(hydra-core|omegaconf|PyYAML)==' requirements.lock)
+ANTLR := $(shell grep -i '^antlr4-python3-runtime==' requirements.lock)
+wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(WHEELS)
+	$(PYTHON) -m pip wheel -q --no-deps -w .whl $(ANTLR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

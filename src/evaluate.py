@@ -1,53 +1,50 @@
-"""Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [data.key=value ...]``.
+"""Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [data.KEY=VALUE ...]``.
 
 Writes ``<split>_report.json`` (top-1 accuracy with a bootstrap interval over whole tracks,
 per-class accuracy, macro F1, confusion matrix, most-confused pairs, errors),
-``<split>_confusion.png`` and ``<split>_errors.png`` to
-``out`` (default: the checkpoint's run folder, ``<ckpt>/../../eval/``). ``baseline=PATH``
-scores a second checkpoint on the same images and adds the paired difference in accuracy.
+``<split>_confusion.png`` and ``<split>_errors.png`` to ``out`` (default: the checkpoint's run
+folder, ``<ckpt>/../../eval/``). ``baseline=PATH`` scores a second checkpoint on the same images
+and adds the paired difference in accuracy. The keys are those of ``conf/evaluate.yaml`` (``--help``).
 """
 
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
 
-from stnlab.cli import run_cli  # noqa: E402
-from stnlab.evaluation.args import Option, boolean, non_negative_int, parse, positive_int, wandb_mode  # noqa: E402
-from stnlab.errors import ConfigError  # noqa: E402
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-OPTIONS = {
-    "ckpt": Option(None, "checkpoint to evaluate (<run_dir>/checkpoints/best-*.ckpt)"),
-    "split": Option("test", "test or val (or train)"),
-    "baseline": Option(None, "a second checkpoint (e.g. the no_st run) scored on the same images: "
-                             "the paired difference, with its interval over tracks"),
-    "out": Option(None, "output folder (default <run_dir>/eval)"),
-    "wandb": Option("false", "log to a W&B evaluation run: true (offline unless WANDB_MODE), online, false", wandb_mode),
-    "max_errors": Option(32, "errors kept for the gallery and the W&B table", non_negative_int),
-    "top_pairs": Option(10, "most-confused pairs printed", non_negative_int),
-    "batch_size": Option(500, "evaluation batch size", positive_int),
-    "device": Option("auto", "auto, cpu or cuda"),
-    "verbose": Option(False, "log progress", boolean),
-}
+from stnlab.cli import hydra_entry, run_cli  # noqa: E402
 
 
-def main(argv: list[str]) -> None:
-    values, data, _ = parse(argv, OPTIONS, "evaluate.py", __doc__.strip())
+def options(cfg: DictConfig) -> dict:
+    """The command line's values, checked before any work (the first bad one is a ConfigError)."""
+    from stnlab.cli import checks
+    from stnlab.errors import ConfigError
+
+    values = OmegaConf.to_container(cfg, resolve=True)
     if not values["ckpt"]:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt")
+    return dict(checks.evaluation_keys(values), ckpt=str(values["ckpt"]),
+                max_errors=checks.non_negative_int("max_errors", values["max_errors"]),
+                top_pairs=checks.non_negative_int("top_pairs", values["top_pairs"]))
+
+
+def evaluate(cfg: DictConfig) -> None:
+    import logging
+
+    values = options(cfg)
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
-    from stnlab.checkpoints import data_overrides
     from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 
-    report, paths = evaluate_checkpoint(values["ckpt"], values["split"], data_overrides(data), values["out"], values["wandb"],
-                                        values["max_errors"], values["batch_size"], values["device"],
+    report, paths = evaluate_checkpoint(values["ckpt"], values["split"], values["data"], values["out"],
+                                        values["wandb"], values["max_errors"], values["batch_size"], values["device"],
                                         values["baseline"])
-    split = values["split"]
     ci = report.interval
     spread = (f" ({100 * ci.level:.0f}% interval {100 * ci.low:.2f}-{100 * ci.high:.2f}% over {ci.groups} "
               "resampled tracks)") if ci else ""
-    print(f"{split}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%{spread}, "
+    print(f"{values['split']}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%{spread}, "
           f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_images - int(report.confusion.diagonal().sum())} errors")
     if report.comparison:
         c, d = report.comparison, report.comparison["difference"]
@@ -59,5 +56,10 @@ def main(argv: list[str]) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_cli(evaluate, cfg)
+
+
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    hydra_entry(main)

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from stnlab.cli import run_cli  # noqa: E402
+from stnlab.cli import hydra_entry, run_cli  # noqa: E402
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
@@ -20,4 +20,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_entry(main)

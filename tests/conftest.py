@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import runpy
 import sys
 import threading
 from pathlib import Path
@@ -61,11 +62,20 @@ def real_mirror() -> Path | None:
 
 def compose(overrides: list[str]):
     """The run config that `python src/train.py <overrides>` would get."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from stnlab.config import compose_train
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=overrides)
+    return compose_train(overrides)
+
+
+def run_app(name: str, argv: list[str]) -> None:
+    """``python src/<name>.py <argv>`` in this process: a user error prints its line and raises SystemExit(2)."""
+    script = str(ROOT / "src" / f"{name}.py")
+    saved = sys.argv
+    sys.argv = [script, *argv]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        sys.argv = saved
 
 
 @pytest.fixture

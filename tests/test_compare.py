@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import pytest
 
-from conftest import ROOT
+from conftest import run_app
 from stnlab.errors import ConfigError
 from stnlab.evaluation.compare import find_runs, markdown, read_config, read_run, table
 
 
 def _compare_main(argv):
-    spec = importlib.util.spec_from_file_location("stnlab_script_compare", ROOT / "src" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(argv)
+    run_app("compare", argv)
 
 
 def test_config_sources_hydra_hparams_and_wandb(short_runs, tmp_path):
@@ -58,7 +54,7 @@ def test_table_of_two_runs(short_runs):
 
 
 def test_compare_cli_writes_markdown_and_curves(short_runs, tmp_path, capsys):
-    _compare_main([str(short_runs["run_a"]), str(short_runs["run_b"]), "sort=test/acc", f"out={tmp_path}"])
+    _compare_main([f"runs=[{short_runs['run_a']},{short_runs['run_b']}]", "sort=test/acc", f"out={tmp_path}"])
     printed = capsys.readouterr().out
     md = (tmp_path / "compare.md").read_text()
     assert md.startswith("# 2 runs, sorted by test/acc (desc)")
@@ -82,7 +78,7 @@ def test_time_to_accuracy_curves_use_logged_wall_minutes(short_runs, tmp_path):
     (old / "csv").mkdir(parents=True)
     (old / "csv" / "metrics.csv").write_text("epoch,val/acc\n0,0.5\n1,0.75\n")
     assert read_curve(old, "minutes", fit_s=240) == [(2.0, 0.5), (4.0, 0.75)]
-    _compare_main([str(run), "x=minutes", f"out={tmp_path / 'cmp'}"])
+    _compare_main([f"runs={run}", "x=minutes", f"out={tmp_path / 'cmp'}"])
     assert (tmp_path / "cmp" / "compare_val_acc_minutes.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -93,23 +89,23 @@ def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
     (sweep / "study.db").write_text("")
     found = find_runs(["demo"], tmp_path / "outputs")
     assert [p.name for p in found] == ["trial_0", "trial_1"]
-    _compare_main(["demo", f"outputs={tmp_path / 'outputs'}", "sort=params"])
+    _compare_main(["runs=demo", f"outputs={tmp_path / 'outputs'}", "sort=params"])
     assert (sweep / "compare.md").is_file() and (sweep / "compare_val_acc.png").is_file()
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["nosuch"], "no runs found for 'nosuch'"),
+    (["runs=nosuch"], "no runs found for 'nosuch'"),
     (["sort=colour"], "sort=colour is not a column"),
     (["order=up"], "order=up must be asc or desc"),
     (["x=hours"], "x=hours must be one of epoch, minutes"),
+    (["nosuch"], "Error parsing override 'nosuch'"),  # the spelling before Hydra: runs=nosuch
 ])
 def test_compare_user_errors(argv, message, short_runs, capsys):
-    from stnlab.cli import run_cli
-
-    extra = [] if argv == ["nosuch"] else [str(short_runs["run_a"])]
+    extra = [] if "runs=" in argv[0] or "=" not in argv[0] else [f"runs={short_runs['run_a']}"]
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(_compare_main, argv + extra)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        _compare_main(argv + extra)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_empty_folder_is_a_user_error(tmp_path):
@@ -130,12 +126,13 @@ def test_an_unreadable_run_is_skipped_with_a_warning(damage, short_runs, tmp_pat
     else:
         (bad / "csv" / "metrics.csv").write_text("epoch,val/acc\n0,abc\n")
     with caplog.at_level("WARNING"):
-        _compare_main([str(short_runs["run_a"]), str(bad), f"out={tmp_path / 'out'}"])
+        _compare_main([f"runs=[{short_runs['run_a']},{bad}]", f"out={tmp_path / 'out'}"])
     assert (tmp_path / "out" / "compare.md").read_text().startswith("# 1 runs")
     (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
     assert str(bad) in warning
-    with pytest.raises(ConfigError, match="none of the 1 run\\(s\\) found is readable"):
-        _compare_main([str(bad), f"out={tmp_path / 'out2'}"])
+    with pytest.raises(SystemExit):
+        _compare_main([f"runs={bad}", f"out={tmp_path / 'out2'}"])
+    assert "none of the 1 run(s) found is readable" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["model: [unclosed\n", "- a list\n- not a mapping\n"])

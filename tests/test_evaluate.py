@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT
+from conftest import ROOT, run_app
 from short_runs import single_thread
 from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.errors import ConfigError
@@ -153,13 +152,6 @@ def test_training_run_reports_its_test_stage(short_runs):
     assert png["_type"] == "image-file" and png["path"] in record.files
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"stnlab_script_{name}", ROOT / "src" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
     run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -190,7 +182,7 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
 
 def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
     run = short_runs["run_a"]
-    _script("evaluate").main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
+    run_app("evaluate", [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
     report = json.loads((run / "eval" / "val_report.json").read_text())
     assert report["split"] == "val" and report["num_images"] == 12  # 1 track of 4 frames per class, 3 classes
     interval = report["accuracy_interval"]
@@ -200,7 +192,7 @@ def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
 def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
     b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
-    _script("evaluate").main([f"ckpt={a}", f"baseline={b}", "split=val", f"out={tmp_path}"])
+    run_app("evaluate", [f"ckpt={a}", f"baseline={b}", "split=val", f"out={tmp_path}"])
     report = json.loads((tmp_path / "val_report.json").read_text())
     vs = report["vs_baseline"]
     assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "custom-no_st-affine-gtsrb32-s2"
@@ -216,10 +208,8 @@ def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     (["ckpt=x.ckpt", "max_errors=many"], "max_errors=many:"),
 ])
 def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
-    from stnlab.cli import run_cli
-
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(_script("evaluate").main, argv)
+        run_app("evaluate", argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stnlab: error:") and message in err and len(err.splitlines()) == 1
@@ -270,10 +260,8 @@ def test_evaluate_bad_checkpoint_files_and_values_are_one_line(case, argv, messa
     elif case == "torch_file":
         torch.save({"weights": torch.zeros(3)}, path)
     argv = [a.replace("FILE", str(path)) for a in argv]
-    from stnlab.cli import run_cli
-
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(_script("evaluate").main, argv)
+        run_app("evaluate", argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stnlab: error:") and message.replace("FILE", str(path)) in err and len(err.splitlines()) == 1

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose
+from conftest import ROOT, compose, run_app
 from short_runs import single_thread
 from stnlab.evaluation.robustness import (
     CAMERA_DISTANCE, DISTORTIONS, accuracy_curve, perspective_params, tilt_homography,
@@ -161,8 +161,8 @@ def _script(name: str):
 
 def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
     ckpts = [short_runs[k] / "checkpoints" / "last.ckpt" for k in ("run_a", "run_b")]
-    _script("robustness").main([f"ckpt={ckpts[0]}", f"ckpt={ckpts[1]}", "split=val", f"out={tmp_path}",
-                                "rotation=0,30", "scale=0.6,1,1.4", "translation=0,0.2", "perspective=0,40"])
+    run_app("robustness", [f"ckpt=[{ckpts[0]},{ckpts[1]}]", "split=val", f"out={tmp_path}",
+                           "rotation=[0,30]", "scale=[0.6,1,1.4]", "translation=[0,0.2]", "perspective=[0,40]"])
     table = json.loads((tmp_path / "robustness_val.json").read_text())
     assert [m["label"] for m in table["models"]] == ["custom-no_st-affine-gtsrb32-s1", "custom-no_st-affine-gtsrb32-s2"]
     assert table["distortions"]["scale"] == {"unit": "zoom factor", "levels": [0.6, 1.0, 1.4]}
@@ -205,15 +205,16 @@ def test_bad_options_are_user_errors_before_any_work():
         run_robustness([])
 
 
-def test_key_value_arguments_repeat_and_type():
-    from stnlab.evaluation.args import parse
+def test_command_line_lists_and_types():
+    from stnlab.config import compose
 
-    options = _script("robustness").OPTIONS
-    values, data, _ = parse(["ckpt=a.ckpt", "ckpt=b.ckpt", "rotation=0,45", "data.root=/d", "limit=100"], options,
-                            "robustness.py", "")
-    assert values["ckpt"] == ["a.ckpt", "b.ckpt"] and values["rotation"] == [0.0, 45.0] and values["limit"] == 100
-    assert data == {"data.root": "/d"} and values["wandb"] == "disabled" and values["split"] == "val"
-    assert parse(["wandb=true"], options, "robustness.py", "")[0]["wandb"] is None  # $WANDB_MODE, else offline
+    options = _script("robustness").options
+    values = options(compose("robustness", ["ckpt=[a.ckpt,b.ckpt]", "rotation=[0,45]", "data.root=/d", "limit=100"]))
+    assert values["ckpt"] == ["a.ckpt", "b.ckpt"] and values["levels"] == {"rotation": [0.0, 45.0]}
+    assert values["limit"] == 100 and values["data"] == {"root": "/d"}
+    assert values["wandb"] == "disabled" and values["split"] == "val"
+    assert options(compose("robustness", ["ckpt=a.ckpt", "wandb=true"]))["wandb"] is None  # $WANDB_MODE, else offline
+    assert options(compose("robustness", ["ckpt=a.ckpt", "distortions=rotation"]))["distortions"] == ["rotation"]
 
 
 @pytest.mark.parametrize("arg, message", [
@@ -221,17 +222,17 @@ def test_key_value_arguments_repeat_and_type():
     ("batch_size=0", "batch_size=0: expected a positive integer"),
     ("limit=0", "limit=0: expected a positive integer"),  # was taken as "all"
     ("limit=-5", "limit=-5: expected a positive integer"),  # was "all but 5"
-    ("rotation=-30,nan", "rotation=-30,nan: expected comma-separated finite numbers"),  # wrote NaN levels
-    ("translation=0,inf", "translation=0,inf: expected comma-separated finite numbers"),
-    ("perspective=ten", "perspective=ten: expected comma-separated numbers"),
-    ("rotation=,", "rotation=,: expected comma-separated finite numbers"),
-    ("scale=0,1", "scale=0,1: expected numbers > 0"),
+    ("rotation=[-30,nan]", "rotation=[-30,nan]: expected a list of finite numbers"),  # wrote NaN levels
+    ("translation=[0,inf]", "translation=[0,inf]: expected a list of finite numbers"),
+    ("perspective=ten", "perspective=ten: expected a list of numbers"),
+    ("rotation=[]", "rotation=[]: expected a list of finite numbers"),
+    ("scale=[0,1]", "scale=[0,1]: expected numbers > 0"),
+    ("ckpt=other.ckpt", "ckpt= is given 2 times and only the last would count; give them as one list: 'ckpt=[a,b]'"),
+    ("rotation=0,30", "Ambiguous value for argument 'rotation=0,30'"),  # the spelling before Hydra
 ])
 def test_robustness_cli_bad_values_are_one_line_before_any_work(arg, message, capsys):
-    from stnlab.cli import run_cli
-
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(_script("robustness").main, ["ckpt=missing.ckpt", arg])
+        run_app("robustness", ["ckpt=missing.ckpt", arg])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"stnlab: error: {message}" or (err.startswith(f"stnlab: error: {message}") and "\n" not in err)

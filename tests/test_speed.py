@@ -103,10 +103,12 @@ def test_finite_watch_on_the_gpu_reports_without_syncing_each_step():
 
 @cuda
 def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
-    from stnlab.bench.config import run_config
+    from omegaconf import OmegaConf
+
+    from conftest import compose
     from stnlab.training.module import build_module
 
-    cfg = run_config(["model=two_st", "data.image_size=32"], use_hydra=False)
+    cfg = OmegaConf.to_container(compose(["model=two_st", "data.image_size=32"]), resolve=True)
     probe = _Probe()
     trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", benchmark=True, max_epochs=1,
                          limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -122,7 +124,9 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
     asynchronously, so its frames are left out. The rest (Lightning, torchmetrics, the module) must not read."""
     import traceback
 
-    from stnlab.bench.config import run_config
+    from omegaconf import OmegaConf
+
+    from conftest import compose
     from stnlab.training.module import build_module
 
     calls, recording = [], [False]
@@ -149,7 +153,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
         def on_train_epoch_end(self, trainer, pl_module):
             recording[0] = False
 
-    cfg = run_config(["model=no_st", "data.image_size=32"], use_hydra=False)
+    cfg = OmegaConf.to_container(compose(["model=no_st", "data.image_size=32"]), resolve=True)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, log_every_n_steps=50,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[Window(), SpeedSwitches({})])

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, run_app
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
 from stnlab.sweeps import dashboard, spec as spec_mod
@@ -87,7 +87,11 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
         assert record.config["sweep.params.optim.lr"] == t.params["optim.lr"]
         assert record.config["optim.lr"] == t.params["optim.lr"] and record.config["seed"] == t.params["seed"]
         assert "variant:no_st" in record.tags and "transform:affine" in record.tags and "study:three" in record.tags
-        assert record.name.startswith(f"trial_{t.number}-custom-no_st")
+        assert record.name.startswith(f"three-trial_{t.number}-custom-no_st")
+        # Trial <-> W&B run, both ways.
+        assert t.user_attrs["wandb_run_id"] == record.run_id and record.summary["sweep/state"] == "complete"
+        assert record.exit_code == 0
+    assert study.metric_names == ["val/acc_best"]
 
     # One progress line per trial.
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[three] trial")]
@@ -121,10 +125,12 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
     assert record.summary["best/n"] == int(table[0][2]) and record.summary["best/configuration"] == table[0][1]
     assert any(f.endswith(".table.json") for f in record.files) and any(f.endswith(".png") for f in record.files)
 
-    # report_only rebuilds the same report from the storage alone.
+    # report_only rebuilds the same report from the storage alone; the W&B report run is replaced, not added.
     report_path.unlink()
-    assert main([f"sweep={spec}", "report_only=true", "wandb.mode=disabled", *sweep_args]) == report_path
+    assert main([f"sweep={spec}", "report_only=true", *sweep_args]) == report_path
     assert report_path.read_text() == text
+    (again,) = study_dir.glob("wandb/offline-run-*")
+    assert read_run(again).run_id == record.run_id
 
 
 # --- pruning and failures -----------------------------------------------------------------------
@@ -146,7 +152,11 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
     assert sorted(trials[3].intermediate_values) == [0]  # stopped after its first of 2 epochs
     assert not (tmp_path / "sweeps" / "prune" / "trial_3" / "metrics.json").exists()
     (wandb_dir,) = (tmp_path / "sweeps" / "prune" / "trial_3").glob("wandb/offline-run-*")
-    assert read_run(wandb_dir).summary["sweep/state"] == "pruned"
+    pruned = read_run(wandb_dir)
+    assert pruned.summary["sweep/state"] == "pruned" and pruned.exit_code == 0  # pruned is not failed
+    (wandb_dir,) = (tmp_path / "sweeps" / "prune" / "trial_2").glob("wandb/offline-run-*")
+    failed = read_run(wandb_dir)
+    assert failed.summary["sweep/state"] == "failed" and failed.exit_code != 0
     out = capsys.readouterr().out
     assert "trial 2 FAIL     NonFiniteLossError" in out and "trial 3 PRUNED   at epoch 0" in out
     report = (tmp_path / "sweeps" / "prune" / "report.md").read_text()
@@ -262,6 +272,15 @@ def test_spec_options_and_errors(tmp_path):
         spec_mod.load([f"sweep={write_spec(tmp_path, 'c', sampler='grid', params={'x': {'float': [0, 1]}})}"])
 
 
+def test_command_line_split_before_hydra():
+    hydra_args, overrides = spec_mod.split_command_line(
+        ["sweep=smoke", "--cfg", "job", "n_trials=7", "model=no_st", "hydra/help=stnlab", "pruner.n_startup_trials=1",
+         "+foo=1", "hydra.verbose=true", "-h"])
+    assert hydra_args == ["--cfg", "job", "-h", "sweep=smoke", "n_trials=7", "hydra/help=stnlab",
+                          "pruner.n_startup_trials=1", "hydra.verbose=true"]
+    assert overrides == ["model=no_st", "+foo=1"]
+
+
 def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
     spec, _ = spec_mod.load(["sweep=smoke"])
     with pytest.raises(ConfigError, match="optim.lr is searched by sweep param optim.lr"):
@@ -315,13 +334,16 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
     sid = optuna.create_study(study_name="b", storage=url)._study_id
     served = {}
     monkeypatch.setattr("optuna_dashboard.run_server", lambda storage, host, port: served.update(port=port))
-    dashboard.main(["b", "--storage", url, "--port", "8123"])
+    run_app("dashboard", ["study=b", f"storage={url}", "port=8123"])
     assert served == {"port": 8123}
     assert f"http://127.0.0.1:8123/dashboard/studies/{sid}" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="no study 'c'.*has: a, b"):
-        dashboard.main(["c", "--storage", url])
+        dashboard.serve("c", url)
     with pytest.raises(ConfigError, match="no sweep storage"):
-        dashboard.main(["--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+        dashboard.serve(storage=f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(SystemExit):
+        run_app("dashboard", ["port=http"])
+    assert capsys.readouterr().err.strip() == "stnlab: error: port=http: expected a positive integer"
 
 
 def test_cli_user_error_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import CONF, ROOT, compose
+from conftest import ROOT, compose
 from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
@@ -55,11 +55,9 @@ def test_callback_logs_st_images_every_epoch_and_a_gif(trained_run):
 
 
 def _compose_visualize(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from stnlab.config import compose as compose_app
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="visualize", overrides=overrides)
+    return compose_app("visualize", overrides)
 
 
 def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m stnlab.sweeps.dashboard [STUDY] [--storage URL] [--port 8080]``: optuna-dashboard on the sweep storage.
+"""optuna-dashboard on the sweep storage: ``python src/dashboard.py [study=NAME] [storage=URL] [port=8080]``.
 
 ``make dashboard`` (``STUDY=name`` to print that study's page). The default storage is the
 one ``src/sweep.py`` uses: ``sqlite:///outputs/sweeps/optuna.db``.
@@ -6,7 +6,6 @@ one ``src/sweep.py`` uses: ``sqlite:///outputs/sweeps/optuna.db``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from stnlab.errors import ConfigError
@@ -25,28 +24,16 @@ def study_url(storage, study: str | None, host: str, port: int) -> str:
     return f"{base}/studies/{storage.get_study_id_from_name(study)}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def serve(study: str | None = None, storage: str | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard on ``storage`` (default: the sweeps' SQLite file) until Ctrl-C."""
     from optuna_dashboard import run_server
 
     from stnlab.sweeps.storage import make_storage
 
-    parser = argparse.ArgumentParser(prog="python -m stnlab.sweeps.dashboard",
-                                     description="optuna-dashboard on the sweep storage (make dashboard)")
-    parser.add_argument("study", nargs="?", default=None, help="study to open (its page URL is printed)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: the sweeps' SQLite file)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args(argv)
-    url = args.storage or default_storage()
+    url = storage or default_storage()
     path = Path(url.removeprefix("sqlite:///"))
     if url.startswith("sqlite:///") and not path.is_file():
-        raise ConfigError(f"no sweep storage at {path}; run `make sweep` first or pass --storage URL")
-    storage = make_storage(url)
-    print(f"optuna-dashboard on {study_url(storage, args.study, args.host, args.port)} (Ctrl-C to stop)", flush=True)
-    run_server(storage, host=args.host, port=args.port)
-
-
-if __name__ == "__main__":
-    from stnlab.cli import run_cli
-
-    run_cli(main)
+        raise ConfigError(f"no sweep storage at {path}; run `make sweep` first or pass storage=URL")
+    opened = make_storage(url)
+    print(f"optuna-dashboard on {study_url(opened, study, host, port)} (Ctrl-C to stop)", flush=True)
+    run_server(opened, host=host, port=port)

@@ -16,7 +16,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import optuna
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -25,25 +24,10 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
+from stnlab.config import compose_train
 from stnlab.errors import ConfigError
-from stnlab.sweeps.spec import CONF_DIR, SweepSpec
+from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.wandb_logger import run_name
-
-
-def compose_runs(override_lists: list[list[str]]) -> list[DictConfig]:
-    """The configs ``python src/train.py <overrides>`` would get, for each list of overrides."""
-    out = []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for overrides in override_lists:
-            try:
-                out.append(compose(config_name="train", overrides=list(overrides)))
-            except HydraException as e:
-                raise ConfigError(f"training overrides {' '.join(overrides)} do not compose: {one_line(e)}") from None
-    return out
-
-
-def compose_run(overrides: list[str]) -> DictConfig:
-    return compose_runs([overrides])[0]
 
 
 def one_line(e: BaseException) -> str:
@@ -65,7 +49,7 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
     check_metrics(spec)
     fixed = spec.overrides + overrides
     fixed_keys = _keys(fixed)
-    compose_run(fixed)
+    compose_train(fixed)
     for param in spec.params.values():
         d = param.distribution
         for value in d.choices if isinstance(d, CategoricalDistribution) else [d.low]:
@@ -75,7 +59,7 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
                 raise ConfigError(f"{', '.join(sorted(keys & fixed_keys))} is searched by sweep param {param.name}; "
                                   "remove it from the fixed overrides / command line")
             try:
-                compose_run(fixed + param_overrides)
+                compose_train(fixed + param_overrides)
             except ConfigError as e:
                 raise ConfigError(f"sweep param {param.name}={value}: {e}; fix the key or value in params") from None
 
@@ -97,12 +81,36 @@ def check_metrics(spec: SweepSpec) -> None:
 
 
 class RecordTrialState(pl.Callback):
-    """Writes ``sweep/state`` into the W&B summary when training raises, before ``train`` closes the run."""
+    """Links the trial and its W&B run both ways (the trial's ``wandb_run_id``, ``wandb_run_name`` and
+    ``wandb_run_path``; the run's ``sweep.*`` config), and writes ``sweep/state`` (complete, pruned, failed,
+    interrupted) into the run's summary before ``train`` closes it."""
+
+    def __init__(self, trial: optuna.Trial | None = None):
+        self.trial = trial
+
+    @staticmethod
+    def _run():
+        wandb = sys.modules.get("wandb")
+        return wandb.run if wandb is not None else None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        run = self._run()
+        if run is None or self.trial is None:
+            return
+        self.trial.set_user_attr("wandb_run_id", run.id)
+        self.trial.set_user_attr("wandb_run_name", run.name)
+        self.trial.set_user_attr("wandb_run_path", f"{run.project}/{run.id}")
+        run.summary["sweep/state"] = "running"
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        run = self._run()
+        if run is not None:
+            run.summary["sweep/state"] = "complete"
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and wandb.run is not None:
-            wandb.run.summary["sweep/state"] = _state_of(exception)
+        run = self._run()
+        if run is not None:
+            run.summary["sweep/state"] = _state_of(exception)
 
 
 def _state_of(exception: BaseException) -> str:
@@ -135,12 +143,12 @@ class Objective:
     def trial_config(self, number: int, params: dict[str, Any]) -> DictConfig:
         spec = self.spec
         param_overrides = [o for name, p in spec.params.items() for o in p.overrides(params[name])]
-        cfg = compose_run(spec.overrides + self.overrides + param_overrides)
+        cfg = compose_train(spec.overrides + self.overrides + param_overrides)
         with open_dict(cfg):
             cfg.run_dir = str(spec.study_dir / f"trial_{number}")
             cfg.wandb.group = spec.study
             cfg.wandb.job_type = "trial"
-            cfg.wandb.name = f"trial_{number}-{run_name(OmegaConf.to_container(cfg, resolve=True))}"
+            cfg.wandb.name = f"{spec.study}-trial_{number}-{run_name(OmegaConf.to_container(cfg, resolve=True))}"
             cfg.wandb.tags = [*cfg.wandb.tags, f"study:{spec.study}"]
             cfg.sweep = {"study": spec.study, "trial": number, "params": params}
         return cfg
@@ -172,7 +180,7 @@ class Objective:
         try:
             cfg = self.trial_config(trial.number, params)
             pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
-            metrics = train(cfg, extra_callbacks=[pruning, RecordTrialState()])
+            metrics = train(cfg, extra_callbacks=[pruning, RecordTrialState(trial)])
             trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             if self.spec.metric not in metrics:
                 raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")

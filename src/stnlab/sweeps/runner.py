@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import optuna
 from omegaconf import OmegaConf
@@ -17,10 +18,11 @@ from optuna.trial import TrialState
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.spec import SweepSpec
 
-def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
-    from stnlab.sweeps.objective import compose_run
 
-    cfg = compose_run(spec.overrides + overrides)
+def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
+    from stnlab.config import compose_train
+
+    cfg = compose_train(spec.overrides + overrides)
     return OmegaConf.to_container(cfg.wandb, resolve=True)  # type: ignore[return-value]
 
 
@@ -64,7 +66,8 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: Sequence[str]) -> Path:
+    """``src/sweep.py``'s work, for its command-line overrides (``["sweep=smoke", "n_trials=5", "model=no_st"]``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line replaces Optuna's per-trial INFO
-    spec, overrides = spec_mod.load(sys.argv[1:] if argv is None else list(argv))
+    spec, overrides = spec_mod.load(list(argv))
     return run(spec, overrides)

@@ -108,6 +108,7 @@ def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:
                 f"{spec.direction}; use another study=NAME"
             ) from None
         return study
+    study.set_metric_names([spec.metric])  # the dashboard's axis: val/acc_best, not "Objective 0"
     for params in spec.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     return study
