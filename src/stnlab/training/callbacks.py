@@ -67,7 +67,8 @@ class RunTimeEstimate(pl.Callback):
             return
         epoch_min = elapsed / self.batches * per_epoch / 60
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        total = f", about {epoch_min * epochs:.0f} min for {epochs} epochs" if epochs else ""
+        total_min = epoch_min * epochs if epochs else 0.0
+        total = f", about {total_min:.{0 if total_min >= 10 else 1}f} min for {epochs} epochs" if epochs else ""
         rate = self.batches * len(batch[1]) * trainer.world_size / elapsed
         log.info("speed: %.0f img/s here, about %.1f min per epoch (training only)%s; shorter runs: "
                  "trainer.max_epochs=N, debug=limit, or experiment=compact (~15 min on 2 CPU cores)",
