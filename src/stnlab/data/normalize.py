@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stnlab.models.contrast_norm import SpatialContrastiveNorm
+from stnlab.contrast_norm import SpatialContrastiveNorm
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
