@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stnlab.contrast_norm import SpatialContrastiveNorm, gaussian_kernel1d
+from stnlab.data.normalize import InputNormalizer
 
 
 def torch7_contrastive(x: np.ndarray, kernel1d: np.ndarray, threshold: float = 1e-4,
@@ -69,3 +71,30 @@ def test_gradients_are_finite_on_flat_inputs():
     x = torch.zeros(1, 2, 9, 9, requires_grad=True)
     SpatialContrastiveNorm(2)(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_legacy_variant_divides_the_variance_and_floors_at_the_mean_std():
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    kernel = gaussian_kernel1d(7)
+    k = torch.outer(kernel, kernel)[None, None].double()
+    coef = F.conv2d(torch.ones(1, 1, 12, 12, dtype=torch.float64), k, padding=3)
+    centred = x.double() - F.conv2d(x.double().mean(1, keepdim=True), k, padding=3) / coef
+    std = (F.conv2d(centred.square().mean(1, keepdim=True), k, padding=3) / coef).sqrt()
+    expected = centred / torch.maximum(std, std.mean((2, 3), keepdim=True)).clamp_min(1e-4)
+    out = SpatialContrastiveNorm(3, legacy=True)(x)
+    assert (out.double() - expected).abs().max() < 1e-5
+    assert (SpatialContrastiveNorm(3)(x) - out).abs().max() > 0.05  # Torch7's differs
+
+
+def test_checkpoints_without_the_marker_keep_the_legacy_variant():
+    new = InputNormalizer(3).state_dict()
+    assert new["_extra_state"] == {"local_norm": "torch7"}
+    legacy = InputNormalizer(3)
+    legacy.load_state_dict({k: v for k, v in new.items() if k != "_extra_state"})  # as written before the marker
+    assert legacy.local.legacy and legacy.state_dict()["_extra_state"] == {"local_norm": "legacy"}
+    again = InputNormalizer(3)
+    again.load_state_dict(legacy.state_dict())
+    assert again.local.legacy
+    again.load_state_dict(new)
+    assert not again.local.legacy
+    InputNormalizer(3, local_norm=False).load_state_dict(new)  # no local step: nothing to switch

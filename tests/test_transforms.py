@@ -147,6 +147,12 @@ def test_restricted_transforms_cannot_express_excluded_motions(name):
     torch.testing.assert_close(gram[:, 0, 1], torch.zeros(64), atol=1e-4, rtol=0)
 
 
+def test_configs_naming_the_former_similarity_still_build():
+    old = instantiate({"_target_": "stnlab.models.transforms.Similarity", "name": "rotation", "scale": False,
+                       "translation": False})
+    assert isinstance(old, RotationScaleTranslation) and old.name == "rotation" and old.num_params == 1
+
+
 def test_rotation_scale_translation_needs_one_part():
     with pytest.raises(ConfigError, match="enable at least one"):
         RotationScaleTranslation(rotation=False, scale=False, translation=False)
