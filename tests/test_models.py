@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import CONF, compose
-from stnlab.models.contrast_norm import SpatialContrastiveNorm, gaussian_kernel1d
+from stnlab.contrast_norm import SpatialContrastiveNorm, gaussian_kernel1d
 from stnlab.training.module import build_network
 
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

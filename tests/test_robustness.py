@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose, run_app
 from short_runs import single_thread
 from stnlab.evaluation.robustness import (
-    CAMERA_DISTANCE, DISTORTIONS, accuracy_curve, perspective_params, tilt_homography,
+    CAMERA_DISTANCE, DISTORTIONS, accuracy_curve, perspective_matrix, tilt_homography,
 )
-from stnlab.models.transforms import ALIGN_CORNERS, Projective, base_grid
+from stnlab.geometry import ALIGN_CORNERS, apply_homography, base_grid
 
 
 @pytest.fixture(autouse=True)
@@ -88,8 +88,8 @@ def test_perspective_grid_inverts_the_pinhole_model_of_a_tilted_sign():
     x, y = pts[..., 0], pts[..., 1]
     w = 1 + x * math.sin(t) / CAMERA_DISTANCE
     seen = torch.stack([x * math.cos(t) / w, y / w], -1)  # where the camera sees them (tilt about the vertical axis)
-    # The distortion's grid (Projective's own mapping) samples each seen point back at its sign point.
-    back = Projective().map_points(perspective_params(40, torch.tensor([0])), seen)
+    # The distortion's grid (its homography's mapping) samples each seen point back at its sign point.
+    back = apply_homography(perspective_matrix(40, torch.tensor([0])), seen)
     assert torch.allclose(back, pts, atol=1e-6)
     assert torch.allclose(tilt_homography(torch.tensor([0.0]), torch.tensor([True]))[0], torch.eye(3).double())
 

@@ -14,7 +14,7 @@ from stnlab.data.synth import (
     CLASSES, NUM_CLASSES, SynthDataModule, SynthSplit, alignment_error, random_warps, render, templates,
 )
 from stnlab.errors import ConfigError
-from stnlab.models.transforms import apply_homography, base_grid
+from stnlab.geometry import apply_homography, base_grid
 
 
 def small(**kw) -> SynthDataModule:

@@ -14,9 +14,8 @@ from conftest import CONF, compose
 from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.models.spatial_transformer import SpatialTransformer
-from stnlab.models.transforms import (
-    ALIGN_CORNERS, Affine, Projective, Similarity, ThinPlateSpline, apply_homography, base_grid,
-)
+from stnlab.geometry import ALIGN_CORNERS, apply_homography, base_grid
+from stnlab.models.transforms import Affine, Projective, RotationScaleTranslation, ThinPlateSpline
 from stnlab.training.module import build_network
 
 TRANSFORM_FILES = sorted(p.stem for p in (CONF / "transform").glob("*.yaml"))
@@ -95,12 +94,12 @@ def test_scale_one_half_zooms_in_on_the_centre():
     torch.testing.assert_close(out[0, 0, 0], torch.tensor([0.75, 1.25, 1.75, 2.25]))
 
 
-def test_similarity_matrix_is_the_documented_composition():
+def test_rotation_scale_translation_matrix_is_the_documented_composition():
     a, s, tx, ty = 0.3, 1.2, -0.1, 0.25
-    theta = Similarity().matrix(torch.tensor([[a, s, tx, ty]]))[0]
+    theta = RotationScaleTranslation().matrix(torch.tensor([[a, s, tx, ty]]))[0]
     expected = torch.tensor([[s * math.cos(a), -s * math.sin(a), tx], [s * math.sin(a), s * math.cos(a), ty]])
     torch.testing.assert_close(theta, expected)
-    aniso = Similarity(anisotropic=True)
+    aniso = RotationScaleTranslation(anisotropic=True)
     assert aniso.num_params == 5 and aniso.identity().tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
     theta = aniso.matrix(torch.tensor([[0.0, 0.5, 2.0, 0.0, 0.0]]))[0]
     torch.testing.assert_close(theta, torch.tensor([[0.5, 0.0, 0.0], [0.0, 2.0, 0.0]]))
@@ -148,9 +147,15 @@ def test_restricted_transforms_cannot_express_excluded_motions(name):
     torch.testing.assert_close(gram[:, 0, 1], torch.zeros(64), atol=1e-4, rtol=0)
 
 
-def test_similarity_needs_one_part():
+def test_configs_naming_the_former_similarity_still_build():
+    old = instantiate({"_target_": "stnlab.models.transforms.Similarity", "name": "rotation", "scale": False,
+                       "translation": False})
+    assert isinstance(old, RotationScaleTranslation) and old.name == "rotation" and old.num_params == 1
+
+
+def test_rotation_scale_translation_needs_one_part():
     with pytest.raises(ConfigError, match="enable at least one"):
-        Similarity(rotation=False, scale=False, translation=False)
+        RotationScaleTranslation(rotation=False, scale=False, translation=False)
 
 
 # --- projective ----------------------------------------------------------------------------------------------

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from stnlab.models.transforms import ALIGN_CORNERS
+from stnlab.geometry import affine_matrix, warp
 
 
 class RandomAffineJitter(nn.Module):
-    """Random rotation (degrees), isotropic scale, translation (fraction of the half-size) per image.
+    """Random rotation (degrees), isotropic scale, translation (fraction of the image size) per image.
 
     Args:
         rotation: max absolute rotation in degrees.
@@ -37,7 +36,4 @@ class RandomAffineJitter(nn.Module):
         angle = angle.masked_fill(keep, 0.0)
         inv_s = inv_s.masked_fill(keep, 1.0)
         t = t.masked_fill(keep[:, None], 0.0)
-        cos, sin = torch.cos(angle) * inv_s, torch.sin(angle) * inv_s
-        theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
+        return warp(x, affine_matrix(angle, inv_s, t), padding_mode="border")

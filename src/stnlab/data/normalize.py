@@ -1,8 +1,10 @@
 """Input normalisation, applied to uint8 batches on the device (not stored in the cache).
 
 Global: per-channel mean and std of the *training split* in [0, 1] units.
-Local: spatial contrastive normalisation with a 7-tap Gaussian (as the reference).
-Kept as a module with buffers so that checkpoints carry their own statistics.
+Local: spatial contrastive normalisation with a 7-tap Gaussian, Torch7's (as the reference).
+Kept as a module with buffers so that checkpoints carry their own statistics, and the local
+normalisation's variant (``_extra_state``): a checkpoint without it was trained with the legacy
+variant (:mod:`stnlab.contrast_norm`) and is evaluated and resumed with it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stnlab.models.contrast_norm import SpatialContrastiveNorm
+from stnlab.contrast_norm import SpatialContrastiveNorm
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +39,18 @@ class InputNormalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
         self.local = SpatialContrastiveNorm(channels) if local_norm else None
+
+    def get_extra_state(self) -> dict:
+        return {"local_norm": "legacy" if self.local is not None and self.local.legacy else "torch7"}
+
+    def set_extra_state(self, state: dict) -> None:
+        if self.local is not None:
+            self.local.legacy = state["local_norm"] == "legacy"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint from before the marker existed was trained with the legacy variant.
+        state_dict.setdefault(prefix + "_extra_state", {"local_norm": "legacy"})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)

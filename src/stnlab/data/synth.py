@@ -9,7 +9,7 @@ stripes), with random brightness and pixel noise.
 The ground truth of each distortion is kept: ``split.warps`` (N, 3, 3) maps *image*
 coordinates to *canonical* coordinates (the coordinates of the undistorted sign, centred,
 ``sign_extent`` of the half-size), in the normalised convention of
-:mod:`stnlab.models.transforms`: ``apply_homography(warps, p)`` is where image point p
+:mod:`stnlab.geometry`: ``apply_homography(warps, p)`` is where image point p
 lies on the canonical sign. An ST whose map is T brings the image to canonical pose when
 ``apply_homography(warps, T(q)) == q`` for every output point q (see :func:`alignment_error`).
 
@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
 from stnlab.errors import ConfigError
-from stnlab.models.transforms import ALIGN_CORNERS, apply_homography, base_grid
+from stnlab.geometry import affine_matrix, apply_homography, base_grid, compose, invert, sample
 
 NUM_CLASSES = 43
 
@@ -137,13 +137,9 @@ def random_warps(n: int, gen: torch.Generator, rotation: float = 15.0, scale: Se
     lo, hi = scale
     s = lo + (u[:, 1] + 1) / 2 * (hi - lo)
     t = u[:, 2:4] * 2 * translation  # normalised coordinates span 2 per image size
-    d = torch.zeros(n, 3, 3)
-    d[:, 0, 0], d[:, 0, 1], d[:, 0, 2] = s * torch.cos(a), -s * torch.sin(a), t[:, 0]
-    d[:, 1, 0], d[:, 1, 1], d[:, 1, 2] = s * torch.sin(a), s * torch.cos(a), t[:, 1]
-    d[:, 2, 2] = 1
     tilt = torch.eye(3).repeat(n, 1, 1)
     tilt[:, 2, :2] = u[:, 4:6] * perspective
-    g = torch.linalg.inv(d @ tilt)
+    g = invert(compose(affine_matrix(a, s, t), tilt))
     return g / g[:, 2:, 2:]
 
 
@@ -181,7 +177,7 @@ def render(labels: torch.Tensor, warps: torch.Tensor, size: int, gen: torch.Gene
         lab, g = labels[i : i + chunk], warps[i : i + chunk]
         n = len(lab)
         grid = (apply_homography(g, pts.expand(n, -1, -1)) / sign_extent).reshape(n, size, size, 2)
-        sign = F.grid_sample(tmpl[lab], grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+        sign = sample(tmpl[lab], grid)
         rgb, alpha = sign[:, :3], sign[:, 3:]
         img = rgb * alpha + backgrounds(n, size, gen, clutter) * (1 - alpha)
         img = img * (0.6 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen))  # brightness

@@ -1,11 +1,10 @@
 """Controlled geometric distortions of evaluation images, and accuracy per distortion level.
 
-Warps follow :mod:`stnlab.models.transforms`: normalised coordinates (x right, y down,
-both in [-1, 1], ``ALIGN_CORNERS``), grids mapping *output* to *input* positions,
-built by the transform families themselves (``Affine`` for rotation, scale and
-translation; ``Projective`` for perspective), bilinear sampling with zero (black)
-padding. A distortion is applied to float images in [0, 255] *before* the model's
-own preprocessing. Level 0 (scale 1) is the identity: the clean images.
+Warps follow :mod:`stnlab.geometry`: normalised coordinates (x right, y down, both in [-1, 1]),
+matrices mapping *output* to *input* positions (2x3 for rotation, scale and translation, a 3x3
+homography for perspective), bilinear sampling with zero (black) padding. A distortion is applied
+to float images in [0, 255] *before* the model's own preprocessing. Level 0 (scale 1) is the
+identity: the clean images.
 
 Levels, and how image i of the split (its index in the split) is distorted:
 
@@ -27,48 +26,32 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from stnlab.models.transforms import ALIGN_CORNERS, Affine, Projective, Transform
+from stnlab.geometry import affine_matrix, invert, sample, sampling_grid
 
 CAMERA_DISTANCE = 3.0
 
 
-def _affine(n: int) -> torch.Tensor:
-    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    return theta
+def rotation_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
+    """(N,) image indices -> theta (N, 2, 3), float64: content turned by +-``level`` degrees."""
+    # Output p samples the input at R(a) p: the content turns by +a counter-clockwise on screen (y down).
+    return affine_matrix(angle=math.radians(level) * (1 - 2 * (index % 2)).double())
 
 
-def rotation_params(level: float, index: torch.Tensor) -> torch.Tensor:
-    """(N,) image indices -> Affine params (N, 6): content turned by +-``level`` degrees."""
-    a = math.radians(level) * (1 - 2 * (index % 2)).double()
-    theta = _affine(len(index))
-    # Output p samples the input at R(a) p, so the content appears turned by -a in (x, y-down) coordinates,
-    # i.e. by +a counter-clockwise on screen.
-    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(a), -torch.sin(a)
-    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(a), torch.cos(a)
-    return theta.flatten(1)
-
-
-def scale_params(level: float, index: torch.Tensor) -> torch.Tensor:
+def scale_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
     """Content zoomed by ``level`` about the centre: the grid samples the input at p / level."""
     if level <= 0:
         raise ValueError(f"scale level {level} must be positive")
-    theta = _affine(len(index))
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / level
-    return theta.flatten(1)
+    return affine_matrix(scale=torch.full((len(index),), 1.0 / level, dtype=torch.float64))
 
 
 _DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
 
 
-def translation_params(level: float, index: torch.Tensor) -> torch.Tensor:
+def translation_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
     """Content shifted by ``level`` of the image size (normalised coordinates span 2 per size)."""
-    theta = _affine(len(index))
-    theta[:, :, 2] = -2.0 * level * _DIRECTIONS[index % 4]
-    return theta.flatten(1)
+    return affine_matrix(translation=-2.0 * level * _DIRECTIONS[index % 4])
 
 
 def tilt_homography(degrees: torch.Tensor, vertical_axis: torch.Tensor,
@@ -88,12 +71,11 @@ def tilt_homography(degrees: torch.Tensor, vertical_axis: torch.Tensor,
     return h
 
 
-def perspective_params(level: float, index: torch.Tensor) -> torch.Tensor:
-    """Projective params (N, 8): the inverse of :func:`tilt_homography` (output -> input), normalised to h22 = 1."""
+def perspective_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
+    """Homographies (N, 3, 3): the inverse of :func:`tilt_homography` (output -> input), normalised to h22 = 1."""
     sign = torch.where(index % 4 < 2, 1.0, -1.0).double()
-    h = torch.linalg.inv(tilt_homography(level * sign, index % 2 == 0))
-    h = h / h[:, 2:, 2:]
-    return h.flatten(1)[:, :8]
+    h = invert(tilt_homography(level * sign, index % 2 == 0))
+    return h / h[:, 2:, 2:]
 
 
 @dataclass(frozen=True)
@@ -101,30 +83,25 @@ class Distortion:
     name: str
     unit: str
     levels: tuple[float, ...]
-    family: Transform
-    params: Callable[[float, torch.Tensor], torch.Tensor]  # (level, image indices (N,)) -> params (N, k), float64
+    matrix: Callable[[float, torch.Tensor], torch.Tensor]  # (level, image indices (N,)) -> (N, 2 or 3, 3), float64
 
     def grid(self, level: float, index: torch.Tensor, size: tuple[int, int, int, int], device=None) -> torch.Tensor:
         """The sampling grid (N, H, W, 2) of images ``index`` at ``level`` for a batch of ``size`` (N, C, H, W)."""
-        params = self.params(level, index.cpu()).to(device=device, dtype=torch.float32)
-        return self.family.grid(params, size)
+        return sampling_grid(self.matrix(level, index.cpu()).to(device=device, dtype=torch.float32), size)
 
     def apply(self, images: torch.Tensor, level: float, index: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 or float images (N, C, H, W) in [0, 255] -> float32 distorted images in [0, 255]."""
         x = images.float()
         if index is None:
             index = torch.arange(len(x))
-        grid = self.grid(level, index, tuple(x.shape), x.device)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+        return sample(x, self.grid(level, index, tuple(x.shape), x.device))
 
 
 DISTORTIONS: dict[str, Distortion] = {
-    "rotation": Distortion("rotation", "degrees", (0, 5, 10, 15, 20, 25, 30), Affine(), rotation_params),
-    "scale": Distortion("scale", "zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), Affine(), scale_params),
-    "translation": Distortion("translation", "fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), Affine(),
-                              translation_params),
-    "perspective": Distortion("perspective", "degrees of tilt", (0, 10, 20, 30, 40, 50), Projective(),
-                              perspective_params),
+    "rotation": Distortion("rotation", "degrees", (0, 5, 10, 15, 20, 25, 30), rotation_matrix),
+    "scale": Distortion("scale", "zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), scale_matrix),
+    "translation": Distortion("translation", "fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), translation_matrix),
+    "perspective": Distortion("perspective", "degrees of tilt", (0, 10, 20, 30, 40, 50), perspective_matrix),
 }
 
 

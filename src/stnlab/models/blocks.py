@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from stnlab.models.contrast_norm import SpatialContrastiveNorm
+from stnlab.contrast_norm import SpatialContrastiveNorm
 
 
 class ConvBlock(nn.Sequential):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from stnlab.models.transforms import ALIGN_CORNERS, Affine, Transform
+from stnlab.geometry import sample
+from stnlab.models.transforms import Affine, Transform
 
 
 class SpatialTransformer(nn.Module):
@@ -17,7 +17,7 @@ class SpatialTransformer(nn.Module):
     Args:
         in_channels, in_size: shape of the tensor it transforms.
         locnet: a factory ``(in_channels, in_size) -> nn.Module`` with ``out_features``.
-        transform: the transform family (see :mod:`stnlab.models.transforms` for conventions).
+        transform: the transform family (:mod:`stnlab.models.transforms`; conventions in :mod:`stnlab.geometry`).
     """
 
     def __init__(self, in_channels: int, in_size: int, locnet: Callable[..., nn.Module], transform: Transform | None = None):
@@ -34,8 +34,7 @@ class SpatialTransformer(nn.Module):
         return self.regressor(self.locnet(x))
 
     def warp(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        grid = self.transform.grid(params.float(), x.shape).to(x.dtype)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+        return sample(x, self.transform.grid(params.float(), x.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.warp(x, self.params(x))

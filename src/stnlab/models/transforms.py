@@ -1,23 +1,14 @@
 """Transform families: a parameter vector -> a sampling grid for ``F.grid_sample``.
 
-Coordinate conventions (every transform, the sampler and the visualisations use these):
+Coordinates, matrices and grids follow :mod:`stnlab.geometry` (normalised, ``align_corners=False``,
+output -> input). Per family: ``params`` is (N, num_params); ``map_points(params, points)`` maps (N or 1,
+P, 2) output points to input points; ``grid(params, size)`` is ``map_points`` on every pixel centre of an
+output of ``size`` = (N, C, H, W), (N, H, W, 2) with (x, y) last. The visualisations map the output's
+border through ``map_points`` to outline the sampled region in the input.
 
-- Coordinates are normalised: x runs from -1 (left edge) to +1 (right edge), y from
-  -1 (top edge) to +1 (bottom edge) of the image, with ``align_corners=False``, so
-  -1/+1 are the outer edges of the border pixels and the grid is resolution-free.
-- A grid maps *output* positions to *input* positions (inverse warping): the ST's
-  output pixel at p is the input sampled (bilinearly) at T(p). An affine
-  theta = [[s, 0, 0], [0, s, 0]] with s < 1 therefore *zooms in* on the centre.
-- ``params`` is (N, num_params); ``grid(params, size)`` returns (N, H, W, 2) with the
-  last dimension ordered (x, y), for an output of ``size`` = (N, C, H, W).
-- ``map_points(params, points)`` applies the same mapping to any (N, P, 2) points
-  (output -> input coordinates); ``grid`` is ``map_points`` on :func:`base_grid`. The
-  visualisations map the output's border (x or y = +-1) through it to outline the
-  sampled region in the input.
-
-Families: :class:`Affine` (6), :class:`Similarity` (any subset of rotation, scale,
-translation; 1 to 5 parameters), :class:`Projective` (8, a homography) and
-:class:`ThinPlateSpline` (2 per control point).
+Families: :class:`Affine` (6), :class:`RotationScaleTranslation` (any subset of rotation, scale,
+translation; 1 to 5 parameters), :class:`Projective` (8, a homography) and :class:`ThinPlateSpline`
+(2 per control point).
 
 A new family is one subclass here (``num_params``, ``identity()``, ``map_points()``,
 and ``matrix()`` where it is affine) plus one YAML file in ``conf/transform/``.
@@ -28,20 +19,11 @@ from __future__ import annotations
 import torch
 
 from stnlab.errors import ConfigError
+from stnlab.geometry import affine_matrix, apply_homography, base_grid, map_grid, transform_points
 
-ALIGN_CORNERS = False
-
-
-def base_grid(n: int, h: int, w: int, device=None, dtype=None) -> torch.Tensor:
-    """Normalised (x, y) coordinates of pixel centres: (N, H, W, 2), identical to an identity ``affine_grid``.
-
-    Built in closed form rather than with ``F.affine_grid``, whose backward takes the output
-    size as symbolic integers that ``torch.compile``'s inductor cannot lower.
-    """
-    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
-    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
-    return grid.expand(n, h, w, 2)
+# apply_homography and base_grid stay importable from here, where they used to live.
+__all__ = ["Transform", "AffineFamily", "Affine", "RotationScaleTranslation", "Projective", "ThinPlateSpline",
+           "apply_homography", "base_grid"]
 
 
 class Transform:
@@ -65,9 +47,7 @@ class Transform:
 
     def grid(self, params: torch.Tensor, size: torch.Size | tuple) -> torch.Tensor:
         """The sampling grid (N, H, W, 2) for an output of ``size`` = (N, C, H, W)."""
-        _, _, h, w = size
-        points = base_grid(1, h, w, device=params.device, dtype=params.dtype).reshape(1, h * w, 2)
-        return self.map_points(params, points).view(-1, h, w, 2)
+        return map_grid(lambda points: self.map_points(params, points), size, params.device, params.dtype)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_params={self.num_params})"
@@ -81,8 +61,7 @@ class AffineFamily(Transform):
         raise NotImplementedError
 
     def map_points(self, params, points):
-        theta = self.matrix(params)
-        return points @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
+        return transform_points(self.matrix(params), points)
 
 
 class Affine(AffineFamily):
@@ -98,10 +77,10 @@ class Affine(AffineFamily):
         return params.view(-1, 2, 3)
 
 
-class Similarity(AffineFamily):
-    """Any non-empty subset of rotation, scale and translation, composed as
+class RotationScaleTranslation(AffineFamily):
+    """Any non-empty subset of rotation, scale (isotropic or not) and translation, composed as
 
-    theta = [[sx cos a, -sy sin a, tx], [sx sin a, sy cos a, ty]]
+    theta = [[sx cos a, -sy sin a, tx], [sx sin a, sy cos a, ty]]  (:func:`stnlab.geometry.affine_matrix`)
 
     with a in radians, sx = sy = s unless ``anisotropic``. ``params`` holds, in this
     order, only the enabled parts: ``a`` (rotation), ``s`` or ``sx, sy`` (scale), ``tx, ty``
@@ -113,7 +92,7 @@ class Similarity(AffineFamily):
     def __init__(self, rotation: bool = True, scale: bool = True, translation: bool = True,
                  anisotropic: bool = False, name: str | None = None):
         if not (rotation or scale or translation):
-            raise ConfigError("Similarity transform with rotation, scale and translation all false; enable at least one")
+            raise ConfigError("transform: rotation, scale and translation are all false; enable at least one")
         self.rotation, self.scale, self.translation = rotation, scale, translation
         self.anisotropic = anisotropic and scale
         self.num_params = int(rotation) + (2 if self.anisotropic else int(scale)) + 2 * int(translation)
@@ -127,39 +106,18 @@ class Similarity(AffineFamily):
 
     def matrix(self, params):
         params = params.view(-1, self.num_params)
-        n, i = params.shape[0], 0
-        zeros, ones = params.new_zeros(n), params.new_ones(n)
-        angle = zeros
-        if self.rotation:
-            angle, i = params[:, 0], 1
-        sx = sy = ones
-        if self.scale:
-            sx, i = params[:, i], i + 1
-            sy = sx
-            if self.anisotropic:
-                sy, i = params[:, i], i + 1
-        tx = ty = zeros
-        if self.translation:
-            tx, ty = params[:, i], params[:, i + 1]
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        row0 = torch.stack([sx * cos, -sy * sin, tx], dim=1)
-        row1 = torch.stack([sx * sin, sy * cos, ty], dim=1)
-        return torch.stack([row0, row1], dim=1)
+        n_scale = self.num_params - self.rotation - 2 * self.translation
+        angle, scale, translation = params.split([int(self.rotation), n_scale, 2 * self.translation], dim=1)
+        return affine_matrix(angle[:, 0] if self.rotation else None,
+                             (scale if self.anisotropic else scale[:, 0]) if self.scale else None,
+                             translation if self.translation else None)
 
     def __repr__(self):
-        return f"Similarity({self.name}, anisotropic={self.anisotropic}, num_params={self.num_params})"
+        return f"RotationScaleTranslation({self.name}, anisotropic={self.anisotropic}, num_params={self.num_params})"
 
 
-def apply_homography(h: torch.Tensor, points: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Points (N or 1, P, 2) through 3x3 matrices (N, 3, 3) in homogeneous coordinates -> (N, P, 2).
-
-    The divide is safe: a homogeneous w with |w| < eps becomes +-eps (keeping its sign),
-    so points near the horizon land far away instead of at inf/nan.
-    """
-    uvw = points @ h[:, :, :2].transpose(1, 2) + h[:, None, :, 2]
-    w = uvw[..., 2:]
-    w = torch.where(w.abs() < eps, torch.where(w < 0, -eps, eps), w)
-    return uvw[..., :2] / w
+# The former name: older run configs (and so checkpoints) name it in their transform's _target_.
+Similarity = RotationScaleTranslation
 
 
 class Projective(Transform):

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from stnlab.geometry import to_pixels
 from stnlab.viz.trace import STView
 
 OUTLINE = (0, 255, 0)
@@ -32,8 +33,7 @@ def panel(view: STView, i: int, scale: int = 4) -> Image.Image:
     m = w // 4
     canvas = Image.new("RGB", (w + 2 * m, h + 2 * m), MARGIN)
     canvas.paste(src, (m, m))
-    # Normalised (x, y) -> pixels: pixel centres lie at (x + 1) / 2 * w - 0.5, so -1/+1 are the outer edges.
-    xy = ((view.outline[i] + 1) / 2 * torch.tensor([w, h]) - 0.5 + m).tolist()
+    xy = (to_pixels(view.outline[i], (h, w)) + m).tolist()
     ImageDraw.Draw(canvas).line([tuple(p) for p in xy], fill=OUTLINE, width=max(1, scale // 2))
     out = Image.new("RGB", (canvas.width + GAP + w, canvas.height), (255, 255, 255))
     out.paste(canvas, (0, 0))

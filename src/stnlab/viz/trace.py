@@ -1,7 +1,7 @@
 """What each ST of a trained network does, expressed on the *input image*.
 
 Every ST maps its output coordinates to its input coordinates (see
-:mod:`stnlab.models.transforms`); coordinates are normalised and resolution-free, so an
+:mod:`stnlab.geometry`); coordinates are normalised and resolution-free, so an
 ST placed after conv block k (whose input is a feature map) is drawn on the image as
 the earlier STs present it: the view of ST k is the input image resampled through the
 chain T_0 . T_1 . ... . T_{k-1} of the STs before it (an approximation for feature maps,
@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from stnlab.models.transforms import ALIGN_CORNERS, Transform, base_grid
+from stnlab.geometry import base_grid, border_points, sample
+from stnlab.models.transforms import Transform
+
+__all__ = ["STView", "border_points", "trace_sts"]
 
 
 @dataclass
@@ -34,15 +36,6 @@ class STView:
     params: torch.Tensor
 
 
-def border_points(per_side: int = 16) -> torch.Tensor:
-    """(4 * per_side + 1, 2) points along the border of [-1, 1]^2, clockwise from the top-left, closed."""
-    t = torch.linspace(-1.0, 1.0, per_side + 1)[:-1]
-    one = torch.ones_like(t)
-    sides = [torch.stack(s, 1) for s in ((t, -one), (one, t), (-t, one), (-one, -t))]
-    pts = torch.cat(sides)
-    return torch.cat([pts, pts[:1]])
-
-
 def _to_image(points: torch.Tensor, chain: list[tuple[Transform, torch.Tensor]]) -> torch.Tensor:
     """Coordinates in the view after ``chain`` -> coordinates in the input image."""
     for transform, params in reversed(chain):
@@ -52,8 +45,7 @@ def _to_image(points: torch.Tensor, chain: list[tuple[Transform, torch.Tensor]])
 
 def _resample(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     n, _, h, w = images.shape
-    grid = points.reshape(n, h, w, 2).to(images.device)
-    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+    out = sample(images.float(), points.reshape(n, h, w, 2).to(images.device))
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
