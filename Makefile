@@ -12,7 +12,7 @@ ARGS ?=
 SWEEP ?= smoke
 STUDY ?=
 
-.PHONY: install train test test-all sweep sync dashboard bench bench-gpu wheels clean
+.PHONY: install train lint test test-all sweep sync dashboard bench bench-gpu wheels clean
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ $(STAMP): pyproject.toml requirements.lock
 train: $(STAMP)
 	$(PY) src/train.py $(ARGS)
 
-test: $(STAMP)
+# ruff's lint and format check ([tool.ruff] in pyproject.toml); `ruff format src tests` fixes the format.
+lint: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+test: lint
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 test-all: $(STAMP)

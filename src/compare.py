@@ -32,7 +32,9 @@ def compare(cfg: DictConfig) -> None:
     checks.one_of("x", values["x"], X_AXES)
     targets = checks.words("runs", values["runs"])
     outputs = Path(values["outputs"])
-    runs = read_runs(find_runs(targets, outputs), values["x"], include_debug=checks.boolean("include_debug", values["include_debug"]))
+    runs = read_runs(
+        find_runs(targets, outputs), values["x"], include_debug=checks.boolean("include_debug", values["include_debug"])
+    )
     rows, columns = table(runs, str(values["sort"]), ascending=values["order"] == "asc")
     text = markdown(rows, columns)
     sweep = len(targets) == 1 and not Path(targets[0]).exists() and (outputs / "sweeps" / targets[0]).is_dir()

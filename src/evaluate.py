@@ -26,9 +26,12 @@ def options(cfg: DictConfig) -> dict:
     values = OmegaConf.to_container(cfg, resolve=True)
     if not values["ckpt"]:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt")
-    return dict(checks.evaluation_keys(values), ckpt=str(values["ckpt"]),
-                max_errors=checks.non_negative_int("max_errors", values["max_errors"]),
-                top_pairs=checks.non_negative_int("top_pairs", values["top_pairs"]))
+    return dict(
+        checks.evaluation_keys(values),
+        ckpt=str(values["ckpt"]),
+        max_errors=checks.non_negative_int("max_errors", values["max_errors"]),
+        top_pairs=checks.non_negative_int("top_pairs", values["top_pairs"]),
+    )
 
 
 def evaluate(cfg: DictConfig) -> None:
@@ -38,19 +41,34 @@ def evaluate(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
     from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 
-    report, paths = evaluate_checkpoint(values["ckpt"], values["split"], values["data"], values["out"],
-                                        values["wandb"], values["max_errors"], values["batch_size"], values["device"],
-                                        values["baseline"])
+    report, paths = evaluate_checkpoint(
+        values["ckpt"],
+        values["split"],
+        values["data"],
+        values["out"],
+        values["wandb"],
+        values["max_errors"],
+        values["batch_size"],
+        values["device"],
+        values["baseline"],
+    )
     ci = report.interval
-    spread = (f" ({100 * ci.level:.0f}% interval {100 * ci.low:.2f}-{100 * ci.high:.2f}% over {ci.groups} "
-              "resampled tracks)") if ci else ""
-    print(f"{values['split']}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%{spread}, "
-          f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_images - int(report.confusion.diagonal().sum())} errors")
+    spread = (
+        (f" ({100 * ci.level:.0f}% interval {100 * ci.low:.2f}-{100 * ci.high:.2f}% over {ci.groups} resampled tracks)")
+        if ci
+        else ""
+    )
+    print(
+        f"{values['split']}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%{spread}, "
+        f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_images - int(report.confusion.diagonal().sum())} errors"
+    )
     if report.comparison:
         c, d = report.comparison, report.comparison["difference"]
-        print(f"  minus baseline {c['run']} ({100 * c['accuracy']:.2f}%): {100 * d['estimate']:+.2f} points "
-              f"({100 * d['level']:.0f}% interval {100 * d['low']:+.2f} to {100 * d['high']:+.2f}, paired over "
-              f"{d['groups']} resampled tracks)")
+        print(
+            f"  minus baseline {c['run']} ({100 * c['accuracy']:.2f}%): {100 * d['estimate']:+.2f} points "
+            f"({100 * d['level']:.0f}% interval {100 * d['low']:+.2f} to {100 * d['high']:+.2f}, paired over "
+            f"{d['groups']} resampled tracks)"
+        )
     for pair in report.most_confused(values["top_pairs"]):
         print(f"  {pair['count']:5d} x  {pair['true']} ({pair['true_id']}) -> {pair['pred']} ({pair['pred_id']})")
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -25,11 +25,18 @@ def options(cfg: DictConfig) -> dict:
 
     values = OmegaConf.to_container(cfg, resolve=True)
     checks.given_once("ckpt")
-    levels = {key: (checks.positive_floats if key == "scale" else checks.finite_floats)(key, values[key])
-              for key in LEVELS if values[key] is not None}
-    return dict(checks.evaluation_keys(values), ckpt=checks.words("ckpt", values["ckpt"]), levels=levels,
-                distortions=checks.words("distortions", values["distortions"]),
-                limit=checks.optional(checks.positive_int, "limit", values["limit"]))
+    levels = {
+        key: (checks.positive_floats if key == "scale" else checks.finite_floats)(key, values[key])
+        for key in LEVELS
+        if values[key] is not None
+    }
+    return dict(
+        checks.evaluation_keys(values),
+        ckpt=checks.words("ckpt", values["ckpt"]),
+        levels=levels,
+        distortions=checks.words("distortions", values["distortions"]),
+        limit=checks.optional(checks.positive_int, "limit", values["limit"]),
+    )
 
 
 def robustness(cfg: DictConfig) -> None:
@@ -39,9 +46,18 @@ def robustness(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
     from stnlab.evaluation.robustness_report import format_table, run_robustness
 
-    table, paths = run_robustness(values["ckpt"], values["split"], values["data"], values["distortions"],
-                                  values["levels"], values["limit"], values["out"], values["wandb"],
-                                  values["batch_size"], values["device"])
+    table, paths = run_robustness(
+        values["ckpt"],
+        values["split"],
+        values["data"],
+        values["distortions"],
+        values["levels"],
+        values["limit"],
+        values["out"],
+        values["wandb"],
+        values["batch_size"],
+        values["device"],
+    )
     print(f"accuracy (%) on {table['num_images']} {table['split']} images\n")
     print(format_table(table))
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))

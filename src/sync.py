@@ -15,10 +15,14 @@ def sync_runs(cfg: DictConfig) -> int:
     from stnlab.tracking.sync import describe, find_offline_runs, select, sync
 
     runs = find_offline_runs(Path(cfg.outputs))
-    chosen = select(runs, list(cfg.kinds or []), bool(cfg.include_failed), bool(cfg.include_debug),
-                    bool(cfg.include_synced))
+    chosen = select(
+        runs, list(cfg.kinds or []), bool(cfg.include_failed), bool(cfg.include_debug), bool(cfg.include_synced)
+    )
     print(describe(runs, chosen) if runs else f"no offline W&B runs under {cfg.outputs}")
-    print(f"{len(chosen)} of {len(runs)} offline run(s) to upload" + (" (dry run: nothing uploaded)" if cfg.dry_run else ""))
+    print(
+        f"{len(chosen)} of {len(runs)} offline run(s) to upload"
+        + (" (dry run: nothing uploaded)" if cfg.dry_run else "")
+    )
     if cfg.dry_run or not chosen:
         return 0
     return sync([r.path for r in chosen], cfg.project, cfg.entity)

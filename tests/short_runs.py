@@ -40,13 +40,25 @@ def _run(mirror: Path, root: Path, name: str, extra: list[str]) -> Path:
     from stnlab.training.run import train
 
     run_dir = root / name
-    cfg = compose([
-        f"data.mirror={mirror}", f"data.root={root / 'data'}", f"run_dir={run_dir}", "data.image_size=32",
-        "data.batch_size=8", "data.eval_batch_size=16", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
-        "model=no_st", "model.backbone.widths=[16,32,48]", "model.backbone.fc=64", "trainer.max_epochs=4",
-        *extra,
-    ])
+    cfg = compose(
+        [
+            f"data.mirror={mirror}",
+            f"data.root={root / 'data'}",
+            f"run_dir={run_dir}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "data.eval_batch_size=16",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "trainer.accelerator=cpu",
+            "trainer.log_every_n_steps=1",
+            "model=no_st",
+            "model.backbone.widths=[16,32,48]",
+            "model.backbone.fc=64",
+            "trainer.max_epochs=4",
+            *extra,
+        ]
+    )
     if name == "run_b":
         (run_dir / ".hydra").mkdir(parents=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra writes it: unresolved

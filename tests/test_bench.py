@@ -31,9 +31,24 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_quick_bench_prints_the_table_without_wandb(tmp_path):
     out = tmp_path / "bench"
     res = subprocess.run(
-        [sys.executable, "-c", WITHOUT_WANDB, str(ROOT / "src" / "bench.py"), "quick=true", "models=[no_st]",
-         "epoch=true", "epoch_model=no_st", "epochs=1", "epoch_variants=[base,nchw]", f"out={out}"],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=""), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_WANDB,
+            str(ROOT / "src" / "bench.py"),
+            "quick=true",
+            "models=[no_st]",
+            "epoch=true",
+            "epoch_model=no_st",
+            "epochs=1",
+            "epoch_variants=[base,nchw]",
+            f"out={out}",
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=""),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # no Hydra output folder
@@ -43,8 +58,12 @@ def test_quick_bench_prints_the_table_without_wandb(tmp_path):
     assert "random uint8 images of the GTSRB shape" in text
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| no_st")]
     assert len(rows) == 3  # one throughput row, two epoch rows
-    model_row = dict(zip([h.strip() for h in text.split("## Training")[1].splitlines()[2].split("|")[1:-1]],
-                         [c.strip() for c in rows[0]]))
+    model_row = dict(
+        zip(
+            [h.strip() for h in text.split("## Training")[1].splitlines()[2].split("|")[1:-1]],
+            [c.strip() for c in rows[0]],
+        )
+    )
     assert model_row["px"] == "32" and float(model_row["Lightning / plain"]) > 0
     assert float(model_row["train img/s Lightning"]) > 0 and float(model_row["infer img/s"]) > 0
     assert 0 <= float(model_row["data wait Lightning"].rstrip("%")) <= 100
@@ -65,14 +84,17 @@ def test_op_counter_counts_forward_and_backward_ops():
     assert none.ops == 0
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["models=[four_st]"], "unknown model preset.*four_st.*two_st"),
-    (["epoch_variants=[base,turbo]"], "epoch_variants=turbo must be one of base, compile"),
-    (["image_size=[32,0]"], "image_size=\\[32,0\\]: expected a list of positive integers"),
-    (["device=tpu"], "device=tpu is not a device"),
-    (["data.source=imagenet"], "data.source=imagenet must be one of random, gtsrb"),
-    (["speed.channels_last=maybe"], "speed.channels_last=maybe must be true, false or auto"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["models=[four_st]"], "unknown model preset.*four_st.*two_st"),
+        (["epoch_variants=[base,turbo]"], "epoch_variants=turbo must be one of base, compile"),
+        (["image_size=[32,0]"], "image_size=\\[32,0\\]: expected a list of positive integers"),
+        (["device=tpu"], "device=tpu is not a device"),
+        (["data.source=imagenet"], "data.source=imagenet must be one of random, gtsrb"),
+        (["speed.channels_last=maybe"], "speed.channels_last=maybe must be true, false or auto"),
+    ],
+)
 def test_bad_settings_are_config_errors_before_any_work(overrides, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         run(compose("bench", ["quick=true", f"out={tmp_path / 'out'}", *overrides]))

@@ -22,8 +22,14 @@ APPS = sorted(p.stem for p in (ROOT / "src").glob("*.py"))
 def test_help_lists_the_keys_of_the_app_and_writes_nothing(app, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run([sys.executable, str(ROOT / "src" / f"{app}.py"), "--help"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / f"{app}.py"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     config = CONF / f"{app}.yaml"
     if config.is_file():  # an app whose config is named after it: each of its keys, with its default
@@ -39,13 +45,20 @@ def test_help_reads_comments_nested_keys_groups_and_placed_configs(tmp_path):
     (tmp_path / "app.yaml").write_text(
         "# python app.py [n=1]\n# Does things.\ndefaults:\n  - part/bits@bits\n  - _self_\n\n"
         "# How many.\nn: 1\nlevels: [1, 2]  # inline words\nnested:\n  # Documented.\n  a: x\n  b: y\n"
-        "text: |\n  a: not a key\n# After a block scalar.\nlast: ${oc.env:HOME}\n")
+        "text: |\n  a: not a key\n# After a block scalar.\nlast: ${oc.env:HOME}\n"
+    )
     doc = read(tmp_path / "app.yaml")
     assert doc.header == ["python app.py [n=1]", "Does things."]
     assert [(e.name, e.value, e.doc) for e in doc.keys] == [
-        ("n", "1", "How many."), ("levels", "[1, 2]", "inline words"), ("nested", None, ""),
-        ("nested.a", "x", "Documented."), ("text", "|", ""), ("last", "${oc.env:HOME}", "After a block scalar."),
-        ("bits", None, "Bits of another file."), ("bits.size", "3", "The size.")]
+        ("n", "1", "How many."),
+        ("levels", "[1, 2]", "inline words"),
+        ("nested", None, ""),
+        ("nested.a", "x", "Documented."),
+        ("text", "|", ""),
+        ("last", "${oc.env:HOME}", "After a block scalar."),
+        ("bits", None, "Bits of another file."),
+        ("bits.size", "3", "The size."),
+    ]
     assert "$${oc.env:HOME}" in help_text("app", tmp_path)  # '$' is special in Hydra's help template
 
 
@@ -55,16 +68,25 @@ def test_train_help_lists_the_config_groups_with_their_options():
     assert re.search(r"^  speed\.compile=false +torch\.compile", text, re.M)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["splitt=val"], "stnlab: error: unknown key 'splitt'; --help lists the keys"),
-    (["data=gtsrb"], "stnlab: error: Could not override 'data'. No match in the defaults list."),
-    (["ckpt"], "stnlab: error: Error parsing override 'ckpt'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["splitt=val"], "stnlab: error: unknown key 'splitt'; --help lists the keys"),
+        (["data=gtsrb"], "stnlab: error: Could not override 'data'. No match in the defaults list."),
+        (["ckpt"], "stnlab: error: Error parsing override 'ckpt'"),
+    ],
+)
 def test_a_command_line_that_does_not_compose_is_one_line(argv, message, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), *argv], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "evaluate.py"), *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and res.stderr.startswith(message) and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -76,6 +98,10 @@ def test_value_checks():
     assert checks.boolean("v", "yes") is True and checks.boolean("v", False) is False
     assert checks.finite_floats("r", 30) == [30.0] and checks.finite_floats("r", "0,10") == [0.0, 10.0]
     assert checks.words("ckpt", "a.ckpt") == ["a.ckpt"] and checks.words("ckpt", ["a", "b"]) == ["a", "b"]
-    assert [checks.wandb_mode("w", v) for v in (False, True, "online", "disabled")] == \
-        ["disabled", None, "online", "disabled"]
+    assert [checks.wandb_mode("w", v) for v in (False, True, "online", "disabled")] == [
+        "disabled",
+        None,
+        "online",
+        "disabled",
+    ]
     assert checks.text([0, float("nan"), True, None]) == "[0,nan,true,null]"

@@ -93,13 +93,16 @@ def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
     assert (sweep / "compare.md").is_file() and (sweep / "compare_val_acc.png").is_file()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["runs=nosuch"], "no runs found for 'nosuch'"),
-    (["sort=colour"], "sort=colour is not a column"),
-    (["order=up"], "order=up must be asc or desc"),
-    (["x=hours"], "x=hours must be one of epoch, minutes"),
-    (["nosuch"], "Error parsing override 'nosuch'"),  # the spelling before Hydra: runs=nosuch
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["runs=nosuch"], "no runs found for 'nosuch'"),
+        (["sort=colour"], "sort=colour is not a column"),
+        (["order=up"], "order=up must be asc or desc"),
+        (["x=hours"], "x=hours must be one of epoch, minutes"),
+        (["nosuch"], "Error parsing override 'nosuch'"),  # the spelling before Hydra: runs=nosuch
+    ],
+)
 def test_compare_user_errors(argv, message, short_runs, capsys):
     extra = [] if "runs=" in argv[0] or "=" not in argv[0] else [f"runs={short_runs['run_a']}"]
     with pytest.raises(SystemExit) as exit_info:

@@ -11,8 +11,9 @@ from stnlab.contrast_norm import SpatialContrastiveNorm, gaussian_kernel1d
 from stnlab.data.normalize import InputNormalizer
 
 
-def torch7_contrastive(x: np.ndarray, kernel1d: np.ndarray, threshold: float = 1e-4,
-                       thresval: float = 1e-4) -> np.ndarray:
+def torch7_contrastive(
+    x: np.ndarray, kernel1d: np.ndarray, threshold: float = 1e-4, thresval: float = 1e-4
+) -> np.ndarray:
     """One image (C, H, W), float64: SpatialSubtractiveNormalization then SpatialDivisiveNormalization."""
     c, h, w = x.shape
     kernel = np.outer(kernel1d, kernel1d)

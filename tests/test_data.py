@@ -25,7 +25,10 @@ def test_parse_official_csv():
     [
         ("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;ClassId\na.ppm;1;1;0;0;0;0\n", "missing column(s) Roi.Y2"),
         ("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\na.ppm;x;1;0;0;0;0;0\n", "line 2: malformed row"),
-        ("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\na.ppm;9;9;0;0;5;5;43\n", "ClassId 43 outside 0..42"),
+        (
+            "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\na.ppm;9;9;0;0;5;5;43\n",
+            "ClassId 43 outside 0..42",
+        ),
     ],
 )
 def test_bad_csv_is_named(text, problem):
@@ -142,8 +145,9 @@ def test_no_data_and_no_network_names_the_mirror_setting(tmp_path):
     dm = GTSRBDataModule(root=str(tmp_path), mirror=str(tmp_path / "empty"), image_size=16)
     with pytest.raises(DataError, match="data.mirror=DIR_OR_URL or the GTSRB_MIRROR"):
         dm.setup("fit")
-    dm = GTSRBDataModule(root=str(tmp_path), mirror="http://127.0.0.1:9/", image_size=16, download_retries=2,
-                         download_timeout=2)
+    dm = GTSRBDataModule(
+        root=str(tmp_path), mirror="http://127.0.0.1:9/", image_size=16, download_retries=2, download_timeout=2
+    )
     with pytest.raises(DataError, match="cannot download .* after 2 tries.*GTSRB_MIRROR"):
         dm.setup("fit")
     assert not list(tmp_path.iterdir())

@@ -56,8 +56,12 @@ def _epoch_losses(run: Path) -> list[float]:
 
 def _overrides(tiny_overrides, tmp_path, name: str, batch: int) -> list[str]:
     return [o for o in tiny_overrides if not o.startswith(("run_dir=", "data.batch_size="))] + [
-        f"run_dir={tmp_path / name}", f"data.batch_size={batch}", "model=no_st", "trainer.max_epochs=2",
-        "callbacks.test_report=null", f"+callbacks.count={{_target_: test_ddp.SampleCounter, out_dir: {tmp_path / name / 'seen'}}}",
+        f"run_dir={tmp_path / name}",
+        f"data.batch_size={batch}",
+        "model=no_st",
+        "trainer.max_epochs=2",
+        "callbacks.test_report=null",
+        f"+callbacks.count={{_target_: test_ddp.SampleCounter, out_dir: {tmp_path / name / 'seen'}}}",
     ]
 
 
@@ -88,8 +92,10 @@ def test_ddp_cpu_agrees_with_one_process_and_logs_once(tiny_overrides, tmp_path)
     assert len(list(run.glob("wandb/offline-run-*"))) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best-01.ckpt", "last.ckpt"]
     assert json.loads((run / "metrics.json").read_text())["val/acc_best"] == ddp["val/acc_best"]
-    assert sorted(p for p in tmp_path.rglob("checkpoints") if p.is_dir()) == [run / "checkpoints",
-                                                                              tmp_path / "single" / "checkpoints"]
+    assert sorted(p for p in tmp_path.rglob("checkpoints") if p.is_dir()) == [
+        run / "checkpoints",
+        tmp_path / "single" / "checkpoints",
+    ]
 
 
 @pytest.mark.slow
@@ -97,12 +103,26 @@ def test_ddp_cpu_from_the_command_line_writes_one_hydra_run(tmp_path):
     """``src/train.py trainer=ddp_cpu``: one Hydra run directory, W&B run and metrics.json (fit only: no test labels)."""
     mirror = make_archives(tmp_path / "mirror", with_gt=False)
     env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT / "tests"))
-    args = [f"data.mirror={mirror}", f"data.root={tmp_path / 'data'}", "data.image_size=32",
-            f"data.batch_size={FULL_BATCH // 2}", "model=no_st", "trainer=ddp_cpu", "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false", "callbacks.test_report=null",
-            f"+callbacks.count={{_target_: test_ddp.SampleCounter, out_dir: {tmp_path / 'seen'}}}"]
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    args = [
+        f"data.mirror={mirror}",
+        f"data.root={tmp_path / 'data'}",
+        "data.image_size=32",
+        f"data.batch_size={FULL_BATCH // 2}",
+        "model=no_st",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.test_report=null",
+        f"+callbacks.count={{_target_: test_ddp.SampleCounter, out_dir: {tmp_path / 'seen'}}}",
+    ]
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "outputs" / "runs").glob("*/*") if p.is_dir()]
     assert len(list(run.glob("wandb/offline-run-*"))) == 1

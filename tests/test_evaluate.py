@@ -156,8 +156,19 @@ def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
     run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())
     env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), f"ckpt={metrics['best_checkpoint']}",
-                          "split=test", f"out={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "src" / "evaluate.py"),
+            f"ckpt={metrics['best_checkpoint']}",
+            "split=test",
+            f"out={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert f"accuracy {100 * metrics['test/acc']:.2f}%" in res.stdout
     report = json.loads((tmp_path / "test_report.json").read_text())
@@ -173,7 +184,11 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
     report, _ = evaluate_checkpoint(metrics["best_checkpoint"], "test", out_dir=tmp_path, wandb_mode="offline")
     (offline,) = tmp_path.glob("wandb/offline-run-*")
     record = read_run(offline)
-    assert record.job_type == "eval" and record.group == "custom-no_st-affine-gtsrb32-s2" and record.name == "custom-no_st-affine-gtsrb32-s2-eval-test"
+    assert (
+        record.job_type == "eval"
+        and record.group == "custom-no_st-affine-gtsrb32-s2"
+        and record.name == "custom-no_st-affine-gtsrb32-s2-eval-test"
+    )
     assert record.config["eval.split"] == "test" and record.config["model.name"] == "no_st"
     assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"]) == pytest.approx(report.accuracy)
     (table,) = record.media("test/errors")
@@ -201,12 +216,15 @@ def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     assert "minus baseline custom-no_st-affine-gtsrb32-s2" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "no checkpoint given; pass ckpt="),
-    (["ckpt=nowhere.ckpt"], "checkpoint nowhere.ckpt not found"),
-    (["ckpt=x.ckpt", "splitt=val"], "unknown key 'splitt'"),
-    (["ckpt=x.ckpt", "max_errors=many"], "max_errors=many:"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "no checkpoint given; pass ckpt="),
+        (["ckpt=nowhere.ckpt"], "checkpoint nowhere.ckpt not found"),
+        (["ckpt=x.ckpt", "splitt=val"], "unknown key 'splitt'"),
+        (["ckpt=x.ckpt", "max_errors=many"], "max_errors=many:"),
+    ],
+)
 def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_app("evaluate", argv)
@@ -237,16 +255,19 @@ def test_data_overrides_must_keep_the_model_size():
         data_config(cfg, data_overrides({"data.image_size": "48"}))
 
 
-@pytest.mark.parametrize("case, argv, message", [
-    ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (UnpicklingError"),
-    ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
-    ("torch_file", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
-    ("none", ["ckpt=x.ckpt", "batch_size=0"], "batch_size=0: expected a positive integer"),
-    ("none", ["ckpt=x.ckpt", "batch_size=-3"], "batch_size=-3: expected a positive integer"),
-    ("none", ["ckpt=x.ckpt", "max_errors=-1"], "max_errors=-1: expected an integer >= 0"),
-    ("none", ["ckpt=x.ckpt", "device=cuda"], "device=cuda: no CUDA GPU is usable here; use device=cpu"),
-    ("none", ["ckpt=x.ckpt", "device=tpu9"], "device=tpu9 is not a device; use auto, cpu or cuda"),
-])
+@pytest.mark.parametrize(
+    "case, argv, message",
+    [
+        ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (UnpicklingError"),
+        ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+        ("torch_file", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+        ("none", ["ckpt=x.ckpt", "batch_size=0"], "batch_size=0: expected a positive integer"),
+        ("none", ["ckpt=x.ckpt", "batch_size=-3"], "batch_size=-3: expected a positive integer"),
+        ("none", ["ckpt=x.ckpt", "max_errors=-1"], "max_errors=-1: expected an integer >= 0"),
+        ("none", ["ckpt=x.ckpt", "device=cuda"], "device=cuda: no CUDA GPU is usable here; use device=cpu"),
+        ("none", ["ckpt=x.ckpt", "device=tpu9"], "device=tpu9 is not a device; use auto, cpu or cuda"),
+    ],
+)
 def test_evaluate_bad_checkpoint_files_and_values_are_one_line(case, argv, message, tmp_path, monkeypatch, capsys):
     """Issue 16, item 7: these were tracebacks (UnpicklingError, EOFError, a DataLoader ValueError, CUDA init)."""
     import torch

@@ -15,8 +15,18 @@ import torch.nn.functional as F
 
 from conftest import ROOT
 from stnlab.geometry import (
-    ALIGN_CORNERS, affine_matrix, base_grid, border_points, compose, homogeneous, invert, map_box, sampling_grid,
-    to_pixels, transform_points, warp,
+    ALIGN_CORNERS,
+    affine_matrix,
+    base_grid,
+    border_points,
+    compose,
+    homogeneous,
+    invert,
+    map_box,
+    sampling_grid,
+    to_pixels,
+    transform_points,
+    warp,
 )
 
 
@@ -29,8 +39,9 @@ def _by_hand(a: float, sx: float, sy: float, tx: float, ty: float, x: float, y: 
 def test_affine_matrix_maps_points_as_computed_by_hand():
     a, s, t = [0.3, -1.2], [1.5, 0.7], [[0.1, -0.2], [0.0, 0.4]]
     points = [(1.0, 0.0), (0.0, 1.0), (-0.5, 0.25)]
-    theta = affine_matrix(torch.tensor(a, dtype=torch.float64), torch.tensor(s, dtype=torch.float64),
-                          torch.tensor(t, dtype=torch.float64))
+    theta = affine_matrix(
+        torch.tensor(a, dtype=torch.float64), torch.tensor(s, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)
+    )
     out = transform_points(theta, torch.tensor([points], dtype=torch.float64))
     expected = [[_by_hand(a[i], s[i], s[i], *t[i], *p) for p in points] for i in range(2)]
     torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64))
@@ -85,15 +96,18 @@ def test_map_box_outlines_the_sampled_region():
     expected = torch.tensor([[0.0, -0.5], [1.0, -0.5], [1.0, 0.5], [0.0, 0.5], [0.0, -0.5]])
     torch.testing.assert_close(corners, expected)
     assert map_box(theta, per_side=4).shape == (1, 17, 2)
-    assert torch.equal(border_points(1), torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]]))
+    assert torch.equal(
+        border_points(1), torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    )
 
 
 def test_to_pixels_puts_pixel_centres_on_integers():
     pixels = to_pixels(base_grid(1, 3, 4)[0], (3, 4))
     cols, rows = torch.meshgrid(torch.arange(4.0), torch.arange(3.0), indexing="xy")
     torch.testing.assert_close(pixels, torch.stack([cols, rows], -1))
-    torch.testing.assert_close(to_pixels(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), (3, 4)),
-                               torch.tensor([[-0.5, -0.5], [3.5, 2.5]]))
+    torch.testing.assert_close(
+        to_pixels(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), (3, 4)), torch.tensor([[-0.5, -0.5], [3.5, 2.5]])
+    )
 
 
 _LAYERS = """

@@ -43,8 +43,10 @@ def test_num_classes_comes_from_the_data():
 
 
 def test_parameter_groups_come_from_the_network():
-    cfg = OmegaConf.to_container(compose(["model=two_st", "data.image_size=32", "optim.weight_decay=0.1",
-                                          "module.locnet_lr_scale=0.5"]), resolve=True)
+    cfg = OmegaConf.to_container(
+        compose(["model=two_st", "data.image_size=32", "optim.weight_decay=0.1", "module.locnet_lr_scale=0.5"]),
+        resolve=True,
+    )
     module = build_module(cfg)
     groups = {g["name"]: g for g in module.configure_optimizers().param_groups}
     assert set(groups) == {"backbone", "locnet", "regressor"}
@@ -69,8 +71,18 @@ def _legacy(cfg: dict) -> dict:
 
 
 def test_a_checkpoint_rebuilds_its_module_also_from_the_older_config_layout(tmp_path):
-    cfg = OmegaConf.to_container(compose(["model=two_st", "data.image_size=32", "scheduler=cosine",
-                                          "module.locnet_lr_scale=0.1", "module.label_smoothing=0.1"]), resolve=True)
+    cfg = OmegaConf.to_container(
+        compose(
+            [
+                "model=two_st",
+                "data.image_size=32",
+                "scheduler=cosine",
+                "module.locnet_lr_scale=0.1",
+                "module.label_smoothing=0.1",
+            ]
+        ),
+        resolve=True,
+    )
     module = build_module(cfg).eval()
     with torch.no_grad():
         for st in module.net.transformers.values():

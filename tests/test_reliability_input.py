@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from conftest import ROOT, compose
-from stnlab.training.run import train
 from stnlab.data import archives
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.data.gtsrb import Split, _checksum, cached
 from stnlab.errors import ConfigError, DataError
+from stnlab.training.run import train
 
 TRAIN_ZIP = archives.TRAIN.filename
 CSV_1 = "GTSRB/Final_Training/Images/00001/GT-00001.csv"
@@ -47,8 +47,10 @@ def flip_byte_in_member(path: Path, member: str, where: float) -> None:
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo(member)
     raw = bytearray(path.read_bytes())
-    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26:][:2], "little"), \
-        int.from_bytes(raw[info.header_offset + 28:][:2], "little")
+    name_len, extra_len = (
+        int.from_bytes(raw[info.header_offset + 26 :][:2], "little"),
+        int.from_bytes(raw[info.header_offset + 28 :][:2], "little"),
+    )
     start = info.header_offset + 30 + name_len + extra_len
     raw[start + int(info.compress_size * where)] ^= 0xFF
     path.write_bytes(bytes(raw))
@@ -63,10 +65,13 @@ def mirror_with(tmp_path: Path, gtsrb_mirror: Path, replace: dict[str, bytes | N
 # --- archives --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stored, where, problem", [
-    (True, 0.5, "corrupt member GTSRB/Final_Training/Images/00001/00000_00001.ppm"),  # CRC-32 mismatch
-    (False, 0.0, "unreadable zip .*decompress"),  # a broken deflate stream (was a zlib.error traceback)
-])
+@pytest.mark.parametrize(
+    "stored, where, problem",
+    [
+        (True, 0.5, "corrupt member GTSRB/Final_Training/Images/00001/00000_00001.ppm"),  # CRC-32 mismatch
+        (False, 0.0, "unreadable zip .*decompress"),  # a broken deflate stream (was a zlib.error traceback)
+    ],
+)
 def test_corrupt_member_is_named_and_never_kept(stored, where, problem, gtsrb_mirror, tmp_path):
     mirror = mirror_with(tmp_path, gtsrb_mirror, {}, stored=stored)
     flip_byte_in_member(mirror / TRAIN_ZIP, IMAGE_1, where)
@@ -88,15 +93,18 @@ def _csv_1(gtsrb_mirror: Path) -> str:
         return zf.read(CSV_1).decode()
 
 
-@pytest.mark.parametrize("case, problem", [
-    ("label", r"GT-00001.csv, line 3: ClassId 99 outside 0..42; fix or replace the CSV"),
-    ("short_row", r"GT-00001.csv, line 3: malformed row"),
-    ("roi", r"GT-00001.csv, line 3: ROI .* inverted"),
-    ("latin1", r"GT-00001.csv: not UTF-8 text"),
-    ("no_classid", r"missing column\(s\) ClassId; the CSV must have the official header"),
-    ("missing_image", r"image GTSRB/Final_Training/Images/00001/00000_00001.ppm listed in the CSV is missing"),
-    ("garbage_image", r"unreadable image GTSRB/Final_Training/Images/00001/00000_00001.ppm .*replace the archive"),
-])
+@pytest.mark.parametrize(
+    "case, problem",
+    [
+        ("label", r"GT-00001.csv, line 3: ClassId 99 outside 0..42; fix or replace the CSV"),
+        ("short_row", r"GT-00001.csv, line 3: malformed row"),
+        ("roi", r"GT-00001.csv, line 3: ROI .* inverted"),
+        ("latin1", r"GT-00001.csv: not UTF-8 text"),
+        ("no_classid", r"missing column\(s\) ClassId; the CSV must have the official header"),
+        ("missing_image", r"image GTSRB/Final_Training/Images/00001/00000_00001.ppm listed in the CSV is missing"),
+        ("garbage_image", r"unreadable image GTSRB/Final_Training/Images/00001/00000_00001.ppm .*replace the archive"),
+    ],
+)
 def test_bad_csv_or_image_in_a_valid_archive(case, problem, gtsrb_mirror, tmp_path):
     lines = _csv_1(gtsrb_mirror).splitlines()
     fields = lines[2].split(";")
@@ -130,8 +138,9 @@ def test_bad_csv_or_image_in_a_valid_archive(case, problem, gtsrb_mirror, tmp_pa
 
 def _split(seed: int = 0) -> Split:
     g = torch.Generator().manual_seed(seed)
-    return Split(torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8, generator=g), torch.arange(6) % 3,
-                 torch.arange(6))
+    return Split(
+        torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8, generator=g), torch.arange(6) % 3, torch.arange(6)
+    )
 
 
 def test_tampered_cache_with_a_matching_key_is_rebuilt(tmp_path):
@@ -187,40 +196,43 @@ def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
 # --- config values, checked before any work ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("override, problem", [
-    ("optim.lr=0", "optim.lr=0 must be positive"),
-    ("optim.lr=fast", "optim.lr=fast is not a number"),
-    ("optim.lr=nan", "optim.lr=nan is not a number"),
-    ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
-    ("data.eval_batch_size=2.5", "data.eval_batch_size=2.5 is not an integer"),
-    ("data.image_size=8", "is too small .*; change model.* or data.image_size"),  # the IDSIA two_st network
-    ("model=no_st data.image_size=7", "data.image_size=7 is too small; use at least 8"),
-    ("model.transformers.conv2.position=5", "ST 'conv2' position 5 is beyond the backbone: use 0"),
-    ("checkpoint.every_n_train_steps=-1", "checkpoint.every_n_train_steps=-1 must be >= 0"),
-    ("data.download_retries=0", "data.download_retries=0 must be positive"),
-    ("data.val_tracks_per_class=-1", "data.val_tracks_per_class=-1 must be >= 0"),
-    ("resume=RUN/nowhere.ckpt", "no such checkpoint file"),
-    ("resume=last", "resume=last: .*last.ckpt does not exist"),
-    ("resume=RUN/broken.ckpt", "checkpoint .*broken.ckpt is truncated or corrupt"),
-    # issue 16, item 7: these raised tracebacks, late
-    ("resume=RUN/plain.ckpt", "plain.ckpt is not a training checkpoint .*drop resume="),
-    ("seed=-1", "seed=-1 must be in 0..4294967295"),
-    ("seed=4294967296", "seed=4294967296 must be in 0..4294967295"),
-    ("seed=abc", "seed=abc is not an integer"),
-    ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
-    ("data.num_workers=two", "data.num_workers=two is not an integer"),
-    ("+optim.foo=1", "optim.foo is not an argument of torch.optim.SGD .*; drop the optim.foo override"),
-    ("optim=adam +optim.momentum=0.9", "optim.momentum is not an argument of torch.optim.Adam"),
-    ("scheduler=step +scheduler.bar=2", "scheduler.bar is not an argument of torch.optim.lr_scheduler.StepLR"),
-    ("module.locnet_lr_scale=abc", "module.locnet_lr_scale=abc is not a number"),
-    # issue 16, item 6: these tested untrained weights without a word
-    ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: the test would measure untrained weights"),
-    ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
-    ("trainer.max_epochs=-5", "trainer.max_epochs=-5 trains nothing"),
-    ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing"),
-    ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 must be >= 0"),
-    ("trainer.limit_test_batches=abc", "trainer.limit_test_batches=abc is not a number"),
-])
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("optim.lr=0", "optim.lr=0 must be positive"),
+        ("optim.lr=fast", "optim.lr=fast is not a number"),
+        ("optim.lr=nan", "optim.lr=nan is not a number"),
+        ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
+        ("data.eval_batch_size=2.5", "data.eval_batch_size=2.5 is not an integer"),
+        ("data.image_size=8", "is too small .*; change model.* or data.image_size"),  # the IDSIA two_st network
+        ("model=no_st data.image_size=7", "data.image_size=7 is too small; use at least 8"),
+        ("model.transformers.conv2.position=5", "ST 'conv2' position 5 is beyond the backbone: use 0"),
+        ("checkpoint.every_n_train_steps=-1", "checkpoint.every_n_train_steps=-1 must be >= 0"),
+        ("data.download_retries=0", "data.download_retries=0 must be positive"),
+        ("data.val_tracks_per_class=-1", "data.val_tracks_per_class=-1 must be >= 0"),
+        ("resume=RUN/nowhere.ckpt", "no such checkpoint file"),
+        ("resume=last", "resume=last: .*last.ckpt does not exist"),
+        ("resume=RUN/broken.ckpt", "checkpoint .*broken.ckpt is truncated or corrupt"),
+        # issue 16, item 7: these raised tracebacks, late
+        ("resume=RUN/plain.ckpt", "plain.ckpt is not a training checkpoint .*drop resume="),
+        ("seed=-1", "seed=-1 must be in 0..4294967295"),
+        ("seed=4294967296", "seed=4294967296 must be in 0..4294967295"),
+        ("seed=abc", "seed=abc is not an integer"),
+        ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
+        ("data.num_workers=two", "data.num_workers=two is not an integer"),
+        ("+optim.foo=1", "optim.foo is not an argument of torch.optim.SGD .*; drop the optim.foo override"),
+        ("optim=adam +optim.momentum=0.9", "optim.momentum is not an argument of torch.optim.Adam"),
+        ("scheduler=step +scheduler.bar=2", "scheduler.bar is not an argument of torch.optim.lr_scheduler.StepLR"),
+        ("module.locnet_lr_scale=abc", "module.locnet_lr_scale=abc is not a number"),
+        # issue 16, item 6: these tested untrained weights without a word
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: the test would measure untrained weights"),
+        ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+        ("trainer.max_epochs=-5", "trainer.max_epochs=-5 trains nothing"),
+        ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing"),
+        ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 must be >= 0"),
+        ("trainer.limit_test_batches=abc", "trainer.limit_test_batches=abc is not a number"),
+    ],
+)
 def test_invalid_config_fails_before_any_work(override, problem, tiny_overrides, tmp_path):
     (tmp_path / "RUN").mkdir()
     (tmp_path / "RUN" / "broken.ckpt").write_bytes(b"PK\x03\x04" + os.urandom(200))  # a checkpoint cut short
@@ -248,8 +260,14 @@ def test_bad_trainer_argument_is_one_line(tiny_overrides):
 def test_cli_unknown_transform_lists_the_choices(tmp_path):
     env = dict(os.environ, WANDB_MODE="disabled")
     env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "transform=shear"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), "transform=shear"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "Could not find 'transform/shear'" in res.stderr and "affine" in res.stderr  # Hydra lists the options
     assert not (tmp_path / "outputs").exists()
@@ -319,6 +337,7 @@ def _members(gtsrb_mirror: Path) -> list[tuple[str, bytes]]:
 
 def _structure_case(case: str, members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The tiny archive (classes 00000-00002) changed the way a bad copy or a hand-made zip differs."""
+
     def in_class(name: str, *classes: int) -> bool:
         return any(name.startswith(f"{IMAGES}{c:05d}/") for c in classes)
 
@@ -341,8 +360,10 @@ def _structure_case(case: str, members: list[tuple[str, bytes]]) -> list[tuple[s
     if case == "duplicated_csv":  # the same member twice: its rows would count twice
         return members + [(CSV_1, dict(members)[CSV_1])]
     if case == "classid_vs_folder":
-        return [(n, csv_rows(d, lambda ls: ls[:2] + [ls[2].rsplit(";", 1)[0] + ";2"] + ls[3:]) if n == CSV_1 else d)
-                for n, d in members]
+        return [
+            (n, csv_rows(d, lambda ls: ls[:2] + [ls[2].rsplit(";", 1)[0] + ";2"] + ls[3:]) if n == CSV_1 else d)
+            for n, d in members
+        ]
     if case == "row_twice":
         return [(n, csv_rows(d, lambda ls: ls + [ls[1]]) if n == CSV_1 else d) for n, d in members]
     if case == "header_only":
@@ -354,21 +375,27 @@ def _structure_case(case: str, members: list[tuple[str, bytes]]) -> list[tuple[s
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case, problem", [
-    ("only_class_0", "holds only class folder 00000 .*replace the archive with the official one"),
-    ("gap", r"class folder\(s\) 00001 missing \(the official archive has 00000 to 00042\)"),
-    ("no_csv", "class folder 00002 has no GT-00002.csv"),
-    ("lowercase_folders", "member gtsrb/final_training/images/00002/.* is not under GTSRB/Final_Training/Images/ "
-                          "as capitalised officially"),
-    ("mixed_case_images", "member GTSRB/Final_Training/images/00001/.* as capitalised officially"),
-    ("stray_folder", "unexpected member GTSRB/Final_Training/Images/extra/00000_00000.ppm"),
-    ("duplicated_csv", "member GTSRB/Final_Training/Images/00001/GT-00001.csv appears twice"),
-    ("classid_vs_folder", "GT-00001.csv, line 3: ClassId 2 disagrees with its folder 00001"),
-    ("row_twice", r"GT-00001.csv, line \d+: 00000_00000.ppm is listed twice"),
-    ("header_only", r"every GT-\*.csv lists no image \(header only\)"),
-    ("huge_field", "GT-00001.csv: unreadable CSV .*field larger than field limit"),
-    ("decompression_bomb", f"unreadable image {IMAGE_1} .*decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "case, problem",
+    [
+        ("only_class_0", "holds only class folder 00000 .*replace the archive with the official one"),
+        ("gap", r"class folder\(s\) 00001 missing \(the official archive has 00000 to 00042\)"),
+        ("no_csv", "class folder 00002 has no GT-00002.csv"),
+        (
+            "lowercase_folders",
+            "member gtsrb/final_training/images/00002/.* is not under GTSRB/Final_Training/Images/ "
+            "as capitalised officially",
+        ),
+        ("mixed_case_images", "member GTSRB/Final_Training/images/00001/.* as capitalised officially"),
+        ("stray_folder", "unexpected member GTSRB/Final_Training/Images/extra/00000_00000.ppm"),
+        ("duplicated_csv", "member GTSRB/Final_Training/Images/00001/GT-00001.csv appears twice"),
+        ("classid_vs_folder", "GT-00001.csv, line 3: ClassId 2 disagrees with its folder 00001"),
+        ("row_twice", r"GT-00001.csv, line \d+: 00000_00000.ppm is listed twice"),
+        ("header_only", r"every GT-\*.csv lists no image \(header only\)"),
+        ("huge_field", "GT-00001.csv: unreadable CSV .*field larger than field limit"),
+        ("decompression_bomb", f"unreadable image {IMAGE_1} .*decompression bomb"),
+    ],
+)
 def test_archive_off_the_official_structure_is_one_line_and_nothing_cached(case, problem, gtsrb_mirror, tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -388,13 +415,19 @@ def test_archive_off_the_official_structure_is_one_line_and_nothing_cached(case,
 def test_training_archive_missing_a_class_of_the_test_set_is_refused(gtsrb_mirror, tmp_path):
     # Classes 00000-00001 of 3: structurally sound, but the test ground truth has class 2 too.
     mirror = tmp_path / "mirror"
-    rewrite_zip(gtsrb_mirror / TRAIN_ZIP, mirror / TRAIN_ZIP,
-                {n: None for n, _ in _members(gtsrb_mirror) if n.startswith(f"{IMAGES}00002/")})
+    rewrite_zip(
+        gtsrb_mirror / TRAIN_ZIP,
+        mirror / TRAIN_ZIP,
+        {n: None for n, _ in _members(gtsrb_mirror) if n.startswith(f"{IMAGES}00002/")},
+    )
     for other in (archives.TEST.filename, archives.TEST_GT.filename):
         shutil.copy(gtsrb_mirror / other, mirror / other)
     root = tmp_path / "root"
-    with pytest.raises(DataError, match=r"lacks class folder\(s\) 00002 that the test ground truth "
-                                        "GTSRB_Final_Test_GT.zip has"):
+    with pytest.raises(
+        DataError,
+        match=r"lacks class folder\(s\) 00002 that the test ground truth "
+        "GTSRB_Final_Test_GT.zip has",
+    ):
         GTSRBDataModule(root=str(root), mirror=str(mirror), image_size=16).setup("fit")
     assert not list(root.rglob("*.pt"))
 
@@ -403,8 +436,11 @@ def test_training_archive_missing_a_class_of_the_test_set_is_refused(gtsrb_mirro
 def test_csvs_with_cr_or_crlf_line_ends_read_like_lf(line_end, gtsrb_mirror, tmp_path):
     members = _members(gtsrb_mirror)
     mirror = tmp_path / "mirror"
-    rewrite_zip(gtsrb_mirror / TRAIN_ZIP, mirror / TRAIN_ZIP,
-                {n: d.replace(b"\n", line_end.encode()) for n, d in members if n.endswith(".csv")})
+    rewrite_zip(
+        gtsrb_mirror / TRAIN_ZIP,
+        mirror / TRAIN_ZIP,
+        {n: d.replace(b"\n", line_end.encode()) for n, d in members if n.endswith(".csv")},
+    )
     dm = GTSRBDataModule(root=str(tmp_path / "root"), mirror=str(mirror), image_size=16)
     dm.setup("fit")
     ref = GTSRBDataModule(root=str(tmp_path / "ref"), mirror=str(gtsrb_mirror), image_size=16)
@@ -467,8 +503,13 @@ def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, ca
     cache_dir = tmp_path / "cache"
     if problem == "full_disk":
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(cache_dir), str(tmp_path / "n")], env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", _FULL_DISK, str(cache_dir), str(tmp_path / "n")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0 and (tmp_path / "n").read_text() == "64", done.stderr[-2000:]
     else:  # a data.root where the cache cannot go (read-only, or its cache/ taken by a file)
         cache_dir.write_text("not a folder")
@@ -495,8 +536,9 @@ def test_full_disk_under_data_root_is_one_line_and_leaves_no_part(gtsrb_mirror, 
     import multiprocessing as mp
 
     root = tmp_path / "root"
-    p = mp.get_context("fork").Process(target=_fetch_on_a_full_disk,
-                                       args=(str(root), str(gtsrb_mirror), str(tmp_path / "out")))
+    p = mp.get_context("fork").Process(
+        target=_fetch_on_a_full_disk, args=(str(root), str(gtsrb_mirror), str(tmp_path / "out"))
+    )
     p.start()
     p.join(60)
     message = (tmp_path / "out").read_text()

@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from conftest import ROOT, compose
-from stnlab.training.run import train
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.training.module import NonFiniteLossError, build_module
+from stnlab.training.run import train
 
 TESTS = Path(__file__).resolve().parent
 
@@ -33,13 +33,29 @@ TESTS = Path(__file__).resolve().parent
 def tiny_run(mirror: Path, data_root: Path, run_dir: Path | None, *extra: str) -> list[str]:
     """A 2-epoch run of a conv_st network of width 8 with jitter, a last.ckpt every 2 steps (3 steps per epoch)."""
     return [
-        f"data.mirror={mirror}", f"data.root={data_root}", *([f"run_dir={run_dir}"] if run_dir else []),
-        "data.image_size=16", "data.batch_size=8", "data.eval_batch_size=16",
-        "model=conv_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
-        "model.transformers.input.locnet.widths=[8,8,8]", "augment=jitter", "optim.lr=0.05", "seed=5",
-        "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0",
-        "checkpoint.every_n_train_steps=2", "wandb.mode=disabled", "callbacks.test_report=null", *extra,
+        f"data.mirror={mirror}",
+        f"data.root={data_root}",
+        *([f"run_dir={run_dir}"] if run_dir else []),
+        "data.image_size=16",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        "model=conv_st",
+        "model.backbone.widths=[8,8,8]",
+        "model.backbone.fc=16",
+        "model.transformers.input.locnet.widths=[8,8,8]",
+        "augment=jitter",
+        "optim.lr=0.05",
+        "seed=5",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0",
+        "checkpoint.every_n_train_steps=2",
+        "wandb.mode=disabled",
+        "callbacks.test_report=null",
+        *extra,
     ]
 
 
@@ -98,8 +114,14 @@ def reference(gtsrb_mirror, data_root, tmp_path_factory):
 def _cli(*args: str, cwd: Path, extra_env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(TESTS), **(extra_env or {}))
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --- reproducibility and resuming ---------------------------------------------------------------------
@@ -128,14 +150,20 @@ def test_crash_mid_epoch_then_resume_last_gives_the_same_run(reference, gtsrb_mi
     # The resumed part wrote beside the first, in the same run directory; nothing of the first part was lost.
     assert (run_b / "csv" / "metrics.csv").is_file() and (run_b / "csv" / "resume-1" / "metrics.csv").is_file()
     # ...and it started mid-epoch, from the step-4 checkpoint (not from the end of epoch 1): 2 steps left.
-    resumed_steps = [int(r["step"]) for r in csv.DictReader((run_b / "csv" / "resume-1" / "metrics.csv").open())
-                     if r.get("train/loss_step")]
+    resumed_steps = [
+        int(r["step"])
+        for r in csv.DictReader((run_b / "csv" / "resume-1" / "metrics.csv").open())
+        if r.get("train/loss_step")
+    ]
     assert resumed_steps == sorted(step_losses(run_a))[-2:]
     assert json.loads((run_b / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
     assert resumed["perf/train_img_per_s"] > 1  # timed from the resume, not from the epoch start it never saw
     # Resuming with another network is refused before any work, naming the difference and the fix.
-    with pytest.raises(ConfigError, match=r"another network \(model.backbone.fc: 16 in the checkpoint, 32 now\).*"
-                                          r"resume with the run's own overrides"):
+    with pytest.raises(
+        ConfigError,
+        match=r"another network \(model.backbone.fc: 16 in the checkpoint, 32 now\).*"
+        r"resume with the run's own overrides",
+    ):
         train(compose(cfg + ["resume=last", "model.backbone.fc=32"]))
 
 
@@ -168,7 +196,9 @@ def test_resume_last_finds_the_latest_run(tmp_path, monkeypatch):
     ckpt, run_dir = resolve_resume("last")
     assert run_dir == Path("outputs/runs/2026-01-02/09-00-00-no_st") and ckpt == run_dir / "checkpoints" / "last.ckpt"
     # A run directory works too, and a checkpoint file.
-    assert resolve_resume("outputs/runs/2026-01-01/10-00-00-two_st")[1] == Path("outputs/runs/2026-01-01/10-00-00-two_st")
+    assert resolve_resume("outputs/runs/2026-01-01/10-00-00-two_st")[1] == Path(
+        "outputs/runs/2026-01-01/10-00-00-two_st"
+    )
     assert resolve_resume(str(ckpt)) == (ckpt, run_dir)
 
 
@@ -196,8 +226,9 @@ def test_sigkill_mid_epoch_then_cli_resume_last(reference, gtsrb_mirror, data_ro
 
 def test_non_finite_loss_stops_the_cli_with_one_line(gtsrb_mirror, tmp_path):
     assert issubclass(NonFiniteLossError, StnlabError)  # a sweep marks the trial failed and goes on
-    res = _cli(*tiny_run(gtsrb_mirror, tmp_path / "data", tmp_path / "run", "optim.lr=1e30", "augment=none"),
-               cwd=tmp_path)
+    res = _cli(
+        *tiny_run(gtsrb_mirror, tmp_path / "data", tmp_path / "run", "optim.lr=1e30", "augment=none"), cwd=tmp_path
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("stnlab: error: training loss became") and "at step" in last and "lower optim.lr" in last
@@ -215,8 +246,11 @@ def _build_cache(cache_dir: str, counter: str, barrier, results) -> None:
             f.write("decode\n")
         time.sleep(1.0)  # a slow decode: the other process arrives meanwhile
         g = torch.Generator().manual_seed(0)
-        return Split(torch.randint(0, 256, (50, 3, 16, 16), dtype=torch.uint8, generator=g), torch.arange(50) % 43,
-                     torch.arange(50))
+        return Split(
+            torch.randint(0, 256, (50, 3, 16, 16), dtype=torch.uint8, generator=g),
+            torch.arange(50) % 43,
+            torch.arange(50),
+        )
 
     barrier.wait()
     split = cached(Path(cache_dir), "train", {"image_size": 16}, build)
@@ -228,8 +262,10 @@ def test_two_processes_building_one_cache_decode_once(tmp_path):
     ctx = mp.get_context("fork")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     counter = tmp_path / "decodes.txt"
-    procs = [ctx.Process(target=_build_cache, args=(str(tmp_path / "cache"), str(counter), barrier, results))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_build_cache, args=(str(tmp_path / "cache"), str(counter), barrier, results))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     digests = [results.get(timeout=90) for _ in procs]
@@ -258,8 +294,12 @@ def test_a_writer_killed_while_holding_the_lock_does_not_block_the_next(tmp_path
     p.start()
     p.join(30)
     assert p.exitcode == -signal.SIGKILL
-    split = cached(tmp_path, "train", {"image_size": 16},
-                   lambda: Split(torch.zeros(2, 3, 1, 1, dtype=torch.uint8), torch.tensor([0, 1]), torch.tensor([0, 1])))
+    split = cached(
+        tmp_path,
+        "train",
+        {"image_size": 16},
+        lambda: Split(torch.zeros(2, 3, 1, 1, dtype=torch.uint8), torch.tensor([0, 1]), torch.tensor([0, 1])),
+    )
     assert len(split) == 2
 
 
@@ -379,13 +419,26 @@ def test_cli_run_lands_beside_a_run_started_in_the_same_second(gtsrb_mirror, dat
     now = time.time()
     taken = []
     for t in range(int(now), int(now) + 900):
-        d = tmp_path / "outputs" / "runs" / time.strftime("%Y-%m-%d", time.localtime(t)) / \
-            f"{time.strftime('%H-%M-%S', time.localtime(t))}-no_st"
+        d = (
+            tmp_path
+            / "outputs"
+            / "runs"
+            / time.strftime("%Y-%m-%d", time.localtime(t))
+            / f"{time.strftime('%H-%M-%S', time.localtime(t))}-no_st"
+        )
         (d / "csv").mkdir(parents=True)
         taken.append(d)
     # It passes its checks, then fails in training: the folder it claimed holds its run.
-    res = _cli("model=no_st", f"data.mirror={gtsrb_mirror}", f"data.root={data_root}", "data.image_size=32",
-               "optim.lr=1e30", "trainer.max_epochs=3", "trainer.accelerator=cpu", cwd=tmp_path)
+    res = _cli(
+        "model=no_st",
+        f"data.mirror={gtsrb_mirror}",
+        f"data.root={data_root}",
+        "data.image_size=32",
+        "optim.lr=1e30",
+        "trainer.max_epochs=3",
+        "trainer.accelerator=cpu",
+        cwd=tmp_path,
+    )
     assert res.returncode == 2 and "training loss became" in res.stderr.strip().splitlines()[-1]
     assert all(sorted(p.name for p in d.iterdir()) == ["csv"] for d in taken)  # nothing written into them
     (mine,) = [d for d in (tmp_path / "outputs" / "runs").glob("*/*") if d not in taken]
@@ -400,8 +453,11 @@ def test_run_dir_of_another_run_is_refused_and_left_alone(marker, gtsrb_mirror, 
     (other / marker).parent.mkdir(parents=True, exist_ok=True)
     (other / marker).write_text("theirs")
     before = sorted((p.relative_to(other), p.stat().st_mtime_ns) for p in other.rglob("*"))
-    with pytest.raises(ConfigError, match=f"run_dir={other} already holds a run \\(model two_st\\); pick a new "
-                                          f"run_dir, or continue that run with resume=last run_dir={other}"):
+    with pytest.raises(
+        ConfigError,
+        match=f"run_dir={other} already holds a run \\(model two_st\\); pick a new "
+        f"run_dir, or continue that run with resume=last run_dir={other}",
+    ):
         train(compose(tiny_run(gtsrb_mirror, data_root, other)))
     assert sorted((p.relative_to(other), p.stat().st_mtime_ns) for p in other.rglob("*")) == before
 
@@ -409,21 +465,26 @@ def test_run_dir_of_another_run_is_refused_and_left_alone(marker, gtsrb_mirror, 
 # --- resuming onto other data, runs without validation (issue 16, item 6) -------------------------------
 
 
-@pytest.mark.parametrize("override, diff", [
-    ("data.crop_roi=true", "data.crop_roi: False in the checkpoint, True now"),
-    ("data.split_seed=3", "data.split_seed: 0 in the checkpoint, 3 now"),
-    ("data.val_tracks_per_class=2", "data.val_tracks_per_class: 1 in the checkpoint, 2 now"),
-])
+@pytest.mark.parametrize(
+    "override, diff",
+    [
+        ("data.crop_roi=true", "data.crop_roi: False in the checkpoint, True now"),
+        ("data.split_seed=3", "data.split_seed: 0 in the checkpoint, 3 now"),
+        ("data.val_tracks_per_class=2", "data.val_tracks_per_class: 1 in the checkpoint, 2 now"),
+    ],
+)
 def test_resume_onto_other_data_is_refused(override, diff, reference, gtsrb_mirror, data_root, tmp_path):
     _, run_a = reference
     ckpt = run_a / "checkpoints" / "last.ckpt"
-    with pytest.raises(ConfigError, match=f"trained on other data \\({diff}\\); its val/acc_best would not be "
-                                          "comparable"):
+    with pytest.raises(
+        ConfigError, match=f"trained on other data \\({diff}\\); its val/acc_best would not be comparable"
+    ):
         train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", f"resume={ckpt}", override)))
     assert not (tmp_path / "run").exists()
     # Where the data lies and how it is batched may change (another machine, another batch size).
-    from stnlab.training.resume import check_compatible
     from omegaconf import OmegaConf
+
+    from stnlab.training.resume import check_compatible
 
     moved = compose(tiny_run(tmp_path / "elsewhere", tmp_path / "root", None, "data.eval_batch_size=4"))
     check_compatible(ckpt, OmegaConf.to_container(moved, resolve=True))
@@ -444,8 +505,9 @@ def test_a_run_without_validation_says_so_and_completes(override, gtsrb_mirror, 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
-def test_unwritable_wandb_data_dir_warns_and_the_run_completes(where, gtsrb_mirror, data_root, tmp_path, monkeypatch,
-                                                               caplog):
+def test_unwritable_wandb_data_dir_warns_and_the_run_completes(
+    where, gtsrb_mirror, data_root, tmp_path, monkeypatch, caplog
+):
     """W&B stages the test report's table images in WANDB_DATA_DIR (default ~/.local/share/wandb): unwritable,
     it raised PermissionError after training and the finished run was lost (exit 1, no metrics.json)."""
     from stnlab.tracking.runfile import read_run
@@ -454,8 +516,14 @@ def test_unwritable_wandb_data_dir_warns_and_the_run_completes(where, gtsrb_mirr
     blocker.write_text("not a folder")
     monkeypatch.setenv("WANDB_DATA_DIR", str(blocker / "wandb" if where == "under_a_file" else blocker))
     run = tmp_path / "run"
-    cfg = tiny_run(gtsrb_mirror, data_root, run, "trainer.max_epochs=1", "wandb.mode=offline",
-                   "callbacks.test_report={_target_:stnlab.evaluation.TestReport,max_errors:4}")
+    cfg = tiny_run(
+        gtsrb_mirror,
+        data_root,
+        run,
+        "trainer.max_epochs=1",
+        "wandb.mode=offline",
+        "callbacks.test_report={_target_:stnlab.evaluation.TestReport,max_errors:4}",
+    )
     with caplog.at_level(logging.WARNING):
         metrics = train(compose(cfg))
     (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B:")]
@@ -487,19 +555,27 @@ def _small_disk(limit: int):
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
     return limit_file_size
 
 
 @pytest.mark.timeout(300)
-def test_full_disk_under_run_dir_is_one_line_and_leaves_no_truncated_checkpoint(reference, gtsrb_mirror, data_root,
-                                                                                  tmp_path):
+def test_full_disk_under_run_dir_is_one_line_and_leaves_no_truncated_checkpoint(
+    reference, gtsrb_mirror, data_root, tmp_path
+):
     """Checkpoints of this network are ~48 kB; every other file of the run is smaller than 20 kB."""
     run = tmp_path / "run"
     env = dict(os.environ, WANDB_MODE="disabled")
     env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *tiny_run(gtsrb_mirror, data_root, run)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
-                         preexec_fn=_small_disk(20_000))
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *tiny_run(gtsrb_mirror, data_root, run)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=_small_disk(20_000),
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith(f"stnlab: error: cannot write {run}/checkpoints/") and "File too large" in last

@@ -14,7 +14,11 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose, run_app
 from short_runs import single_thread
 from stnlab.evaluation.robustness import (
-    CAMERA_DISTANCE, DISTORTIONS, accuracy_curve, perspective_matrix, tilt_homography,
+    CAMERA_DISTANCE,
+    DISTORTIONS,
+    accuracy_curve,
+    perspective_matrix,
+    tilt_homography,
 )
 from stnlab.geometry import ALIGN_CORNERS, apply_homography, base_grid
 
@@ -133,10 +137,18 @@ def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     size = 20
     train_x, train_y = _upright_signs(400, size, seed=1)
     val_x, val_y = _upright_signs(200, size, seed=2)
-    cfg = OmegaConf.to_container(compose([
-        "model=no_st", f"data.image_size={size}", "model.backbone.widths=[16,32,48]", "model.backbone.fc=64",
-        "normalize.local_norm=false",
-    ]), resolve=True)
+    cfg = OmegaConf.to_container(
+        compose(
+            [
+                "model=no_st",
+                f"data.image_size={size}",
+                "model.backbone.widths=[16,32,48]",
+                "model.backbone.fc=64",
+                "normalize.local_norm=false",
+            ]
+        ),
+        resolve=True,
+    )
     model = build_module(cfg)
     model.normalizer.set_stats(*(s.float() for s in channel_stats(train_x)))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -161,8 +173,18 @@ def _script(name: str):
 
 def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
     ckpts = [short_runs[k] / "checkpoints" / "last.ckpt" for k in ("run_a", "run_b")]
-    run_app("robustness", [f"ckpt=[{ckpts[0]},{ckpts[1]}]", "split=val", f"out={tmp_path}",
-                           "rotation=[0,30]", "scale=[0.6,1,1.4]", "translation=[0,0.2]", "perspective=[0,40]"])
+    run_app(
+        "robustness",
+        [
+            f"ckpt=[{ckpts[0]},{ckpts[1]}]",
+            "split=val",
+            f"out={tmp_path}",
+            "rotation=[0,30]",
+            "scale=[0.6,1,1.4]",
+            "translation=[0,0.2]",
+            "perspective=[0,40]",
+        ],
+    )
     table = json.loads((tmp_path / "robustness_val.json").read_text())
     assert [m["label"] for m in table["models"]] == ["custom-no_st-affine-gtsrb32-s1", "custom-no_st-affine-gtsrb32-s2"]
     assert table["distortions"]["scale"] == {"unit": "zoom factor", "levels": [0.6, 1.0, 1.4]}
@@ -183,8 +205,9 @@ def test_robustness_wandb_line_plots(short_runs, tmp_path):
     from stnlab.tracking.runfile import read_run
 
     ckpt = short_runs["run_a"] / "checkpoints" / "last.ckpt"
-    run_robustness([ckpt], "val", distortions=["rotation"], levels={"rotation": [0, 20]}, out_dir=tmp_path,
-                   wandb_mode="offline")
+    run_robustness(
+        [ckpt], "val", distortions=["rotation"], levels={"rotation": [0, 20]}, out_dir=tmp_path, wandb_mode="offline"
+    )
     (offline,) = tmp_path.glob("wandb/offline-run-*")
     record = read_run(offline)
     assert record.job_type == "robustness" and record.config["models"] == ["custom-no_st-affine-gtsrb32-s1"]
@@ -217,19 +240,25 @@ def test_command_line_lists_and_types():
     assert options(compose("robustness", ["ckpt=a.ckpt", "distortions=rotation"]))["distortions"] == ["rotation"]
 
 
-@pytest.mark.parametrize("arg, message", [
-    ("batch_size=-1", "batch_size=-1: expected a positive integer"),  # printed 0.00% everywhere
-    ("batch_size=0", "batch_size=0: expected a positive integer"),
-    ("limit=0", "limit=0: expected a positive integer"),  # was taken as "all"
-    ("limit=-5", "limit=-5: expected a positive integer"),  # was "all but 5"
-    ("rotation=[-30,nan]", "rotation=[-30,nan]: expected a list of finite numbers"),  # wrote NaN levels
-    ("translation=[0,inf]", "translation=[0,inf]: expected a list of finite numbers"),
-    ("perspective=ten", "perspective=ten: expected a list of numbers"),
-    ("rotation=[]", "rotation=[]: expected a list of finite numbers"),
-    ("scale=[0,1]", "scale=[0,1]: expected numbers > 0"),
-    ("ckpt=other.ckpt", "ckpt= is given 2 times and only the last would count; give them as one list: 'ckpt=[a,b]'"),
-    ("rotation=0,30", "Ambiguous value for argument 'rotation=0,30'"),  # the spelling before Hydra
-])
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("batch_size=-1", "batch_size=-1: expected a positive integer"),  # printed 0.00% everywhere
+        ("batch_size=0", "batch_size=0: expected a positive integer"),
+        ("limit=0", "limit=0: expected a positive integer"),  # was taken as "all"
+        ("limit=-5", "limit=-5: expected a positive integer"),  # was "all but 5"
+        ("rotation=[-30,nan]", "rotation=[-30,nan]: expected a list of finite numbers"),  # wrote NaN levels
+        ("translation=[0,inf]", "translation=[0,inf]: expected a list of finite numbers"),
+        ("perspective=ten", "perspective=ten: expected a list of numbers"),
+        ("rotation=[]", "rotation=[]: expected a list of finite numbers"),
+        ("scale=[0,1]", "scale=[0,1]: expected numbers > 0"),
+        (
+            "ckpt=other.ckpt",
+            "ckpt= is given 2 times and only the last would count; give them as one list: 'ckpt=[a,b]'",
+        ),
+        ("rotation=0,30", "Ambiguous value for argument 'rotation=0,30'"),  # the spelling before Hydra
+    ],
+)
 def test_robustness_cli_bad_values_are_one_line_before_any_work(arg, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_app("robustness", ["ckpt=missing.ckpt", arg])

@@ -24,7 +24,10 @@ def test_training_run_file_holds_history_summary_and_config(short_runs):
     # Summary: what app.py puts there (parameters, throughput, fit time, test figures, delta to 99.46).
     summary = record.summary
     assert summary["model/params"] == metrics["model/params"] > 0
-    assert summary["perf/train_img_per_s"] == pytest.approx(metrics["perf/train_img_per_s"]) and summary["perf/train_img_per_s"] > 0
+    assert (
+        summary["perf/train_img_per_s"] == pytest.approx(metrics["perf/train_img_per_s"])
+        and summary["perf/train_img_per_s"] > 0
+    )
     assert summary["time/fit_s"] == pytest.approx(metrics["time/fit_s"])
     assert summary["val/acc"] == {"max": pytest.approx(metrics["val/acc_best"])}  # define_metric(summary="max")
     assert summary["baseline/delta_vs_idsia"] == pytest.approx(100 * metrics["test/acc"] - 99.46)
@@ -39,8 +42,13 @@ def test_logged_image_is_in_the_run_file_and_its_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     pixels = np.zeros((6, 8, 3), dtype=np.uint8)
     pixels[2:4, 1:7] = (200, 30, 30)
-    run = wandb.init(project="stnlab-test", dir=str(tmp_path), name="media-check", config={"a": 1, "b.c": "x"},
-                     settings=wandb.Settings(x_disable_stats=True, silent=True))
+    run = wandb.init(
+        project="stnlab-test",
+        dir=str(tmp_path),
+        name="media-check",
+        config={"a": 1, "b.c": "x"},
+        settings=wandb.Settings(x_disable_stats=True, silent=True),
+    )
     run.log({"loss": 0.5, "examples/sign": wandb.Image(pixels, caption="a red bar")})
     run.log({"loss": 0.25})
     run.summary["best"] = 7

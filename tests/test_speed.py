@@ -57,8 +57,13 @@ def test_channels_last_switch_reaches_the_run(tiny_overrides):
     from stnlab.training.run import train
 
     probe = _Probe()
-    train(compose(tiny_overrides + ["model=no_st", "trainer.fast_dev_run=true", "speed.channels_last=true",
-                                    "callbacks.test_report=null"]), extra_callbacks=[probe])
+    train(
+        compose(
+            tiny_overrides
+            + ["model=no_st", "trainer.fast_dev_run=true", "speed.channels_last=true", "callbacks.test_report=null"]
+        ),
+        extra_callbacks=[probe],
+    )
     assert probe.seen == {"channels_last": True, "batch_device": "cpu", "resident": None}
 
 
@@ -110,9 +115,18 @@ def test_gpu_fit_uses_resident_data_channels_last_and_bf16():
 
     cfg = OmegaConf.to_container(compose(["model=two_st", "data.image_size=32"]), resolve=True)
     probe = _Probe()
-    trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", benchmark=True, max_epochs=1,
-                         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         callbacks=[SpeedSwitches({}), probe])
+    trainer = pl.Trainer(
+        accelerator="gpu",
+        devices=1,
+        precision="bf16-mixed",
+        benchmark=True,
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[SpeedSwitches({}), probe],
+    )
     trainer.fit(build_module(cfg), datamodule=_random_data())
     assert probe.seen == {"channels_last": True, "batch_device": "cuda", "resident": torch.device("cuda", 0)}
 
@@ -154,9 +168,17 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
             recording[0] = False
 
     cfg = OmegaConf.to_container(compose(["model=no_st", "data.image_size=32"]), resolve=True)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, log_every_n_steps=50,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[Window(), SpeedSwitches({})])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Window(), SpeedSwitches({})],
+    )
     trainer.fit(build_module(cfg), datamodule=_random_data(n=16, batch=4))
     assert calls == []
 
@@ -164,14 +186,23 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
 @pytest.mark.slow
 def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
     from conftest import compose
-    from stnlab.training.run import train
     from stnlab.checkpoints import load_module
+    from stnlab.training.run import train
 
     # Two narrow STs: the sampler's grid and grid_sample must compile, backward included.
-    narrow = ["model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
-              "model.transformers.input.locnet.widths=[8,8,8]", "model.transformers.conv2.locnet.widths=[8,8,8]"]
-    metrics = train(compose(tiny_overrides + narrow + ["model=two_st", "trainer.max_epochs=1", "speed.compile=true",
-                                                       "callbacks.test_report=null"]))
+    narrow = [
+        "model.backbone.widths=[8,8,8]",
+        "model.backbone.fc=16",
+        "model.transformers.input.locnet.widths=[8,8,8]",
+        "model.transformers.conv2.locnet.widths=[8,8,8]",
+    ]
+    metrics = train(
+        compose(
+            tiny_overrides
+            + narrow
+            + ["model=two_st", "trainer.max_epochs=1", "speed.compile=true", "callbacks.test_report=null"]
+        )
+    )
     module = load_module(metrics["best_checkpoint"])
     assert not any("_orig_mod" in k for k in module.state_dict())
     assert 0 <= metrics["test/acc"] <= 1

@@ -20,8 +20,9 @@ def module_for(overrides: list[str]) -> STNModule:
 
 
 def test_locnet_parameters_get_lr_times_locnet_lr_scale():
-    module = module_for(["model=two_st", "data.image_size=32", "optim=adam", "optim.lr=0.002",
-                         "module.locnet_lr_scale=0.1"])
+    module = module_for(
+        ["model=two_st", "data.image_size=32", "optim=adam", "optim.lr=0.002", "module.locnet_lr_scale=0.1"]
+    )
     optimizer = module.configure_optimizers()
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     st_ids = {id(p) for p in module.net.transformers.parameters()}
@@ -35,9 +36,21 @@ SIZE, CLASSES = 24, 10
 
 
 def synth(translation: float, n: int, seed: int) -> SynthDataModule:
-    dm = SynthDataModule(num_train=n, num_val=200, num_test=0, image_size=SIZE, rotation=0.0, scale=(1.0, 1.0),
-                         translation=translation, perspective=0.0, clutter=0.0, sign_extent=0.45,
-                         num_classes=CLASSES, batch_size=32, seed=seed)
+    dm = SynthDataModule(
+        num_train=n,
+        num_val=200,
+        num_test=0,
+        image_size=SIZE,
+        rotation=0.0,
+        scale=(1.0, 1.0),
+        translation=translation,
+        perspective=0.0,
+        clutter=0.0,
+        sign_extent=0.45,
+        num_classes=CLASSES,
+        batch_size=32,
+        seed=seed,
+    )
     dm.setup()
     return dm
 
@@ -80,11 +93,21 @@ def test_st_learns_to_undo_translations(one_thread):
     start = time.perf_counter()
     torch.manual_seed(0)
     canonical, shifted = synth(0.0, 80 * 32, seed=1), synth(0.12, 300 * 32, seed=0)
-    module = module_for([
-        "data=synth", f"data.image_size={SIZE}", "model=fc_st", "transform=translation",
-        "model.transformers.input.locnet.widths=[64]", "model.backbone.widths=[8]", "model.backbone.kernels=[5]",
-        "model.backbone.fc=32", "optim=adam", "optim.lr=0.001", "normalize.local_norm=false",
-    ])
+    module = module_for(
+        [
+            "data=synth",
+            f"data.image_size={SIZE}",
+            "model=fc_st",
+            "transform=translation",
+            "model.transformers.input.locnet.widths=[64]",
+            "model.backbone.widths=[8]",
+            "model.backbone.kernels=[5]",
+            "model.backbone.fc=32",
+            "optim=adam",
+            "optim.lr=0.001",
+            "normalize.local_norm=false",
+        ]
+    )
     module.normalizer.set_stats(shifted.mean.float(), shifted.std.float())
     fit(module, canonical)
     before = alignment(module, shifted.val)
@@ -94,5 +117,6 @@ def test_st_learns_to_undo_translations(one_thread):
     after = alignment(module, shifted.val)
     seconds = time.perf_counter() - start
     assert after <= 0.5 * before, (
-        f"alignment error {before:.3f} -> {after:.3f} (x{before / after:.2f}); the ST should at least halve it")
+        f"alignment error {before:.3f} -> {after:.3f} (x{before / after:.2f}); the ST should at least halve it"
+    )
     print(f"alignment error {before:.3f} -> {after:.3f} (x{before / after:.2f}) in {seconds:.0f} s")

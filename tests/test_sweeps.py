@@ -17,7 +17,8 @@ from optuna.trial import TrialState, create_trial
 from conftest import CONF, ROOT, run_app
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
-from stnlab.sweeps import dashboard, spec as spec_mod
+from stnlab.sweeps import dashboard
+from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.callbacks import TrialBudget
 from stnlab.sweeps.objective import Objective, check
 from stnlab.sweeps.runner import main
@@ -63,9 +64,14 @@ def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
 
 # --- a real 3-trial sweep -----------------------------------------------------------------------
 
+
 def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, capsys):
     spec = write_spec(
-        tmp_path, "three", n_trials=3, sampler={"name": "random", "seed": 0}, pruner="none",
+        tmp_path,
+        "three",
+        n_trials=3,
+        sampler={"name": "random", "seed": 0},
+        pruner="none",
         overrides=FAST + ["trainer.max_epochs=2"],
         params={"optim.lr": {"choices": [0.05, 0.1]}, "seed": {"choices": [1, 2, 3]}},
     )
@@ -100,14 +106,17 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
     # The report groups over seeds: one row per lr, n summing to 3, delta against 99.46 on test/acc.
     assert report_path == study_dir / "report.md"
     text = report_path.read_text()
-    table = [[c.strip() for c in line.split("|")[1:-1]]
-             for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    table = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and line[2].isdigit()
+    ]
     groups: dict[float, list] = {}
     for t in trials:
         groups.setdefault(t.params["optim.lr"], []).append(t)
     assert len(table) == len(groups) and sum(int(row[2]) for row in table) == 3
     means = []
-    for rank, config, n, objective, test, delta, numbers in table:
+    for _rank, config, n, objective, test, delta, numbers in table:
         group = groups[float(config.removeprefix("optim.lr="))]
         mean = sum(t.value for t in group) / len(group)
         test_mean = sum(t.user_attrs["metrics"]["test/acc"] for t in group) / len(group)
@@ -135,9 +144,13 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
 
 # --- pruning and failures -----------------------------------------------------------------------
 
+
 def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path, capsys):
     spec = write_spec(
-        tmp_path, "prune", n_trials=4, sampler={"name": "random", "seed": 0},
+        tmp_path,
+        "prune",
+        n_trials=4,
+        sampler={"name": "random", "seed": 0},
         pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
         overrides=FAST + ["trainer.max_epochs=2"],
         params={"optim.lr": {"float": [1e-9, 1e6], "log": True}},
@@ -146,8 +159,12 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
     )
     main([f"sweep={spec}", *sweep_args])
     trials = by_number(load_study(tmp_path, "prune"))
-    assert [trials[n].state for n in range(4)] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
-                                                  TrialState.PRUNED]
+    assert [trials[n].state for n in range(4)] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.PRUNED,
+    ]
     assert trials[2].user_attrs["fail_reason"].startswith("NonFiniteLossError: training loss became nan")
     assert sorted(trials[3].intermediate_values) == [0]  # stopped after its first of 2 epochs
     assert not (tmp_path / "sweeps" / "prune" / "trial_3" / "metrics.json").exists()
@@ -165,6 +182,7 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
 
 
 # --- resume: more trials, and a worker that died mid-trial ---------------------------------------
+
 
 @pytest.fixture
 def fake_train(monkeypatch):
@@ -190,8 +208,15 @@ def fake_train(monkeypatch):
 
 def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path, fake_train):
     hb = {"interval": 1, "grace_period": 1, "max_retry": 1}
-    spec = write_spec(tmp_path, "resume", sampler={"name": "random", "seed": 1}, pruner="none", heartbeat=hb,
-                      overrides=FAST + ["wandb.mode=disabled"], params={"optim.lr": {"choices": [0.05, 0.1]}})
+    spec = write_spec(
+        tmp_path,
+        "resume",
+        sampler={"name": "random", "seed": 1},
+        pruner="none",
+        heartbeat=hb,
+        overrides=FAST + ["wandb.mode=disabled"],
+        params={"optim.lr": {"choices": [0.05, 0.1]}},
+    )
     main([f"sweep={spec}", "n_trials=1", *sweep_args])
 
     # A worker dies while running trial 1: RUNNING, params drawn, heartbeat no longer beating.
@@ -204,7 +229,11 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
     main([f"sweep={spec}", "n_trials=3", *sweep_args])  # rerun with a larger budget
     trials = by_number(load_study(tmp_path, "resume"))
     assert {n: t.state for n, t in trials.items()} == {
-        0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE, 3: TrialState.COMPLETE}
+        0: TrialState.COMPLETE,
+        1: TrialState.FAIL,
+        2: TrialState.COMPLETE,
+        3: TrialState.COMPLETE,
+    }
     assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
     assert fake_train.calls == [0, 2, 3]
 
@@ -215,8 +244,15 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
 
 def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, tmp_path, fake_train):
     fake_train.interrupt_at = 1
-    spec = write_spec(tmp_path, "intr", n_trials=3, sampler={"name": "random", "seed": 3}, pruner="none",
-                      overrides=FAST + ["wandb.mode=disabled"], params={"optim.lr": {"float": [0.01, 0.1]}})
+    spec = write_spec(
+        tmp_path,
+        "intr",
+        n_trials=3,
+        sampler={"name": "random", "seed": 3},
+        pruner="none",
+        overrides=FAST + ["wandb.mode=disabled"],
+        params={"optim.lr": {"float": [0.01, 0.1]}},
+    )
     with pytest.raises(SystemExit) as stop:
         main([f"sweep={spec}", *sweep_args])
     assert stop.value.code == 130
@@ -233,16 +269,28 @@ def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, 
 
 # --- spec, search space, budget, CLI, dashboard (no training) ------------------------------------
 
+
 def test_search_space_entries():
     p = parse_param("optim.lr", {"float": [1e-4, 1e-1], "log": True})
     assert p.distribution.log and p.overrides(0.001) == ["optim.lr=0.001"]
     assert parse_param("data.batch_size", {"int": [16, 64], "step": 16}).grid() == [16, 32, 48, 64]
     v = parse_param("variant", {"choices": {"rot": ["model=conv_st", "transform=rotation"]}})
     assert v.overrides("rot") == ["model=conv_st", "transform=rotation"]
-    assert [override_value(x) for x in (True, None, 1e-05, "conv_st", "a b")] == ["true", "null", "1e-05", "conv_st",
-                                                                                 "'a b'"]
-    for bad in ({"float": [1, 0]}, {"float": [0, 1], "log": True}, {"float": [0, 1], "choices": [1]},
-                {"uniform": [0, 1]}, [0.1, 0.2], {"choices": []}):
+    assert [override_value(x) for x in (True, None, 1e-05, "conv_st", "a b")] == [
+        "true",
+        "null",
+        "1e-05",
+        "conv_st",
+        "'a b'",
+    ]
+    for bad in (
+        {"float": [1, 0]},
+        {"float": [0, 1], "log": True},
+        {"float": [0, 1], "choices": [1]},
+        {"uniform": [0, 1]},
+        [0.1, 0.2],
+        {"choices": []},
+    ):
         with pytest.raises(ConfigError, match="sweep param x"):
             parse_param("x", bad)
     with pytest.raises(ConfigError, match="a grid needs a finite set"):
@@ -250,8 +298,16 @@ def test_search_space_entries():
 
 
 def test_spec_options_and_errors(tmp_path):
-    spec, overrides = spec_mod.load(["sweep=smoke", "n_trials=7", "sampler=random", "pruner.n_startup_trials=1",
-                                     "model.locnet_lr_scale=0.5", "+foo=1"])
+    spec, overrides = spec_mod.load(
+        [
+            "sweep=smoke",
+            "n_trials=7",
+            "sampler=random",
+            "pruner.n_startup_trials=1",
+            "model.locnet_lr_scale=0.5",
+            "+foo=1",
+        ]
+    )
     assert spec.n_trials == 7 and spec.sampler == {"_target_": "optuna.samplers.RandomSampler"}
     assert spec.pruner["n_startup_trials"] == 1 and spec.pruner["_target_"].endswith("MedianPruner")
     assert overrides == ["model.locnet_lr_scale=0.5", "+foo=1"]
@@ -274,10 +330,29 @@ def test_spec_options_and_errors(tmp_path):
 
 def test_command_line_split_before_hydra():
     hydra_args, overrides = spec_mod.split_command_line(
-        ["sweep=smoke", "--cfg", "job", "n_trials=7", "model=no_st", "hydra/help=stnlab", "pruner.n_startup_trials=1",
-         "+foo=1", "hydra.verbose=true", "-h"])
-    assert hydra_args == ["--cfg", "job", "-h", "sweep=smoke", "n_trials=7", "hydra/help=stnlab",
-                          "pruner.n_startup_trials=1", "hydra.verbose=true"]
+        [
+            "sweep=smoke",
+            "--cfg",
+            "job",
+            "n_trials=7",
+            "model=no_st",
+            "hydra/help=stnlab",
+            "pruner.n_startup_trials=1",
+            "+foo=1",
+            "hydra.verbose=true",
+            "-h",
+        ]
+    )
+    assert hydra_args == [
+        "--cfg",
+        "job",
+        "-h",
+        "sweep=smoke",
+        "n_trials=7",
+        "hydra/help=stnlab",
+        "pruner.n_startup_trials=1",
+        "hydra.verbose=true",
+    ]
     assert overrides == ["model=no_st", "+foo=1"]
 
 
@@ -302,10 +377,22 @@ def test_trial_budget_counts_started_trials_once():
     study = optuna.create_study()
     study.ask()  # trial 0: RUNNING
     dist = {"x": CategoricalDistribution([1, 2])}
-    for state, attrs in [(TrialState.COMPLETE, {}), (TrialState.FAIL, {}), (TrialState.PRUNED, {}),
-                         (TrialState.WAITING, {"failed_trial": 2, "retry_history": [2]}), (TrialState.FAIL, {})]:
-        study.add_trial(create_trial(state=state, params={"x": 1}, distributions=dist, system_attrs=attrs,
-                                     value=0.5 if state == TrialState.COMPLETE else None))
+    for state, attrs in [
+        (TrialState.COMPLETE, {}),
+        (TrialState.FAIL, {}),
+        (TrialState.PRUNED, {}),
+        (TrialState.WAITING, {"failed_trial": 2, "retry_history": [2]}),
+        (TrialState.FAIL, {}),
+    ]:
+        study.add_trial(
+            create_trial(
+                state=state,
+                params={"x": 1},
+                distributions=dist,
+                system_attrs=attrs,
+                value=0.5 if state == TrialState.COMPLETE else None,
+            )
+        )
     budget = TrialBudget(6)
     assert budget.started(study) == 4  # 0, 1, 3, 5: trial 2 failed but its retry (4) is queued to run
     assert budget.remaining(study) == 2 and TrialBudget(None).remaining(study) is None
@@ -348,14 +435,21 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
 
 def test_cli_user_error_is_one_line(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "sweep.py"), "sweep=nope"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "sweep.py"), "sweep=nope"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("stnlab: error: no sweep spec 'nope'")
     assert "Traceback" not in res.stderr
 
 
 # --- storage: workers racing on a new study, a server that never answers (issue 16, item 2) ---------------
+
 
 def _open_new_study(spec_path: str, barrier, results) -> None:
     from stnlab.sweeps.storage import open_study
@@ -376,8 +470,14 @@ def test_workers_starting_together_on_a_new_sqlite_study_all_join_it(workers, tm
     ctx = mp.get_context("fork")
     for attempt in range(3):  # the race was lost in 9 of 10 tries with 3 workers: a few tries show it
         db = tmp_path / f"try{attempt}" / "optuna.db"
-        path = write_spec(tmp_path, f"race{attempt}", n_trials=1, storage=f"sqlite:///{db}",
-                          enqueue=[{"optim.lr": 0.05}], params={"optim.lr": {"float": [0.01, 0.1]}})
+        path = write_spec(
+            tmp_path,
+            f"race{attempt}",
+            n_trials=1,
+            storage=f"sqlite:///{db}",
+            enqueue=[{"optim.lr": 0.05}],
+            params={"optim.lr": {"float": [0.01, 0.1]}},
+        )
         barrier, results = ctx.Barrier(workers), ctx.Queue()
         procs = [ctx.Process(target=_open_new_study, args=(str(path), barrier, results)) for _ in range(workers)]
         for p in procs:
@@ -431,8 +531,11 @@ def test_storage_server_that_never_answers_is_one_line_in_bounded_time(server, t
     url = f"postgresql://stnlab@127.0.0.1:{port}/optuna"
     start = time.monotonic()
     try:
-        problem = "did not answer within 1 s .*timeout expired.*check that the server is up" if server == "silent" \
+        problem = (
+            "did not answer within 1 s .*timeout expired.*check that the server is up"
+            if server == "silent"
             else "cannot open the study storage .*Connection refused.*check storage="
+        )
         with pytest.raises(ConfigError, match=problem) as err:
             make_storage(url, connect_timeout=1)
     finally:
@@ -446,23 +549,31 @@ def test_storage_server_that_never_answers_is_one_line_in_bounded_time(server, t
 GOOD_PARAMS = {"optim.lr": {"float": [0.01, 0.1], "log": True}}
 
 
-@pytest.mark.parametrize("fields, problem", [
-    ({"metric": "val/acc_bset"}, "metric=val/acc_bset is not a number a run reports; use one of val/acc_best"),
-    ({"metric": "val/acc"}, "metric=val/acc is not a number a run reports"),  # per epoch, not returned
-    ({"metric": "test/loss"}, "metric=test/loss is to minimize, but direction=maximize"),
-    ({"metric": "test/acc", "direction": "minimize"}, "metric=test/acc is to maximize, but direction=minimize"),
-    ({"monitor": "val/accuracy"}, "monitor=val/accuracy is not logged at the end of validation epochs"),
-    ({"monitor": "train/acc"}, "monitor=train/acc is not logged at the end of validation epochs"),
-    ({"monitor": "val/loss"}, "monitor=val/loss is to minimize, but direction=maximize"),
-    ({"params": {"optim.lrr": {"float": [0.01, 0.1]}}}, "sweep param optim.lrr=0.01: .*optim.lrr"),
-    ({"params": {"optim": {"choices": ["sgd", "adamw"]}}}, "sweep param optim=adamw: .*adamw"),
-    ({"params": {"variant": {"choices": {"a": ["optim=adam"], "b": ["optm=sgd"]}}}},
-     "sweep param variant=b: .*optm"),
-    ({"params": {"data.batchsize": {"int": [8, 16]}}}, "sweep param data.batchsize=8"),
-    ({"heartbeat": {"interval": "abc"}}, "heartbeat.interval=abc must be an integer >= 1"),
-    ({"heartbeat": {"max_retry": -1}}, "heartbeat.max_retry=-1 must be an integer >= 0"),
-    ({"heartbeat": {"interval": 60, "grace_period": 10}}, "heartbeat.grace_period=10 must be >= heartbeat.interval=60"),
-])
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({"metric": "val/acc_bset"}, "metric=val/acc_bset is not a number a run reports; use one of val/acc_best"),
+        ({"metric": "val/acc"}, "metric=val/acc is not a number a run reports"),  # per epoch, not returned
+        ({"metric": "test/loss"}, "metric=test/loss is to minimize, but direction=maximize"),
+        ({"metric": "test/acc", "direction": "minimize"}, "metric=test/acc is to maximize, but direction=minimize"),
+        ({"monitor": "val/accuracy"}, "monitor=val/accuracy is not logged at the end of validation epochs"),
+        ({"monitor": "train/acc"}, "monitor=train/acc is not logged at the end of validation epochs"),
+        ({"monitor": "val/loss"}, "monitor=val/loss is to minimize, but direction=maximize"),
+        ({"params": {"optim.lrr": {"float": [0.01, 0.1]}}}, "sweep param optim.lrr=0.01: .*optim.lrr"),
+        ({"params": {"optim": {"choices": ["sgd", "adamw"]}}}, "sweep param optim=adamw: .*adamw"),
+        (
+            {"params": {"variant": {"choices": {"a": ["optim=adam"], "b": ["optm=sgd"]}}}},
+            "sweep param variant=b: .*optm",
+        ),
+        ({"params": {"data.batchsize": {"int": [8, 16]}}}, "sweep param data.batchsize=8"),
+        ({"heartbeat": {"interval": "abc"}}, "heartbeat.interval=abc must be an integer >= 1"),
+        ({"heartbeat": {"max_retry": -1}}, "heartbeat.max_retry=-1 must be an integer >= 0"),
+        (
+            {"heartbeat": {"interval": 60, "grace_period": 10}},
+            "heartbeat.grace_period=10 must be >= heartbeat.interval=60",
+        ),
+    ],
+)
 def test_spec_mistakes_stop_the_sweep_before_any_trial(fields, problem, sweep_args, tmp_path, fake_train):
     fields = {"n_trials": 2, "pruner": "none", "overrides": FAST, "params": GOOD_PARAMS, **fields}
     spec = write_spec(tmp_path, "typo", **fields)
@@ -473,8 +584,16 @@ def test_spec_mistakes_stop_the_sweep_before_any_trial(fields, problem, sweep_ar
 
 
 def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
-    spec = write_spec(tmp_path, "fine", n_trials=1, pruner="none", overrides=FAST + ["wandb.mode=disabled"],
-                      metric="test/acc", monitor="val/acc_best", params=GOOD_PARAMS)
+    spec = write_spec(
+        tmp_path,
+        "fine",
+        n_trials=1,
+        pruner="none",
+        overrides=FAST + ["wandb.mode=disabled"],
+        metric="test/acc",
+        monitor="val/acc_best",
+        params=GOOD_PARAMS,
+    )
     main([f"sweep={spec}", *sweep_args])
     assert fake_train.calls == [0]
 
@@ -482,11 +601,17 @@ def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
 def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     spec = write_spec(tmp_path, "cli", n_trials=1, metric="val/acc_bets", params=GOOD_PARAMS)
     env = dict(os.environ, WANDB_MODE="disabled")
-    res = subprocess.run([sys.executable, str(ROOT / "src" / "sweep.py"), f"sweep={spec}",
-                          f"out_dir={tmp_path / 'sweeps'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "sweep.py"), f"sweep={spec}", f"out_dir={tmp_path / 'sweeps'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
         "stnlab: error: metric=val/acc_bets is not a number a run reports; use one of "
-        "val/acc_best, test/acc, test/loss, test/f1_macro, time/fit_s, model/params, perf/train_img_per_s"]
+        "val/acc_best, test/acc, test/loss, test/f1_macro, time/fit_s, model/params, perf/train_img_per_s"
+    ]
     assert not (tmp_path / "sweeps").exists()

@@ -69,8 +69,19 @@ def postgres_url(tmp_path):
         assert res.returncode == 0, f"{args[0]} failed:\n{res.stdout}\n{res.stderr}"
 
     pg(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    pg(bindir / "pg_ctl", "-D", data, "-l", base / "server.log", "-w", "-t", "60", "-o",
-       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    pg(
+        bindir / "pg_ctl",
+        "-D",
+        data,
+        "-l",
+        base / "server.log",
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
+    )
     try:
         import psycopg2
 
@@ -88,19 +99,39 @@ def postgres_url(tmp_path):
 def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overrides, tmp_path):
     seeds = [1, 2, 3, 4]
     spec = tmp_path / "pg.yaml"
-    OmegaConf.save(OmegaConf.create({
-        "study": "pg", "sampler": "grid", "pruner": "none",
-        "overrides": ["model=no_st", "data.image_size=16", "trainer.max_epochs=1", "wandb.mode=disabled",
-                      "++callbacks.test_report=null"],
-        "params": {"seed": {"choices": seeds}},
-    }), spec)
+    OmegaConf.save(
+        OmegaConf.create(
+            {
+                "study": "pg",
+                "sampler": "grid",
+                "pruner": "none",
+                "overrides": [
+                    "model=no_st",
+                    "data.image_size=16",
+                    "trainer.max_epochs=1",
+                    "wandb.mode=disabled",
+                    "++callbacks.test_report=null",
+                ],
+                "params": {"seed": {"choices": seeds}},
+            }
+        ),
+        spec,
+    )
     train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
-    cmd = [sys.executable, str(ROOT / "src" / "sweep.py"), f"sweep={spec}", f"storage={postgres_url}",
-           f"out_dir={tmp_path / 'sweeps'}", *train]
+    cmd = [
+        sys.executable,
+        str(ROOT / "src" / "sweep.py"),
+        f"sweep={spec}",
+        f"storage={postgres_url}",
+        f"out_dir={tmp_path / 'sweeps'}",
+        *train,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
     env.pop("HYDRA_FULL_ERROR", None)
-    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=400)[0] for w in workers]
     for w, out in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:]
@@ -109,10 +140,15 @@ def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overr
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["seed"] for t in done) == seeds  # every grid point, each once
     # Anything else can only be a trial that a worker drew after the grid ran out, ended unrun.
-    assert all(t.state == TrialState.PRUNED and t.user_attrs.get("prune_reason", "").startswith("grid exhausted")
-               for t in trials if t.state != TrialState.COMPLETE)
+    assert all(
+        t.state == TrialState.PRUNED and t.user_attrs.get("prune_reason", "").startswith("grid exhausted")
+        for t in trials
+        if t.state != TrialState.COMPLETE
+    )
     for t in done:
         assert (tmp_path / "sweeps" / "pg" / f"trial_{t.number}" / "metrics.json").is_file()
     assert "| 1 | (fixed config) | 4 |" in (tmp_path / "sweeps" / "pg" / "report.md").read_text()
-    print("trials per worker:", {w: sum(t.user_attrs["worker"] == w for t in done)
-                                 for w in {t.user_attrs["worker"] for t in done}})
+    print(
+        "trials per worker:",
+        {w: sum(t.user_attrs["worker"] == w for t in done) for w in {t.user_attrs["worker"] for t in done}},
+    )

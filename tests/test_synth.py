@@ -11,7 +11,14 @@ from omegaconf import OmegaConf
 
 from conftest import compose
 from stnlab.data.synth import (
-    CLASSES, NUM_CLASSES, SynthDataModule, SynthSplit, alignment_error, random_warps, render, templates,
+    CLASSES,
+    NUM_CLASSES,
+    SynthDataModule,
+    SynthSplit,
+    alignment_error,
+    random_warps,
+    render,
+    templates,
 )
 from stnlab.errors import ConfigError
 from stnlab.geometry import apply_homography, base_grid
@@ -57,10 +64,15 @@ def test_num_classes_restricts_labels():
     assert small(num_classes=5).train.labels.max() == 4
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(scale=(1.2, 0.8)), "data.scale"), (dict(clutter=2.0), "data.clutter"),
-    (dict(num_classes=50), "data.num_classes"), (dict(image_size=4), "data.image_size"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(scale=(1.2, 0.8)), "data.scale"),
+        (dict(clutter=2.0), "data.clutter"),
+        (dict(num_classes=50), "data.num_classes"),
+        (dict(image_size=4), "data.image_size"),
+    ],
+)
 def test_bad_settings_are_one_clear_error(kw, match):
     with pytest.raises(ConfigError, match=match):
         SynthDataModule(**kw)

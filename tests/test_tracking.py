@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, compose
+from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
+from stnlab.training.module import NonFiniteLossError
 from stnlab.training.run import train
 
 
@@ -21,12 +23,25 @@ def _offline(run_dir: Path):
 
 
 def test_a_run_is_named_tagged_and_configured_once(tiny_overrides, tmp_path):
-    train(compose(tiny_overrides + ["model=conv_st", "trainer.max_epochs=2", "seed=4", "optim.momentum=0.9",
-                                    "scheduler=cosine", "module.locnet_lr_scale=0.5", "identity.experiment=pilot"]))
+    train(
+        compose(
+            tiny_overrides
+            + [
+                "model=conv_st",
+                "trainer.max_epochs=2",
+                "seed=4",
+                "optim.momentum=0.9",
+                "scheduler=cosine",
+                "module.locnet_lr_scale=0.5",
+                "identity.experiment=pilot",
+            ]
+        )
+    )
     record = _offline(tmp_path / "run")
     assert record.name == "pilot-conv_st-affine-gtsrb32-s4"
-    assert {"experiment:pilot", "variant:conv_st", "transform:affine", "dataset:gtsrb", "size:32",
-            "seed:4"} <= set(record.tags)
+    assert {"experiment:pilot", "variant:conv_st", "transform:affine", "dataset:gtsrb", "size:32", "seed:4"} <= set(
+        record.tags
+    )
     config = record.config
     assert config["identity.experiment"] == "pilot" and config["model.name"] == "conv_st"
     assert not any(k == "cfg" or k.startswith("cfg.") for k in config)  # no nested blob besides the flat keys
@@ -53,15 +68,28 @@ def test_a_debug_run_is_marked_and_left_out_of_comparisons(tiny_overrides, tmp_p
     train(compose(tiny_overrides + ["model=no_st", "debug=limit", "trainer.limit_train_batches=2"]))
     record = _offline(tmp_path / "run")
     assert record.name.endswith("-debug_limit") and "debug" in record.tags
-    with pytest.raises(Exception, match="every run found is a debug run"):
+    with pytest.raises(ConfigError, match="every run found is a debug run"):
         read_runs(find_runs([str(tmp_path / "run")]))
     assert len(read_runs(find_runs([str(tmp_path / "run")]), include_debug=True)) == 1
 
 
 def test_synthetic_data_gets_no_committee_delta(tmp_path):
-    metrics = train(compose(["data=synth", "data.num_train=64", "data.num_val=32", "data.num_test=32",
-                             "model=no_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16", "trainer.max_epochs=1",
-                             f"run_dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"]))
+    metrics = train(
+        compose(
+            [
+                "data=synth",
+                "data.num_train=64",
+                "data.num_val=32",
+                "data.num_test=32",
+                "model=no_st",
+                "model.backbone.widths=[8,8,8]",
+                "model.backbone.fc=16",
+                "trainer.max_epochs=1",
+                f"run_dir={tmp_path / 'run'}",
+                "trainer.enable_progress_bar=false",
+            ]
+        )
+    )
     record = _offline(tmp_path / "run")
     assert "test/acc" in metrics and "baseline/delta_vs_idsia" not in record.summary
 
@@ -69,17 +97,37 @@ def test_synthetic_data_gets_no_committee_delta(tmp_path):
 def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT / "src"))
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(ROOT / "src" / script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-TINY_CLI = ["data.image_size=32", "data.batch_size=8", "data.eval_batch_size=16", "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.max_epochs=1"]
+TINY_CLI = [
+    "data.image_size=32",
+    "data.batch_size=8",
+    "data.eval_batch_size=16",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.max_epochs=1",
+]
 
 
 def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp_path):
-    res = _cli("train.py", "-m", "model=no_st,conv_st", f"data.mirror={gtsrb_mirror}", f"data.root={tmp_path / 'd'}",
-               *TINY_CLI, cwd=tmp_path)
+    res = _cli(
+        "train.py",
+        "-m",
+        "model=no_st,conv_st",
+        f"data.mirror={gtsrb_mirror}",
+        f"data.root={tmp_path / 'd'}",
+        *TINY_CLI,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = sorted(p for p in (tmp_path / "outputs" / "multirun").glob("*/*/*") if (p / "metrics.json").is_file())
     assert [p.name for p in jobs] == ["0-no_st-affine-s1", "1-conv_st-affine-s1"]
@@ -96,8 +144,9 @@ def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp
 
 def test_a_rejected_run_leaves_no_folder_and_no_wandb_run(gtsrb_mirror, tmp_path):
     bad_lr = _cli("train.py", "optim.lr=-1", *TINY_CLI, cwd=tmp_path)
-    no_data = _cli("train.py", f"data.mirror={tmp_path / 'nowhere'}", f"data.root={tmp_path / 'd'}", *TINY_CLI,
-                   cwd=tmp_path)
+    no_data = _cli(
+        "train.py", f"data.mirror={tmp_path / 'nowhere'}", f"data.root={tmp_path / 'd'}", *TINY_CLI, cwd=tmp_path
+    )
     for res in (bad_lr, no_data):
         assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("stnlab: error:")
     assert not list((tmp_path / "outputs" / "runs").glob("*/*")) if (tmp_path / "outputs").exists() else True
@@ -113,9 +162,8 @@ def test_sync_dry_run_lists_every_kind_and_skips_failed_and_debug(tiny_overrides
     metrics = train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'good'}"]))
     train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'dbg'}", "debug=limit"]))
     train(compose(base + [f"run_dir={outputs / 'sweeps' / 'study' / 'trial_0'}"]))
-    with pytest.raises(Exception):
-        train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'bad'}", "optim.lr=1e30",
-                              "trainer.max_epochs=3"]))
+    with pytest.raises(NonFiniteLossError):
+        train(compose(base + [f"run_dir={outputs / 'runs' / 'day' / 'bad'}", "optim.lr=1e30", "trainer.max_epochs=3"]))
     evaluate_checkpoint(metrics["best_checkpoint"], "test", wandb_mode="offline")
     for kind, folder in (("robustness", outputs / "robustness"), ("report", outputs / "sweeps" / "study")):
         run = open_run({}, folder, f"a-{kind}", kind, {}, mode="offline")
@@ -128,6 +176,7 @@ def test_sync_dry_run_lists_every_kind_and_skips_failed_and_debug(tiny_overrides
     skipped = " ".join(ln for ln in lines if ln.startswith("skip "))
     assert "(failed)" in skipped and "(debug)" in skipped
     assert "5 of 7 offline run(s) to upload (dry run" in res.stdout
-    everything = _cli("sync.py", "dry_run=true", "include_failed=true", "include_debug=true", "kinds=[train]",
-                      cwd=tmp_path)
+    everything = _cli(
+        "sync.py", "dry_run=true", "include_failed=true", "include_debug=true", "kinds=[train]", cwd=tmp_path
+    )
     assert sum(ln.startswith("sync ") for ln in everything.stdout.splitlines()) == 3

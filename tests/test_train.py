@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF, ROOT, compose
-from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
+from stnlab.training.run import train
 
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
@@ -33,9 +33,20 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
 
     from stnlab.checkpoints import load_module
 
-    metrics = train(compose(tiny_overrides + [
-        "model=compact_two_st", "scheduler=onecycle", "augment=jitter", "optim=adam", "optim.lr=0.01",
-        "trainer.max_epochs=6", "seed=1"]))
+    metrics = train(
+        compose(
+            tiny_overrides
+            + [
+                "model=compact_two_st",
+                "scheduler=onecycle",
+                "augment=jitter",
+                "optim=adam",
+                "optim.lr=0.01",
+                "trainer.max_epochs=6",
+                "seed=1",
+            ]
+        )
+    )
     rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
     losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
     elapsed = [float(r["time/elapsed_min"]) for r in rows if r.get("time/elapsed_min")]
@@ -74,8 +85,14 @@ def _cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.Com
 
     env = dict(os.environ, WANDB_MODE="offline", **(env_extra or {}))
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_unknown_preset_lists_the_presets(tmp_path):
@@ -85,8 +102,9 @@ def test_cli_unknown_preset_lists_the_presets(tmp_path):
 
 
 def test_cli_missing_data_is_one_clear_line(tmp_path):
-    res = _cli(f"data.root={tmp_path / 'd'}", f"data.mirror={tmp_path / 'nowhere'}", "trainer.fast_dev_run=true",
-               cwd=tmp_path)
+    res = _cli(
+        f"data.root={tmp_path / 'd'}", f"data.mirror={tmp_path / 'nowhere'}", "trainer.fast_dev_run=true", cwd=tmp_path
+    )
     assert res.returncode == 2, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("stnlab: error:") and "GTSRB_MIRROR" in last
@@ -113,8 +131,15 @@ def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_pat
     from stnlab.data.datamodule import GTSRBDataModule
     from stnlab.training.module import build_module
 
-    overrides = tiny_overrides + ["model=compact_no_st", "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
-                                  "trainer.max_epochs=3", "optim=adam", "optim.lr=0.01", "seed=2"]
+    overrides = tiny_overrides + [
+        "model=compact_no_st",
+        "callbacks=[default,ema]",
+        "callbacks.ema.decay=0.9",
+        "trainer.max_epochs=3",
+        "optim=adam",
+        "optim.lr=0.01",
+        "seed=2",
+    ]
     metrics = train(compose(overrides))
     ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
     assert "current_model_state" in ckpt  # the raw weights are there too, and differ

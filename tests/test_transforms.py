@@ -11,16 +11,23 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose
-from stnlab.training.run import train
 from stnlab.errors import ConfigError
-from stnlab.models.spatial_transformer import SpatialTransformer
 from stnlab.geometry import ALIGN_CORNERS, apply_homography, base_grid
+from stnlab.models.spatial_transformer import SpatialTransformer
 from stnlab.models.transforms import Affine, Projective, RotationScaleTranslation, ThinPlateSpline
 from stnlab.training.module import build_network
+from stnlab.training.run import train
 
 TRANSFORM_FILES = sorted(p.stem for p in (CONF / "transform").glob("*.yaml"))
-SUBSETS = ["rotation", "scale", "translation", "rotation_scale", "rotation_translation", "scale_translation",
-           "rotation_scale_translation"]
+SUBSETS = [
+    "rotation",
+    "scale",
+    "translation",
+    "rotation_scale",
+    "rotation_translation",
+    "scale_translation",
+    "rotation_scale_translation",
+]
 
 
 def load(name: str):
@@ -73,6 +80,7 @@ def test_gradients_are_finite_and_reach_every_parameter(name):
 
 # --- hand-computed warps ---------------------------------------------------------------------------------------
 
+
 def test_rotation_by_a_quarter_turn_is_rot90():
     img = torch.arange(25.0).view(1, 1, 5, 5)
     out = warp(load("rotation"), torch.tensor([[math.pi / 2]]), img)
@@ -123,6 +131,7 @@ def test_grids_equal_torch_affine_grid(h, w):
 
 # --- restricted transforms cannot express what they exclude ---------------------------------------------------
 
+
 @pytest.mark.parametrize("name", SUBSETS)
 def test_restricted_transforms_cannot_express_excluded_motions(name):
     t = load(name)
@@ -148,8 +157,9 @@ def test_restricted_transforms_cannot_express_excluded_motions(name):
 
 
 def test_configs_naming_the_former_similarity_still_build():
-    old = instantiate({"_target_": "stnlab.models.transforms.Similarity", "name": "rotation", "scale": False,
-                       "translation": False})
+    old = instantiate(
+        {"_target_": "stnlab.models.transforms.Similarity", "name": "rotation", "scale": False, "translation": False}
+    )
     assert isinstance(old, RotationScaleTranslation) and old.name == "rotation" and old.num_params == 1
 
 
@@ -159,6 +169,7 @@ def test_rotation_scale_translation_needs_one_part():
 
 
 # --- projective ----------------------------------------------------------------------------------------------
+
 
 def test_projective_with_zero_perspective_is_the_affine():
     params6 = torch.randn(3, 6)
@@ -185,6 +196,7 @@ def test_projective_divide_is_safe_at_the_horizon():
 
 
 # --- thin-plate spline ---------------------------------------------------------------------------------------
+
 
 def test_tps_interpolates_its_control_points():
     t = ThinPlateSpline(grid_size=3)
@@ -220,6 +232,7 @@ def test_tps_grid_size_is_checked():
 
 # --- configs and presets ---------------------------------------------------------------------------------------
 
+
 def _network(overrides: list[str]):
     return build_network(OmegaConf.to_container(compose(overrides), resolve=True))
 
@@ -227,7 +240,9 @@ def _network(overrides: list[str]):
 def test_global_transform_restricts_every_st_and_one_st_can_be_overridden():
     net = _network(["model=two_st", "transform=scale_translation"])
     assert [st.transform.name for st in net.transformers.values()] == ["scale_translation"] * 2
-    net = _network(["model=two_st", "transform=scale_translation", "+transform@model.transformers.conv2.transform=rotation"])
+    net = _network(
+        ["model=two_st", "transform=scale_translation", "+transform@model.transformers.conv2.transform=rotation"]
+    )
     assert net.transformers["input"].transform.name == "scale_translation"
     assert net.transformers["conv2"].transform.name == "rotation"
     assert net.transformers["conv2"].regressor.out_features == 1
@@ -255,14 +270,28 @@ def test_lecun_backbone_is_two_convs_with_multiscale_features():
 def synth_overrides(tmp_path) -> list[str]:
     """A tiny synthetic set without a test split (fit only): a fast fast_dev_run."""
     return [
-        "data=synth", "data.num_train=32", "data.num_val=16", "data.num_test=0", "data.batch_size=8",
-        "data.eval_batch_size=16", f"run_dir={tmp_path / 'run'}", "wandb.mode=disabled", "trainer.fast_dev_run=true",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
+        "data=synth",
+        "data.num_train=32",
+        "data.num_val=16",
+        "data.num_test=0",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        f"run_dir={tmp_path / 'run'}",
+        "wandb.mode=disabled",
+        "trainer.fast_dev_run=true",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.accelerator=cpu",
     ]
 
 
-TINY_TWO_ST = ["model=two_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
-               "model.transformers.input.locnet.widths=[8,8,8]", "model.transformers.conv2.locnet.widths=[8,8,8]"]
+TINY_TWO_ST = [
+    "model=two_st",
+    "model.backbone.widths=[8,8,8]",
+    "model.backbone.fc=16",
+    "model.transformers.input.locnet.widths=[8,8,8]",
+    "model.transformers.conv2.locnet.widths=[8,8,8]",
+]
 
 
 @pytest.mark.parametrize("name", TRANSFORM_FILES)

@@ -13,15 +13,20 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import ROOT, compose
-from stnlab.training.run import train
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.module import build_module
+from stnlab.training.run import train
 from stnlab.viz import border_points, panel_grid, trace_sts
 from stnlab.viz.panels import OUTLINE, panel
 
-TINY_TWO_ST = ["model=two_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16",
-               "model.transformers.input.locnet.widths=[8,8,8]", "model.transformers.conv2.locnet.widths=[8,8,8]"]
+TINY_TWO_ST = [
+    "model=two_st",
+    "model.backbone.widths=[8,8,8]",
+    "model.backbone.fc=16",
+    "model.transformers.input.locnet.widths=[8,8,8]",
+    "model.transformers.conv2.locnet.widths=[8,8,8]",
+]
 SYNTH = ["data=synth", "data.num_train=48", "data.num_val=16", "data.num_test=0", "data.batch_size=16"]
 
 
@@ -29,11 +34,20 @@ SYNTH = ["data=synth", "data.num_train=48", "data.num_val=16", "data.num_test=0"
 def trained_run(tmp_path_factory):
     """Two epochs of a tiny two-ST network on synthetic data, with the ST panels callback and offline W&B."""
     run = tmp_path_factory.mktemp("viz") / "run"
-    cfg = compose(SYNTH + TINY_TWO_ST + [
-        f"run_dir={run}", "callbacks=[default,st_panels]", "callbacks.st_panels.n=4", "trainer.max_epochs=2",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
-        "trainer.num_sanity_val_steps=0",
-    ])
+    cfg = compose(
+        SYNTH
+        + TINY_TWO_ST
+        + [
+            f"run_dir={run}",
+            "callbacks=[default,st_panels]",
+            "callbacks.st_panels.n=4",
+            "trainer.max_epochs=2",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "trainer.accelerator=cpu",
+            "trainer.num_sanity_val_steps=0",
+        ]
+    )
     train(cfg)
     return run
 
@@ -51,7 +65,10 @@ def test_callback_logs_st_images_every_epoch_and_a_gif(trained_run):
         assert all(r["filenames"][0] in record.files for r in rows)
         gif = Image.open(trained_run / "st_panels" / f"{st}.gif")
         assert gif.n_frames == 2
-        assert sorted(p.name for p in (trained_run / "st_panels" / st).glob("*.png")) == ["epoch_000.png", "epoch_001.png"]
+        assert sorted(p.name for p in (trained_run / "st_panels" / st).glob("*.png")) == [
+            "epoch_000.png",
+            "epoch_001.png",
+        ]
 
 
 def _compose_visualize(overrides: list[str]):
@@ -64,9 +81,21 @@ def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     env.pop("HYDRA_FULL_ERROR", None)
     res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "visualize.py"), f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "n=4",
-         "data=synth", "data.num_train=8", "data.num_val=8", "data.num_test=0"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "src" / "visualize.py"),
+            f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+            "n=4",
+            "data=synth",
+            "data.num_train=8",
+            "data.num_val=8",
+            "data.num_test=0",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     out = trained_run / "visualize"
@@ -81,11 +110,22 @@ def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
 def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path):
     from stnlab.viz.visualize import visualize
 
-    written = visualize(_compose_visualize([f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "n=3",
-                                            "per_image=true", f"out={tmp_path}"]))
+    written = visualize(
+        _compose_visualize(
+            [f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "n=3", "per_image=true", f"out={tmp_path}"]
+        )
+    )
     names = sorted(str(p.relative_to(tmp_path)) for p in written)
-    assert names == ["conv2.png", "conv2/000.png", "conv2/001.png", "conv2/002.png",
-                     "input.png", "input/000.png", "input/001.png", "input/002.png"]
+    assert names == [
+        "conv2.png",
+        "conv2/000.png",
+        "conv2/001.png",
+        "conv2/002.png",
+        "input.png",
+        "input/000.png",
+        "input/001.png",
+        "input/002.png",
+    ]
 
 
 def test_visualize_rejects_a_missing_checkpoint(tmp_path):
@@ -116,7 +156,9 @@ def test_trace_maps_each_st_onto_the_input_image(zooming_module):
     assert (first.name, first.position, second.name, second.position) == ("input", 0, "conv2", 2)
     assert torch.equal(first.inputs, images)
     torch.testing.assert_close(first.outline, 0.5 * border_points().expand(3, -1, -1))
-    zoom = F.affine_grid(torch.tensor([[[0.5, 0, 0], [0, 0.5, 0]]]).expand(3, 2, 3), [3, 3, 32, 32], align_corners=False)
+    zoom = F.affine_grid(
+        torch.tensor([[[0.5, 0, 0], [0, 0.5, 0]]]).expand(3, 2, 3), [3, 3, 32, 32], align_corners=False
+    )
     expected = F.grid_sample(images.float(), zoom, align_corners=False).round().to(torch.uint8)
     assert (first.outputs.int() - expected.int()).abs().max() <= 1
     # The conv2 ST sees what the input ST produced; being the identity, it changes nothing.

@@ -56,12 +56,14 @@ def read_checkpoint(path: Path | str) -> dict:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path} is not an stnlab checkpoint ({type(e).__name__}: {first}); "
-                              "pass one written by src/train.py") from None
+        raise CheckpointError(
+            f"{path} is not an stnlab checkpoint ({type(e).__name__}: {first}); pass one written by src/train.py"
+        ) from None
     cfg = (saved.get("hyper_parameters") or {}).get("cfg") if isinstance(saved, dict) else None
     if not isinstance(cfg, dict) or "model" not in cfg or "state_dict" not in saved:
-        raise CheckpointError(f"{path} is not an stnlab checkpoint (no run config or weights in it); "
-                              "pass one written by src/train.py")
+        raise CheckpointError(
+            f"{path} is not an stnlab checkpoint (no run config or weights in it); pass one written by src/train.py"
+        )
     return saved
 
 
@@ -77,11 +79,18 @@ def upgrade_config(cfg: dict) -> dict:
     scheduler = dict(cfg.get("scheduler") or {})
     interval, monitor = scheduler.pop("interval", "epoch"), scheduler.pop("monitor", "val/acc")
     cfg["scheduler"] = scheduler or None
-    cfg["normalize"] = {"_target_": "stnlab.data.normalize.InputNormalizer", "channels": cfg["model"].get("in_channels", 3),
-                        **(cfg.get("normalize") or {})}
-    cfg["module"] = {"_target_": "stnlab.training.STNModule", "locnet_lr_scale": scale,
-                     "label_smoothing": (cfg.get("loss") or {}).get("label_smoothing", 0.0),
-                     "scheduler_interval": interval, "scheduler_monitor": monitor}
+    cfg["normalize"] = {
+        "_target_": "stnlab.data.normalize.InputNormalizer",
+        "channels": cfg["model"].get("in_channels", 3),
+        **(cfg.get("normalize") or {}),
+    }
+    cfg["module"] = {
+        "_target_": "stnlab.training.STNModule",
+        "locnet_lr_scale": scale,
+        "label_smoothing": (cfg.get("loss") or {}).get("label_smoothing", 0.0),
+        "scheduler_interval": interval,
+        "scheduler_monitor": monitor,
+    }
     return cfg
 
 
@@ -112,8 +121,10 @@ def data_config(cfg: dict, overrides: dict[str, Any] | None = None) -> dict:
         data[key] = value
     size = cfg["model"].get("image_size")
     if size is not None and int(data.get("image_size", size)) != int(size):
-        raise ConfigError(f"data.image_size={data['image_size']} differs from the model's {size}; "
-                          "drop the override (the network is built for its training size)")
+        raise ConfigError(
+            f"data.image_size={data['image_size']} differs from the model's {size}; "
+            "drop the override (the network is built for its training size)"
+        )
     return data
 
 
@@ -134,11 +145,10 @@ def load_split(data_cfg: dict, split: str) -> Split:
         _DATA_CACHE[key] = dm
     out = getattr(dm, split)
     if out is None or len(out) == 0:
-        raise ConfigError(f"the {split} split of data={data_cfg.get('name', '?')} is empty or has no labels; "
-                          "use split=val")
+        raise ConfigError(
+            f"the {split} split of data={data_cfg.get('name', '?')} is empty or has no labels; use split=val"
+        )
     return out
-
-
 
 
 def data_overrides(pairs: dict[str, str]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ its ``hydra`` node): the sweep trials, the benchmark and the tests build their r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir

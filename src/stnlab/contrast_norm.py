@@ -34,8 +34,9 @@ class SpatialContrastiveNorm(nn.Module):
     """(N, C, H, W) -> (N, C, H, W), as ``nn.SpatialContrastiveNormalization(C, image.gaussian1D(size),
     threshold, thresval)`` (a 1-D kernel is applied separably, the same as its outer product here)."""
 
-    def __init__(self, channels: int, size: int = 7, threshold: float = 1e-4, thresval: float | None = None,
-                 legacy: bool = False):
+    def __init__(
+        self, channels: int, size: int = 7, threshold: float = 1e-4, thresval: float | None = None, legacy: bool = False
+    ):
         super().__init__()
         if size % 2 != 1:
             raise ValueError(f"contrast-norm kernel size must be odd, got {size}")
@@ -62,4 +63,6 @@ class SpatialContrastiveNorm(nn.Module):
         return centred / torch.where(keep, std, torch.full_like(std, self.thresval))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, size={2 * self.pad + 1}, threshold={self.threshold}" + ", legacy" * self.legacy
+        return (
+            f"channels={self.channels}, size={2 * self.pad + 1}, threshold={self.threshold}" + ", legacy" * self.legacy
+        )

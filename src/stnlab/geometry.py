@@ -31,8 +31,9 @@ import torch.nn.functional as F
 ALIGN_CORNERS = False
 
 
-def affine_matrix(angle: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                  translation: torch.Tensor | None = None) -> torch.Tensor:
+def affine_matrix(
+    angle: torch.Tensor | None = None, scale: torch.Tensor | None = None, translation: torch.Tensor | None = None
+) -> torch.Tensor:
     """theta (N, 2, 3) of p -> R(angle) diag(sx, sy) p + translation, the parts not given being the identity:
 
     theta = [[sx cos a, -sy sin a, tx], [sx sin a, sy cos a, ty]].
@@ -120,8 +121,9 @@ def base_grid(n: int, h: int, w: int, device=None, dtype=None) -> torch.Tensor:
     return grid.expand(n, h, w, 2)
 
 
-def map_grid(map_points: Callable[[torch.Tensor], torch.Tensor], size: tuple[int, ...], device=None,
-             dtype=None) -> torch.Tensor:
+def map_grid(
+    map_points: Callable[[torch.Tensor], torch.Tensor], size: tuple[int, ...], device=None, dtype=None
+) -> torch.Tensor:
     """The sampling grid (N, H, W, 2) of any output -> input point map ``(1, P, 2) -> (N, P, 2)``.
 
     ``size`` ends with (H, W), e.g. an output's (N, C, H, W)."""
@@ -139,12 +141,14 @@ def sample(images: torch.Tensor, grid: torch.Tensor, padding_mode: str = "zeros"
     """Images (N, C, H, W) sampled bilinearly at grid (N, H', W', 2) -> (N, C, H', W'), in the images' dtype.
 
     ``padding_mode``: what lies outside the input, as ``F.grid_sample`` (zeros | border | reflection)."""
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode=padding_mode,
-                         align_corners=ALIGN_CORNERS)
+    return F.grid_sample(
+        images, grid.to(images.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS
+    )
 
 
-def warp(images: torch.Tensor, matrix: torch.Tensor, size: tuple[int, int] | None = None,
-         padding_mode: str = "zeros") -> torch.Tensor:
+def warp(
+    images: torch.Tensor, matrix: torch.Tensor, size: tuple[int, int] | None = None, padding_mode: str = "zeros"
+) -> torch.Tensor:
     """Images (N, C, H, W) warped by (N, 2, 3) affine or (N, 3, 3) projective matrices (output -> input).
 
     ``size``: the output's (H', W'); by default the input's."""

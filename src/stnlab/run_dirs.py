@@ -57,8 +57,10 @@ def check_run_dir_free(run_dir: Path) -> None:
         what = f" (model {name})" if name else ""
     except Exception:  # noqa: BLE001 - the model's name only decorates the message
         pass
-    raise ConfigError(f"run_dir={run_dir} already holds a run{what}; pick a new run_dir, or continue that run with "
-                      f"resume=last run_dir={run_dir}")
+    raise ConfigError(
+        f"run_dir={run_dir} already holds a run{what}; pick a new run_dir, or continue that run with "
+        f"resume=last run_dir={run_dir}"
+    )
 
 
 _CLAIMED: dict[str, str] = {}

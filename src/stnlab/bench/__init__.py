@@ -12,8 +12,9 @@ import functools
 import logging
 import platform
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -25,8 +26,10 @@ QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batc
 VARIANTS = {
     "base": ("as configured", lambda s, p: (s, p, False)),
     "compile": ("speed.compile=true", lambda s, p: (dict(s, compile=True), p, False)),
-    "compile_cudagraphs": ("speed.compile=true, compile_mode=reduce-overhead (CUDA graphs)",
-                           lambda s, p: (dict(s, compile=True, compile_mode="reduce-overhead"), p, False)),
+    "compile_cudagraphs": (
+        "speed.compile=true, compile_mode=reduce-overhead (CUDA graphs)",
+        lambda s, p: (dict(s, compile=True, compile_mode="reduce-overhead"), p, False),
+    ),
     "progress_bar": ("with the progress bar (a GPU sync per step)", lambda s, p: (s, p, True)),
     "nchw": ("speed.channels_last=false", lambda s, p: (dict(s, channels_last=False), p, False)),
     "host_data": ("speed.device_resident=false", lambda s, p: (dict(s, device_resident=False), p, False)),
@@ -57,21 +60,28 @@ def settings(values: Mapping[str, Any]) -> dict[str, Any]:
     device = _device(str(values["device"]))
     q = QUICK if checks.boolean("quick", values["quick"]) else {}
     counts = {"warmup": checks.non_negative_int, "steps": checks.positive_int, "reps": checks.positive_int}
-    loop = {k: check(k, next(v for v in (values[k], q.get(k), DEFAULTS[device.type][k]) if v is not None))
-            for k, check in counts.items()}
+    loop = {
+        k: check(k, next(v for v in (values[k], q.get(k), DEFAULTS[device.type][k]) if v is not None))
+        for k, check in counts.items()
+    }
     sizes = checks.positive_ints("image_size", values["image_size"] or q.get("image_size") or [48])
     presets = group_options("model")
     models = presets if values["models"] is None else checks.words("models", values["models"])
     unknown = sorted(set(models + [str(values["epoch_model"])]) - set(presets))
     if unknown:
         raise ConfigError(f"unknown model preset(s) {', '.join(unknown)}; choose from {', '.join(presets)}")
-    variants = [checks.one_of("epoch_variants", v, VARIANTS) for v in checks.words("epoch_variants",
-                                                                                     values["epoch_variants"])]
+    variants = [
+        checks.one_of("epoch_variants", v, VARIANTS) for v in checks.words("epoch_variants", values["epoch_variants"])
+    ]
     return {
-        "device": device, "loop": loop, "sizes": sizes, "models": models,
+        "device": device,
+        "loop": loop,
+        "sizes": sizes,
+        "models": models,
         "batch": checks.positive_int("batch_size", values["batch_size"] or q.get("batch_size") or 50),
-        "eval_batch": checks.positive_int("eval_batch_size",
-                                          values["eval_batch_size"] or q.get("eval_batch_size") or 500),
+        "eval_batch": checks.positive_int(
+            "eval_batch_size", values["eval_batch_size"] or q.get("eval_batch_size") or 500
+        ),
         "precision": values["precision"] or ("bf16-mixed" if device.type == "cuda" else "32-true"),
         "benchmark": device.type == "cuda" and checks.boolean("cudnn_benchmark", values["cudnn_benchmark"]),
         "speed": speed_settings({k: v for k, v in (values["speed"] or {}).items() if v is not None}),
@@ -91,8 +101,13 @@ def _data(opts: dict, image_size: int, num_train: int):
     if opts["source"] == "gtsrb":
         from stnlab.data.datamodule import GTSRBDataModule
 
-        return GTSRBDataModule(root=opts["data"]["root"], mirror=opts["data"]["mirror"], image_size=image_size,
-                               batch_size=opts["batch"], eval_batch_size=opts["eval_batch"])
+        return GTSRBDataModule(
+            root=opts["data"]["root"],
+            mirror=opts["data"]["mirror"],
+            image_size=image_size,
+            batch_size=opts["batch"],
+            eval_batch_size=opts["eval_batch"],
+        )
     from stnlab.bench.measure import RandomData
 
     return RandomData(num_train, image_size, opts["batch"], opts["eval_batch"], num_val=opts["eval_batch"])
@@ -110,8 +125,11 @@ def _run_config(model: str, size: int, batch: int) -> dict:
 def _quiet() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*(does not have many workers|smaller than the logging interval"
-                                              "|LeafSpec|litlogger|TensorCores|tensor cores|no `val_dataloader`).*")
+    warnings.filterwarnings(
+        "ignore",
+        message=".*(does not have many workers|smaller than the logging interval"
+        "|LeafSpec|litlogger|TensorCores|tensor cores|no `val_dataloader`).*",
+    )
 
 
 def run(cfg) -> Path:
@@ -124,8 +142,9 @@ def run(cfg) -> Path:
 
     opts = settings(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg)
     _quiet()
-    device, loop, batch, eval_batch, speed, precision = (opts[k] for k in (
-        "device", "loop", "batch", "eval_batch", "speed", "precision"))
+    device, loop, batch, eval_batch, speed, precision = (
+        opts[k] for k in ("device", "loop", "batch", "eval_batch", "speed", "precision")
+    )
     setup = Setup(device, precision, opts["benchmark"], speed)
 
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
@@ -134,9 +153,13 @@ def run(cfg) -> Path:
         "",
         f"- device: {device.type} ({dev_name}), torch {torch.__version__}, lightning {lightning.__version__}, "
         f"{torch.get_num_threads()} CPU threads",
-        "- data: " + ("random uint8 images of the GTSRB shape (throughput only)" if opts["source"] == "random"
-                      else "the real GTSRB cache") +
-        f"; training batch {batch}, inference batch {eval_batch}",
+        "- data: "
+        + (
+            "random uint8 images of the GTSRB shape (throughput only)"
+            if opts["source"] == "random"
+            else "the real GTSRB cache"
+        )
+        + f"; training batch {batch}, inference batch {eval_batch}",
         f"- precision {precision}, cuDNN benchmark {setup.benchmark}, speed switches {speed}",
         f"- each loop: {loop['warmup']} warm-up + {loop['steps']} timed steps, {loop['reps']} repetitions alternating "
         "Lightning / plain; medians (the ratio: median of back-to-back pairs)",
@@ -166,8 +189,11 @@ def run(cfg) -> Path:
         data = _data(opts, size, (loop["warmup"] + loop["steps"]) * batch)
         for name in opts["models"]:
             run_cfg = _run_config(name, size, batch)
-            attempt(f"{name} at {size}px", functools.partial(
-                bench_model, name, run_cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]), results)
+            attempt(
+                f"{name} at {size}px",
+                functools.partial(bench_model, name, run_cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]),
+                results,
+            )
     model = opts["epoch_model"]
     for size in opts["epoch_sizes"] if opts["epoch"] else []:
         data = _data(opts, size, opts["epoch_images"] or GTSRB_TRAIN)
@@ -176,8 +202,11 @@ def run(cfg) -> Path:
             label, change = VARIANTS[name]
             v_speed, v_precision, bar = change(speed, precision)
             v_setup = Setup(device, v_precision, setup.benchmark, v_speed)
-            attempt(f"{model} epochs at {size}px, {label}", functools.partial(
-                full_epochs, model, run_cfg, data, v_setup, opts["epochs"], label, bar), epochs)
+            attempt(
+                f"{model} epochs at {size}px, {label}",
+                functools.partial(full_epochs, model, run_cfg, data, v_setup, opts["epochs"], label, bar),
+                epochs,
+            )
     text = render(header, results, epochs, errors)
     path.write_text(text)
     print(text)

@@ -28,8 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
-from stnlab.training.speed import SpeedSwitches, resident_device, use_channels_last
 from stnlab.training.module import STNModule, build_module
+from stnlab.training.speed import SpeedSwitches, resident_device, use_channels_last
 
 GTSRB_TRAIN = 39209  # images in the official training set
 # Dense bf16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column.
@@ -60,7 +60,7 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def counts_ops(setup: "Setup") -> bool:
+def counts_ops(setup: Setup) -> bool:
     # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
     return not setup.speed.get("compile")
 
@@ -70,8 +70,15 @@ class RandomData(TensorDataModule):
 
     name = "random"
 
-    def __init__(self, num_train: int, image_size: int, batch_size: int = 50, eval_batch_size: int = 500,
-                 num_val: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        num_train: int,
+        image_size: int,
+        batch_size: int = 50,
+        eval_batch_size: int = 500,
+        num_val: int = 0,
+        seed: int = 0,
+    ):
         super().__init__(batch_size, eval_batch_size, 0, image_size)
         self.num_train, self.num_val, self.seed = num_train, num_val, seed
 
@@ -184,17 +191,28 @@ class Setup:
         return contextlib.nullcontext()
 
 
-def lightning_train(module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int,
-                    enable_progress_bar: bool = False) -> LoopTiming:
+def lightning_train(
+    module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int, enable_progress_bar: bool = False
+) -> LoopTiming:
     """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
     timed = _TimedData(data, setup.device)
     window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed, count_ops=counts_ops(setup))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
-            accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
-            max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0,
-            logger=pl.loggers.CSVLogger(tmp, name="csv"), log_every_n_steps=20, enable_checkpointing=False,
-            enable_progress_bar=enable_progress_bar, enable_model_summary=False, default_root_dir=tmp,
+            accelerator=setup.accelerator,
+            devices=1,
+            precision=setup.precision,
+            benchmark=setup.benchmark,
+            max_epochs=1,
+            limit_train_batches=warmup + steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=pl.loggers.CSVLogger(tmp, name="csv"),
+            log_every_n_steps=20,
+            enable_checkpointing=False,
+            enable_progress_bar=enable_progress_bar,
+            enable_model_summary=False,
+            default_root_dir=tmp,
             callbacks=[window, SpeedSwitches(setup.speed)],
         )
         trainer.fit(module, datamodule=timed)
@@ -312,15 +330,24 @@ class ModelResult:
         return statistics.median(getattr(t, attr) for t in getattr(self, loop))
 
 
-def bench_model(name: str, cfg: dict, data: TensorDataModule, setup: Setup, warmup: int, steps: int, reps: int,
-                infer_batches: int = 2) -> ModelResult:
+def bench_model(
+    name: str,
+    cfg: dict,
+    data: TensorDataModule,
+    setup: Setup,
+    warmup: int,
+    steps: int,
+    reps: int,
+    infer_batches: int = 2,
+) -> ModelResult:
     """Alternating repetitions of the Lightning and the plain loop on one model preset."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     module = build_module(cfg)
     plain_module = copy.deepcopy(module)
     data.setup("fit")
-    data.resident_device = resident_device(setup.speed.get("device_resident", "auto"), setup.device,
-                                           data.train.images.numel() + data.val.images.numel())
+    data.resident_device = resident_device(
+        setup.speed.get("device_resident", "auto"), setup.device, data.train.images.numel() + data.val.images.numel()
+    )
     for m in (module, plain_module):
         m.normalizer.set_stats(data.mean.float(), data.std.float())
     plain = PlainLoop(plain_module, data, setup)
@@ -339,8 +366,9 @@ def bench_model(name: str, cfg: dict, data: TensorDataModule, setup: Setup, warm
     infer = inference(plain.module, eval_images, setup, reps=max(infer_batches, 2))
     infer_peak = peak_memory_mb(setup.device)
     params = sum(p.numel() for p in module.net.parameters())
-    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops,
-                       plain.count_ops())
+    return ModelResult(
+        name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops, plain.count_ops()
+    )
 
 
 class EpochTimer(pl.Callback):
@@ -384,23 +412,40 @@ class EpochResult:
         return self.tflops / self.peak_tflops if self.peak_tflops else None
 
 
-def full_epochs(name: str, cfg: dict, data: TensorDataModule, setup: Setup, epochs: int = 2,
-                variant: str = "as configured", enable_progress_bar: bool = False) -> EpochResult:
+def full_epochs(
+    name: str,
+    cfg: dict,
+    data: TensorDataModule,
+    setup: Setup,
+    epochs: int = 2,
+    variant: str = "as configured",
+    enable_progress_bar: bool = False,
+) -> EpochResult:
     """``epochs`` whole training epochs through ``Trainer.fit``, as a run does them (no validation)."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     module = build_module(cfg)
     timer = EpochTimer(setup.device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
-            accelerator=setup.accelerator, devices=1, precision=setup.precision, benchmark=setup.benchmark,
-            max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
-            logger=pl.loggers.CSVLogger(tmp, name="csv"), log_every_n_steps=20, enable_checkpointing=False,
-            enable_progress_bar=enable_progress_bar, enable_model_summary=False, default_root_dir=tmp,
+            accelerator=setup.accelerator,
+            devices=1,
+            precision=setup.precision,
+            benchmark=setup.benchmark,
+            max_epochs=epochs,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=pl.loggers.CSVLogger(tmp, name="csv"),
+            log_every_n_steps=20,
+            enable_checkpointing=False,
+            enable_progress_bar=enable_progress_bar,
+            enable_model_summary=False,
+            default_root_dir=tmp,
             callbacks=[timer, SpeedSwitches(setup.speed)],
         )
         trainer.fit(module, datamodule=data)
     data.resident_device = None  # the next variant decides afresh
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     gflops = flops_per_image(PlainLoop(build_module(cfg), data, setup), data) / 1e9  # an uncompiled copy
-    return EpochResult(name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops,
-                       bf16_peak(setup.device), variant)
+    return EpochResult(
+        name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops, bf16_peak(setup.device), variant
+    )

@@ -124,10 +124,13 @@ def one_of(key: str, value: Any, choices: Any) -> Any:
 def evaluation_keys(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the keys that evaluate.py and robustness.py share checked: wandb, batch_size, verbose,
     and the ``data.*`` overrides of the checkpoint's data config (conf/cli/data.yaml; null ones dropped)."""
-    return dict(values, wandb=wandb_mode("wandb", values["wandb"]),
-                batch_size=positive_int("batch_size", values["batch_size"]),
-                verbose=boolean("verbose", values["verbose"]),
-                data={k: v for k, v in values["data"].items() if v is not None})
+    return dict(
+        values,
+        wandb=wandb_mode("wandb", values["wandb"]),
+        batch_size=positive_int("batch_size", values["batch_size"]),
+        verbose=boolean("verbose", values["verbose"]),
+        data={k: v for k, v in values["data"].items() if v is not None},
+    )
 
 
 def given_once(key: str) -> None:
@@ -138,5 +141,6 @@ def given_once(key: str) -> None:
         return
     given = [o for o in HydraConfig.get().overrides.task if o.split("=")[0].lstrip("+") == key]
     if len(given) > 1:
-        raise ConfigError(f"{key}= is given {len(given)} times and only the last would count; "
-                          f"give them as one list: '{key}=[a,b]'")
+        raise ConfigError(
+            f"{key}= is given {len(given)} times and only the last would count; give them as one list: '{key}=[a,b]'"
+        )

@@ -20,8 +20,10 @@ from stnlab.config import CONF_DIR, group_options
 
 RESOLVER = "stnlab.help"
 WIDTH = 120
-FOOTER = ("Set a key with key=value, a list with 'key=[a,b]' (quoted for the shell); --cfg job prints the "
-          "composed config, --hydra-help Hydra's own options.")
+FOOTER = (
+    "Set a key with key=value, a list with 'key=[a,b]' (quoted for the shell); --cfg job prints the "
+    "composed config, --hydra-help Hydra's own options."
+)
 _KEY = re.compile(r"(?P<key>[\w.-]+):(?:\s+(?P<rest>.*))?$")
 _INLINE_COMMENT = re.compile(r"\s+#\s?(?P<text>.*)$")
 _BLOCK_SCALAR = ("|", "|-", "|+", ">", ">-", ">+")
@@ -101,8 +103,10 @@ def _placed_config(entry: str, conf: Path) -> list[Entry]:
     if not at or ":" in entry:
         return []
     placed = read(conf / f"{config.strip()}.yaml")
-    return [Entry(package, None, " ".join(placed.header)),
-            *(Entry(f"{package}.{e.name}", e.value, e.doc) for e in placed.keys)]
+    return [
+        Entry(package, None, " ".join(placed.header)),
+        *(Entry(f"{package}.{e.name}", e.value, e.doc) for e in placed.keys),
+    ]
 
 
 def _header(lines: list[str]) -> tuple[list[str], int]:

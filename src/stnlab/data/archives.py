@@ -68,7 +68,9 @@ def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str 
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
         if digest.hexdigest() != archive.md5:
-            raise DataError(f"{archive.filename}: MD5 {digest.hexdigest()} != official {archive.md5}; delete it and fetch again")
+            raise DataError(
+                f"{archive.filename}: MD5 {digest.hexdigest()} != official {archive.md5}; delete it and fetch again"
+            )
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -134,8 +136,10 @@ def fetch(
         lock = locked(root)  # the folder itself: one fetch at a time, and no lock file left behind
         lock.__enter__()
     except OSError as e:
-        raise DataError(f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
-                        "set data.root to a writable folder (or put the archive there)") from None
+        raise DataError(
+            f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
+            "set data.root to a writable folder (or put the archive there)"
+        ) from None
     try:
         if final.exists():  # another process fetched it while we waited for the lock
             verify_archive(final, archive)
@@ -151,8 +155,10 @@ def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: floa
     try:
         tmp = new_part(final)
     except OSError as e:  # a read-only data.root
-        raise DataError(f"cannot write {archive.filename} into data.root={final.parent} ({e.strerror or e}); "
-                        "set data.root to a writable folder (or put the archive there)") from None
+        raise DataError(
+            f"cannot write {archive.filename} into data.root={final.parent} ({e.strerror or e}); "
+            "set data.root to a writable folder (or put the archive there)"
+        ) from None
     try:
         if mirror and not _is_url(mirror):
             src = Path(mirror).expanduser() / archive.filename
@@ -162,8 +168,10 @@ def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: floa
             try:
                 shutil.copyfile(src, tmp)
             except OSError as e:  # a full disk, a quota
-                raise DataError(f"cannot copy {archive.filename} into {final.parent} ({e.strerror or e}); "
-                                "free space there or set data.root to another folder") from None
+                raise DataError(
+                    f"cannot copy {archive.filename} into {final.parent} ({e.strerror or e}); "
+                    "free space there or set data.root to another folder"
+                ) from None
             verify_archive(tmp, archive, source=str(src))
         else:
             base = mirror if mirror else OFFICIAL_URL

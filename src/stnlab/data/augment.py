@@ -20,7 +20,9 @@ class RandomAffineJitter(nn.Module):
         p: probability that an image is jittered at all.
     """
 
-    def __init__(self, rotation: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), translation: float = 0.1, p: float = 1.0):
+    def __init__(
+        self, rotation: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), translation: float = 0.1, p: float = 1.0
+    ):
         super().__init__()
         self.rotation, self.scale, self.translation, self.p = rotation, tuple(scale), translation, p
 

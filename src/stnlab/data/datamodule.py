@@ -7,8 +7,19 @@ from pathlib import Path
 
 from stnlab.data import archives
 from stnlab.data.classes import NUM_CLASSES
-from stnlab.data.gtsrb import (TEST_GT_CSV, Split, _open, _text, archive_fingerprint, cached, parse_csv, read_test,
-                               read_train, split_by_tracks, train_classes)
+from stnlab.data.gtsrb import (
+    TEST_GT_CSV,
+    Split,
+    _open,
+    _text,
+    archive_fingerprint,
+    cached,
+    parse_csv,
+    read_test,
+    read_train,
+    split_by_tracks,
+    train_classes,
+)
 from stnlab.data.tensors import TensorDataModule
 from stnlab.errors import ConfigError, DataError
 
@@ -25,8 +36,13 @@ def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) 
         classes = set(train_classes(zf.namelist(), train_zip.name))
     if gt_zip is None:
         if len(classes) != NUM_CLASSES:
-            log.warning("%s holds classes 00000 to %05d only (the official archive has %d) and there is no test "
-                        "ground truth to check it against", train_zip.name, max(classes), NUM_CLASSES)
+            log.warning(
+                "%s holds classes 00000 to %05d only (the official archive has %d) and there is no test "
+                "ground truth to check it against",
+                train_zip.name,
+                max(classes),
+                NUM_CLASSES,
+            )
         return
     with _open(gt_zip) as gz:
         if TEST_GT_CSV not in gz.namelist():
@@ -35,8 +51,10 @@ def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) 
     missing = sorted({r.class_id for r in rows} - classes)
     if missing:
         shown = ", ".join(f"{c:05d}" for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise DataError(f"{train_zip.name} lacks class folder(s) {shown} that the test ground truth "
-                        f"{gt_zip.name} has; replace the training archive with the official one")
+        raise DataError(
+            f"{train_zip.name} lacks class folder(s) {shown} that the test ground truth "
+            f"{gt_zip.name} has; replace the training archive with the official one"
+        )
 
 
 class GTSRBDataModule(TensorDataModule):
@@ -102,18 +120,28 @@ class GTSRBDataModule(TensorDataModule):
         return dict(version=1, archives=archive_fingerprint(*paths), image_size=self.image_size, crop_roi=self.crop_roi)
 
     def _load_train(self, train_zip: Path) -> Split:
-        return cached(self.root / "cache", "train", self._key(train_zip),
-                      lambda: read_train(train_zip, self.image_size, self.crop_roi))
+        return cached(
+            self.root / "cache",
+            "train",
+            self._key(train_zip),
+            lambda: read_train(train_zip, self.image_size, self.crop_roi),
+        )
 
     def _load_test(self, test_zip: Path | None, gt_zip: Path | None) -> Split | None:
         if test_zip is None or gt_zip is None:
             if not self._warned_no_test:
-                log.warning("GTSRB test labels unavailable (no %s in the mirror and no network): the test stage is skipped",
-                            archives.TEST_GT.filename if gt_zip is None else archives.TEST.filename)
+                log.warning(
+                    "GTSRB test labels unavailable (no %s in the mirror and no network): the test stage is skipped",
+                    archives.TEST_GT.filename if gt_zip is None else archives.TEST.filename,
+                )
                 self._warned_no_test = True
             return None
-        return cached(self.root / "cache", "test", self._key(test_zip, gt_zip),
-                      lambda: read_test(test_zip, gt_zip, self.image_size, self.crop_roi))
+        return cached(
+            self.root / "cache",
+            "test",
+            self._key(test_zip, gt_zip),
+            lambda: read_test(test_zip, gt_zip, self.image_size, self.crop_roi),
+        )
 
     def prepare_data(self) -> None:
         if self._prepared:  # the run prepares the data before Lightning does: decoded and cached once
@@ -128,4 +156,3 @@ class GTSRBDataModule(TensorDataModule):
         full = self._load_train(train_zip)
         train_idx, val_idx = split_by_tracks(full, self.val_tracks_per_class, self.split_seed)
         return full.subset(train_idx), full.subset(val_idx), self._load_test(test_zip, gt_zip)
-

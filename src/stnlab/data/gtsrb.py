@@ -50,7 +50,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "Split":
+    def subset(self, index: torch.Tensor) -> Split:
         return Split(self.images[index], self.labels[index], self.tracks[index])
 
 
@@ -81,7 +81,9 @@ def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_
     columns = REQUIRED_COLUMNS + (("ClassId",) if need_label else ())
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; the CSV must have the official header {';'.join(columns)}")
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)}; the CSV must have the official header {';'.join(columns)}"
+        )
     rows: list[Row] = []
     seen: set[str] = set()
     for lineno, rec in enumerate(reader, start=2):
@@ -93,18 +95,24 @@ def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_
         except (TypeError, ValueError, AttributeError):
             raise DataError(f"{source}, line {lineno}: malformed row {dict(rec)}; fix or replace the CSV") from None
         if need_label and not 0 <= label < NUM_CLASSES:
-            raise DataError(f"{source}, line {lineno}: ClassId {label} outside 0..{NUM_CLASSES - 1}; fix or replace the CSV")
+            raise DataError(
+                f"{source}, line {lineno}: ClassId {label} outside 0..{NUM_CLASSES - 1}; fix or replace the CSV"
+            )
         if folder_class is not None and label != folder_class:
-            raise DataError(f"{source}, line {lineno}: ClassId {label} disagrees with its folder {folder_class:05d}; "
-                            "fix or replace the CSV")
+            raise DataError(
+                f"{source}, line {lineno}: ClassId {label} disagrees with its folder {folder_class:05d}; "
+                "fix or replace the CSV"
+            )
         if name in seen:  # a row listed twice would count its image twice
             raise DataError(f"{source}, line {lineno}: {name} is listed twice; fix or replace the CSV")
         seen.add(name)
         if w <= 0 or h <= 0:
             raise DataError(f"{source}, line {lineno}: non-positive Width/Height; fix or replace the CSV")
         if not (0 <= roi[0] <= roi[2] and 0 <= roi[1] <= roi[3]):
-            raise DataError(f"{source}, line {lineno}: ROI {roi} is negative or inverted (X1 <= X2, Y1 <= Y2 expected); "
-                            "fix or replace the CSV")
+            raise DataError(
+                f"{source}, line {lineno}: ROI {roi} is negative or inverted (X1 <= X2, Y1 <= Y2 expected); "
+                "fix or replace the CSV"
+            )
         track = int(name.split("_")[0]) if "_" in name and name.split("_")[0].isdigit() else -1
         rows.append(Row(directory + name, w, h, roi, label, track))
     return rows
@@ -128,8 +136,15 @@ def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool
                 out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
-        except (UnidentifiedImageError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-                Image.DecompressionBombError) as e:  # a header claiming 100000x100000 pixels
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+            Image.DecompressionBombError,
+        ) as e:  # a header claiming 100000x100000 pixels
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
@@ -138,7 +153,9 @@ def _text(zf: zipfile.ZipFile, name: str, source: str) -> str:
     try:
         return zf.read(name).decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"{source}:{name}: not UTF-8 text ({e.reason} at byte {e.start}); fix or replace the CSV") from None
+        raise DataError(
+            f"{source}:{name}: not UTF-8 text ({e.reason} at byte {e.start}); fix or replace the CSV"
+        ) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise DataError(f"{source}: corrupt member {name} ({e}); replace the archive with a good copy") from None
 
@@ -165,29 +182,43 @@ def train_classes(names: list[str], label: str) -> list[int]:
     folders: set[str] = set()
     for name in names:
         if name.lower().startswith(TRAIN_DIR.lower()) and not name.startswith(TRAIN_DIR):
-            raise DataError(f"{label}: member {name} is not under {TRAIN_DIR} as capitalised officially; "
-                            "replace the archive with the official one")
+            raise DataError(
+                f"{label}: member {name} is not under {TRAIN_DIR} as capitalised officially; "
+                "replace the archive with the official one"
+            )
         if name.startswith(TRAIN_DIR) and name != TRAIN_DIR:
-            folder = name[len(TRAIN_DIR):].split("/")[0]
-            if not re.fullmatch(r"\d{5}", folder) or "/" not in name[len(TRAIN_DIR):]:
-                raise DataError(f"{label}: unexpected member {name} (class folders are {TRAIN_DIR}00000/ to "
-                                f"{NUM_CLASSES - 1:05d}/); replace the archive with the official one")
+            folder = name[len(TRAIN_DIR) :].split("/")[0]
+            if not re.fullmatch(r"\d{5}", folder) or "/" not in name[len(TRAIN_DIR) :]:
+                raise DataError(
+                    f"{label}: unexpected member {name} (class folders are {TRAIN_DIR}00000/ to "
+                    f"{NUM_CLASSES - 1:05d}/); replace the archive with the official one"
+                )
             folders.add(folder)
     classes = sorted(int(f) for f in folders)
     if not classes:
         raise DataError(f"{label}: no {TRAIN_DIR}000NN/GT-000NN.csv inside; this is not the official training archive")
     for c in classes:
         if f"{TRAIN_DIR}{c:05d}/GT-{c:05d}.csv" not in names:
-            raise DataError(f"{label}: class folder {c:05d} has no GT-{c:05d}.csv; replace the archive with the official one")
+            raise DataError(
+                f"{label}: class folder {c:05d} has no GT-{c:05d}.csv; replace the archive with the official one"
+            )
     gaps = sorted(set(range(classes[-1] + 1)) - set(classes))
     if gaps or classes[-1] >= NUM_CLASSES:
         missing = ", ".join(f"{c:05d}" for c in gaps[:5]) + (", ..." if len(gaps) > 5 else "")
-        what = f"class folder(s) {missing} missing" if gaps else f"class folder {classes[-1]:05d} beyond {NUM_CLASSES - 1:05d}"
-        raise DataError(f"{label}: {what} (the official archive has 00000 to {NUM_CLASSES - 1:05d}); "
-                        "replace the archive with the official one")
+        what = (
+            f"class folder(s) {missing} missing"
+            if gaps
+            else f"class folder {classes[-1]:05d} beyond {NUM_CLASSES - 1:05d}"
+        )
+        raise DataError(
+            f"{label}: {what} (the official archive has 00000 to {NUM_CLASSES - 1:05d}); "
+            "replace the archive with the official one"
+        )
     if len(classes) < 2:
-        raise DataError(f"{label}: holds only class folder {classes[0]:05d} (the official archive has {NUM_CLASSES}); "
-                        "replace the archive with the official one")
+        raise DataError(
+            f"{label}: holds only class folder {classes[0]:05d} (the official archive has {NUM_CLASSES}); "
+            "replace the archive with the official one"
+        )
     return classes
 
 
@@ -198,8 +229,9 @@ def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
         for c in classes:
             directory = f"{TRAIN_DIR}{c:05d}/"
             name = f"{directory}GT-{c:05d}.csv"
-            rows += parse_csv(_text(zf, name, path.name), f"{path.name}:{name}", directory, need_label=True,
-                              folder_class=c)
+            rows += parse_csv(
+                _text(zf, name, path.name), f"{path.name}:{name}", directory, need_label=True, folder_class=c
+            )
         if not rows:
             raise DataError(f"{path.name}: every GT-*.csv lists no image (header only); replace the archive")
         images = decode(zf, rows, image_size, crop_roi, path.name)
@@ -212,7 +244,9 @@ def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool)
     with _open(gt_path) as gz:
         if TEST_GT_CSV not in gz.namelist():
             raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
-        rows = parse_csv(_text(gz, TEST_GT_CSV, gt_path.name), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True)
+        rows = parse_csv(
+            _text(gz, TEST_GT_CSV, gt_path.name), f"{gt_path.name}:{TEST_GT_CSV}", TEST_DIR, need_label=True
+        )
     if not rows:
         raise DataError(f"{gt_path.name}:{TEST_GT_CSV} lists no image (header only); replace the archive")
     with _open(images_path) as zf:
@@ -273,7 +307,9 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
         lock = locked(cache_dir / f".{name}-{digest}.lock")
         lock.__enter__()
     except OSError as e:
-        log.warning("cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name)
+        log.warning(
+            "cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name
+        )
         return build()
     try:
         split = _load_cache(path, key)  # another process may have built it while we waited

@@ -58,8 +58,9 @@ class ResumableLoader(DataLoader):
     iteration resume that epoch after that many batches.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, seed: int = 0, sampler=None, weights: torch.Tensor | None = None,
-                 **kwargs):
+    def __init__(
+        self, dataset, batch_size: int = 1, seed: int = 0, sampler=None, weights: torch.Tensor | None = None, **kwargs
+    ):
         kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
         if sampler is None:
             sampler = EpochShuffleSampler(len(dataset), seed, weights)

@@ -46,8 +46,18 @@ SCHEMES = {
     "yellow": ((250, 200, 20), (20, 20, 20), (20, 20, 20)),
     "white": ((245, 245, 245), (20, 20, 20), (20, 20, 20)),
 }
-GLYPHS = ("arrow_up", "arrow_left", "arrow_right", "bar", "cross", "exclamation", "two_bars", "chevron", "corner",
-          "ring")
+GLYPHS = (
+    "arrow_up",
+    "arrow_left",
+    "arrow_right",
+    "bar",
+    "cross",
+    "exclamation",
+    "two_bars",
+    "chevron",
+    "corner",
+    "ring",
+)
 # A fixed draw of 43 distinct (shape, scheme, glyph) triples: the classes never depend on the data seed.
 CLASSES: tuple[tuple[str, str, str], ...] = tuple(
     random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
@@ -95,8 +105,10 @@ def _draw_pictogram(shape: str, scheme: str, glyph: str, size: int) -> Image.Ima
         return [((x * scale + 1) * size / 2, (y * scale + 1) * size / 2) for x, y in poly]
 
     def circle(cx, cy, r, colour):
-        draw.ellipse([(cx - r + 1) * size / 2, (cy - r + 1) * size / 2, (cx + r + 1) * size / 2,
-                      (cy + r + 1) * size / 2], fill=colour + (255,))
+        draw.ellipse(
+            [(cx - r + 1) * size / 2, (cy - r + 1) * size / 2, (cx + r + 1) * size / 2, (cy + r + 1) * size / 2],
+            fill=colour + (255,),
+        )
 
     for scale, colour in ((1.0, border), (0.78, fill)):
         if shape == "circle":
@@ -124,8 +136,14 @@ def templates(size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def random_warps(n: int, gen: torch.Generator, rotation: float = 15.0, scale: Sequence[float] = (0.8, 1.1),
-                 translation: float = 0.1, perspective: float = 0.0) -> torch.Tensor:
+def random_warps(
+    n: int,
+    gen: torch.Generator,
+    rotation: float = 15.0,
+    scale: Sequence[float] = (0.8, 1.1),
+    translation: float = 0.1,
+    perspective: float = 0.0,
+) -> torch.Tensor:
     """(n, 3, 3) image -> canonical maps: the inverses of D = translate . rotate . scale . perspective.
 
     D places the canonical sign in the image: rotated by up to +-``rotation`` degrees,
@@ -147,8 +165,9 @@ def backgrounds(n: int, size: int, gen: torch.Generator, clutter: float = 0.5) -
     """(n, 3, size, size) float backgrounds in [0, 1]: a random base colour, smooth colour noise and
     a few random stripes, both weighted by ``clutter`` (0 = flat colour)."""
     base = torch.rand(n, 3, 1, 1, generator=gen) * 0.6 + 0.2
-    blobs = F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=(size, size), mode="bicubic",
-                          align_corners=False).clamp(0, 1)
+    blobs = F.interpolate(
+        torch.rand(n, 3, 4, 4, generator=gen), size=(size, size), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
     bg = base * (1 - clutter) + blobs * clutter
     xy = base_grid(n, size, size)  # (n, S, S, 2)
     lines = 3
@@ -163,8 +182,16 @@ def backgrounds(n: int, size: int, gen: torch.Generator, clutter: float = 0.5) -
     return bg * (1 - mask) + stripes.clamp(0, 1) * mask
 
 
-def render(labels: torch.Tensor, warps: torch.Tensor, size: int, gen: torch.Generator, clutter: float = 0.5,
-           sign_extent: float = 0.75, noise: float = 0.03, chunk: int = 512) -> torch.Tensor:
+def render(
+    labels: torch.Tensor,
+    warps: torch.Tensor,
+    size: int,
+    gen: torch.Generator,
+    clutter: float = 0.5,
+    sign_extent: float = 0.75,
+    noise: float = 0.03,
+    chunk: int = 512,
+) -> torch.Tensor:
     """uint8 images (N, 3, size, size): each label's pictogram seen through its warp, on clutter.
 
     The canonical sign spans +-``sign_extent`` of the normalised image: a canonical point c
@@ -201,7 +228,7 @@ class SynthSplit(Split):
 
     warps: torch.Tensor = None  # type: ignore[assignment]
 
-    def subset(self, index: torch.Tensor) -> "SynthSplit":
+    def subset(self, index: torch.Tensor) -> SynthSplit:
         return SynthSplit(self.images[index], self.labels[index], self.tracks[index], self.warps[index])
 
 
@@ -223,18 +250,34 @@ class SynthDataModule(TensorDataModule):
 
     name = "synth"
 
-    def __init__(self, num_train: int = 4000, num_val: int = 500, num_test: int = 500, image_size: int = 32,
-                 rotation: float = 15.0, scale: Sequence[float] = (0.8, 1.1), translation: float = 0.1,
-                 perspective: float = 0.05, clutter: float = 0.5, sign_extent: float = 0.75, num_classes: int = NUM_CLASSES,
-                 seed: int = 0,
-                 batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, name: str = "synth"):
+    def __init__(
+        self,
+        num_train: int = 4000,
+        num_val: int = 500,
+        num_test: int = 500,
+        image_size: int = 32,
+        rotation: float = 15.0,
+        scale: Sequence[float] = (0.8, 1.1),
+        translation: float = 0.1,
+        perspective: float = 0.05,
+        clutter: float = 0.5,
+        sign_extent: float = 0.75,
+        num_classes: int = NUM_CLASSES,
+        seed: int = 0,
+        batch_size: int = 50,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        name: str = "synth",
+    ):
         if not 1 <= num_classes <= NUM_CLASSES:
             raise ConfigError(f"data.num_classes={num_classes} must lie in 1..{NUM_CLASSES}")
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, num_classes=max(num_classes, 2))
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small; use at least 8")
         if min(num_train, num_val) < 1 or num_test < 0:
-            raise ConfigError(f"data.num_train={num_train}, num_val={num_val} must be >= 1 and num_test={num_test} >= 0")
+            raise ConfigError(
+                f"data.num_train={num_train}, num_val={num_val} must be >= 1 and num_test={num_test} >= 0"
+            )
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ConfigError(f"data.scale={list(scale)} must be [min, max] with 0 < min <= max")
         if not 0 <= clutter <= 1:

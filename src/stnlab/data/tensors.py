@@ -64,19 +64,31 @@ class TensorDataModule(pl.LightningDataModule):
 
     name = "tensors"
 
-    def __init__(self, batch_size: int = 50, eval_batch_size: int = 500, num_workers: int = 0, image_size: int = 48,
-                 name: str | None = None, balance: float = 0.0, num_classes: int = NUM_CLASSES,
-                 class_names: list[str] | None = None):
+    def __init__(
+        self,
+        batch_size: int = 50,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        image_size: int = 48,
+        name: str | None = None,
+        balance: float = 0.0,
+        num_classes: int = NUM_CLASSES,
+        class_names: list[str] | None = None,
+    ):
         super().__init__()
         if int(num_classes) < 2:
             raise ConfigError(f"data.num_classes={num_classes} must be at least 2")
         if class_names is not None and len(class_names) != int(num_classes):
-            raise ConfigError(f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; "
-                              "give one name per class")
+            raise ConfigError(
+                f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; "
+                "give one name per class"
+            )
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else default_class_names(self.num_classes)
         if not 0.0 <= float(balance) <= 1.0:
-            raise ConfigError(f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)")
+            raise ConfigError(
+                f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)"
+            )
         self.balance = float(balance)
         if name:
             self.name = name
@@ -94,13 +106,23 @@ class TensorDataModule(pl.LightningDataModule):
         if self.train is None:
             self.train, self.val, self.test = self.load()
             self.mean, self.std = channel_stats(self.train.images)
-            top = max(int(split.labels.max()) for split in (self.train, self.val, self.test)
-                      if split is not None and len(split))
+            top = max(
+                int(split.labels.max())
+                for split in (self.train, self.val, self.test)
+                if split is not None and len(split)
+            )
             if top >= self.num_classes:
-                raise ConfigError(f"data.num_classes={self.num_classes} but the labels go up to {top}; "
-                                  f"set data.num_classes={top + 1}")
-            log.info("data: %d train, %d val, %s test images at %dx%d", len(self.train), len(self.val),
-                     len(self.test) if self.test is not None else "no", self.image_size, self.image_size)
+                raise ConfigError(
+                    f"data.num_classes={self.num_classes} but the labels go up to {top}; set data.num_classes={top + 1}"
+                )
+            log.info(
+                "data: %d train, %d val, %s test images at %dx%d",
+                len(self.train),
+                len(self.val),
+                len(self.test) if self.test is not None else "no",
+                self.image_size,
+                self.image_size,
+            )
 
     @property
     def has_test(self) -> bool:
@@ -115,16 +137,22 @@ class TensorDataModule(pl.LightningDataModule):
             return InMemoryDataset(split.images, split.labels)
         copies = self.__dict__.setdefault("_resident_copies", {})  # id(split) -> (split, its copy there)
         if id(split) not in copies:
-            copies[id(split)] = (split, InMemoryDataset(split.images.to(self.resident_device),
-                                                        split.labels.to(self.resident_device)))
+            copies[id(split)] = (
+                split,
+                InMemoryDataset(split.images.to(self.resident_device), split.labels.to(self.resident_device)),
+            )
         return copies[id(split)][1]
 
     def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self._dataset(split)
         workers = 0 if dataset.labels.is_cuda else self.num_workers
         # Own generators: no loader draws from the global RNG, so a resumed run's RNG matches (resumable.py).
-        kw = dict(num_workers=workers, collate_fn=_identity, persistent_workers=workers > 0,
-                  generator=torch.Generator().manual_seed(0))
+        kw = dict(
+            num_workers=workers,
+            collate_fn=_identity,
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(0),
+        )
         trainer = getattr(self, "trainer", None)
         if shuffle and (trainer is None or trainer.world_size == 1):
             # Order from (seed, epoch) alone, resumable mid-epoch; the seed is the run's (seed_everything).

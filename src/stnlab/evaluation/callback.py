@@ -62,5 +62,9 @@ class TestReport(pl.Callback):
             logger.experiment.log({**media, "trainer/global_step": step})
         except Exception as e:  # noqa: BLE001 - any failure of W&B's media staging
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            log.warning("W&B: the test report's media were not logged (%s: %s); the report is in %s",
-                        type(e).__name__, first, self.paths.get("json"))
+            log.warning(
+                "W&B: the test report's media were not logged (%s: %s); the report is in %s",
+                type(e).__name__,
+                first,
+                self.paths.get("json"),
+            )

@@ -6,30 +6,52 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from stnlab.checkpoints import data_config, load_module, load_split, pick_device
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
-from stnlab.checkpoints import data_config, load_module, load_split, pick_device
-from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
+from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.wandb_logger import flat_config, open_run, run_name, run_tags
 
 log = logging.getLogger(__name__)
 
 
-def start_wandb_run(cfg: dict, out_dir: Path, job_type: str, name: str, config: dict[str, Any],
-                    mode: str | None = None, group: str | None = None, tags: list[str] | None = None):
+def start_wandb_run(
+    cfg: dict,
+    out_dir: Path,
+    job_type: str,
+    name: str,
+    config: dict[str, Any],
+    mode: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+):
     """The W&B run of an evaluation of the training run ``cfg`` describes: its project, and unless given, its
     group (the training run's name) and tags, plus ``job_type``. ``None`` when disabled."""
     wb = cfg.get("wandb") or {}
-    return open_run({**wb, "mode": None}, out_dir, name, job_type, config, mode,
-                    group=group or wb.get("group") or run_name(cfg),
-                    tags=(tags if tags is not None else run_tags(cfg)) + [job_type])
+    return open_run(
+        {**wb, "mode": None},
+        out_dir,
+        name,
+        job_type,
+        config,
+        mode,
+        group=group or wb.get("group") or run_name(cfg),
+        tags=(tags if tags is not None else run_tags(cfg)) + [job_type],
+    )
 
 
-def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, Any] | None = None,
-                        out_dir: str | Path | None = None, wandb_mode: str | None = "disabled", max_errors: int = 32,
-                        batch_size: int = 500, device: str = "auto", baseline: str | Path | None = None,
-                        ) -> tuple[Report, dict[str, Path]]:
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    split: str = "test",
+    data: dict[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+    wandb_mode: str | None = "disabled",
+    max_errors: int = 32,
+    batch_size: int = 500,
+    device: str = "auto",
+    baseline: str | Path | None = None,
+) -> tuple[Report, dict[str, Path]]:
     """Evaluate ``ckpt`` on ``split`` of its own data (``data`` overrides it); write to ``out_dir``
     (default ``<run_dir>/eval``). With ``baseline``, a second checkpoint is scored on the same
     images and the report gets the paired difference. Returns the report and the written paths."""
@@ -37,17 +59,32 @@ def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, A
     module = load_module(ckpt, dev)
     images_split = load_split(data_config(module.cfg, data), split)
     num_classes = module.num_classes
-    report = evaluate(module, images_split.images, images_split.labels, num_classes,
-                      batch_size=batch_size, max_errors=max_errors, device=dev, groups=images_split.tracks)
+    report = evaluate(
+        module,
+        images_split.images,
+        images_split.labels,
+        num_classes,
+        batch_size=batch_size,
+        max_errors=max_errors,
+        device=dev,
+        groups=images_split.tracks,
+    )
     if baseline is not None:
-        report.comparison = compare_on_same_images(module, load_module(baseline, dev), baseline, images_split, report,
-                                                   batch_size, dev)
+        report.comparison = compare_on_same_images(
+            module, load_module(baseline, dev), baseline, images_split, report, batch_size, dev
+        )
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval"
     meta = {"checkpoint": str(Path(ckpt).resolve()), "run": run_name(module.cfg)}
     paths = write_report(report, out, split, meta)
     if wandb_mode != "disabled":
-        run = start_wandb_run(module.cfg, out, "eval", f"{run_name(module.cfg)}-eval-{split}",
-                              {**flat_config(module.cfg), "eval.checkpoint": str(ckpt), "eval.split": split}, wandb_mode)
+        run = start_wandb_run(
+            module.cfg,
+            out,
+            "eval",
+            f"{run_name(module.cfg)}-eval-{split}",
+            {**flat_config(module.cfg), "eval.checkpoint": str(ckpt), "eval.split": split},
+            wandb_mode,
+        )
         if run is not None:
             from stnlab.evaluation.wandb_media import report_media
 
@@ -62,15 +99,29 @@ def evaluate_checkpoint(ckpt: str | Path, split: str = "test", data: dict[str, A
     return report, paths
 
 
-def compare_on_same_images(module, base_module, base_ckpt, images_split, report: Report, batch_size: int,
-                           device) -> dict[str, Any]:
+def compare_on_same_images(
+    module, base_module, base_ckpt, images_split, report: Report, batch_size: int, device
+) -> dict[str, Any]:
     """The baseline's accuracy on the images ``report`` was computed on, and the paired difference."""
     size, base_size = module.cfg["data"]["image_size"], base_module.cfg["data"]["image_size"]
     if size != base_size:
-        raise ConfigError(f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "
-                          "compare checkpoints trained at the same data.image_size")
-    base = evaluate(base_module, images_split.images, images_split.labels,
-                    base_module.num_classes, batch_size=batch_size, max_errors=0, device=device)
+        raise ConfigError(
+            f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "
+            "compare checkpoints trained at the same data.image_size"
+        )
+    base = evaluate(
+        base_module,
+        images_split.images,
+        images_split.labels,
+        base_module.num_classes,
+        batch_size=batch_size,
+        max_errors=0,
+        device=device,
+    )
     diff = difference_interval(report.correct, base.correct, images_split.tracks)
-    return {"checkpoint": str(Path(base_ckpt).resolve()), "run": run_name(base_module.cfg),
-            "accuracy": base.accuracy, "difference": diff.as_dict()}
+    return {
+        "checkpoint": str(Path(base_ckpt).resolve()),
+        "run": run_name(base_module.cfg),
+        "accuracy": base.accuracy,
+        "difference": diff.as_dict(),
+    }

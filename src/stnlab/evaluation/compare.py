@@ -17,9 +17,10 @@ import glob
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -51,11 +52,39 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("train_s", "train time", "time"),
     ("img_per_s", "img/s", "int"),
 )
-FIXED_KEYS = {"identity.experiment", "model.name", "transform.name", "optim._target_", "optim.lr", "data.batch_size", "data.image_size",
-              "augment._target_", "augment", "scheduler._target_", "scheduler", "trainer.max_epochs", "seed"}
+FIXED_KEYS = {
+    "identity.experiment",
+    "model.name",
+    "transform.name",
+    "optim._target_",
+    "optim.lr",
+    "data.batch_size",
+    "data.image_size",
+    "augment._target_",
+    "augment",
+    "scheduler._target_",
+    "scheduler",
+    "trainer.max_epochs",
+    "seed",
+}
 # Flat config keys never shown as "varying": paths, logging and derived values.
-IGNORED_PARTS = ("identity.", "choices.", "run_dir", "root", "mirror", "wandb.", "resume", "hydra", "_partial_", "model.image_size",
-                 "enable_progress_bar", "enable_model_summary", "download_", "num_workers", "T_max")
+IGNORED_PARTS = (
+    "identity.",
+    "choices.",
+    "run_dir",
+    "root",
+    "mirror",
+    "wandb.",
+    "resume",
+    "hydra",
+    "_partial_",
+    "model.image_size",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "download_",
+    "num_workers",
+    "T_max",
+)
 
 
 @dataclass
@@ -77,8 +106,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     try:
         cfg = OmegaConf.load(hydra_cfg) if hydra_cfg.is_file() else None
     except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
-        log.warning("%s: unreadable (%s); reading the run's config from its CSV log instead", hydra_cfg,
-                    (str(e).strip().splitlines() or [type(e).__name__])[0])
+        log.warning(
+            "%s: unreadable (%s); reading the run's config from its CSV log instead",
+            hydra_cfg,
+            (str(e).strip().splitlines() or [type(e).__name__])[0],
+        )
         cfg = None
     if cfg is not None and not isinstance(cfg, DictConfig):
         cfg = None
@@ -142,12 +174,25 @@ def read_runs(paths: Sequence[Path], x: str = "epoch", include_debug: bool = Fal
     for path in paths:
         try:
             runs.append(read_run(path, x))
-        except (OSError, ValueError, KeyError, TypeError, csv.Error, yaml.YAMLError) as e:  # JSONDecodeError: a ValueError
-            log.warning("skipping %s: its metrics.json or CSV log is unreadable (%s: %s)", path, type(e).__name__,
-                        (str(e).strip().splitlines() or [""])[0][:200])
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            csv.Error,
+            yaml.YAMLError,
+        ) as e:  # JSONDecodeError: a ValueError
+            log.warning(
+                "skipping %s: its metrics.json or CSV log is unreadable (%s: %s)",
+                path,
+                type(e).__name__,
+                (str(e).strip().splitlines() or [""])[0][:200],
+            )
     if not runs:
-        raise ConfigError(f"none of the {len(paths)} run(s) found is readable (see the warnings); "
-                          "wait for running runs to finish, or give other runs")
+        raise ConfigError(
+            f"none of the {len(paths)} run(s) found is readable (see the warnings); "
+            "wait for running runs to finish, or give other runs"
+        )
     debug = [r for r in runs if r.config.get("identity.debug") or r.config.get("trainer.fast_dev_run") is True]
     if debug and not include_debug:
         log.warning("left out %d debug run(s) (debug=..., fast_dev_run); include_debug=true shows them", len(debug))
@@ -170,8 +215,10 @@ def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[P
         else:
             hits = sorted(p for p in (outputs / "sweeps" / target).glob("trial_*") if (p / "metrics.json").is_file())
         if not hits:
-            raise ConfigError(f"no runs found for {target!r}: give run folders (with metrics.json), a folder of runs, "
-                              f"or a sweep name with runs in {outputs / 'sweeps' / target / 'trial_*'}")
+            raise ConfigError(
+                f"no runs found for {target!r}: give run folders (with metrics.json), a folder of runs, "
+                f"or a sweep name with runs in {outputs / 'sweeps' / target / 'trial_*'}"
+            )
         found += [h for h in hits if h not in found]
     return found
 

@@ -10,8 +10,9 @@ from stnlab.evaluation.metrics import Report
 from stnlab.evaluation.plots import plot_confusion, plot_errors
 
 
-def write_report(report: Report, out_dir: Path | str, split: str, meta: dict[str, Any] | None = None,
-                 top_pairs: int = 10) -> dict[str, Path]:
+def write_report(
+    report: Report, out_dir: Path | str, split: str, meta: dict[str, Any] | None = None, top_pairs: int = 10
+) -> dict[str, Path]:
     """Write ``<split>_report.json``, ``<split>_confusion.png`` and ``<split>_errors.png`` into ``out_dir``.
 
     Returns ``{"json": ..., "confusion": ..., "errors": ...}`` (the PNG keys are the W&B media names).
@@ -21,10 +22,15 @@ def write_report(report: Report, out_dir: Path | str, split: str, meta: dict[str
     data = {"split": split, **(meta or {}), **report.as_dict(top_pairs)}
     paths = {"json": out_dir / f"{split}_report.json"}
     paths["json"].write_text(json.dumps(data, indent=1))
-    paths["confusion"] = plot_confusion(report, out_dir / f"{split}_confusion.png",
-                                        title=f"{split}: accuracy {100 * report.accuracy:.2f}%, "
-                                              f"macro F1 {100 * report.f1_macro:.2f}%")
-    paths["errors"] = plot_errors(report, out_dir / f"{split}_errors.png",
-                                  title=f"{split}: {len(report.errors)} most confident of "
-                                        f"{report.num_images - int(report.confusion.diagonal().sum())} errors")
+    paths["confusion"] = plot_confusion(
+        report,
+        out_dir / f"{split}_confusion.png",
+        title=f"{split}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
+    )
+    paths["errors"] = plot_errors(
+        report,
+        out_dir / f"{split}_errors.png",
+        title=f"{split}: {len(report.errors)} most confident of "
+        f"{report.num_images - int(report.confusion.diagonal().sum())} errors",
+    )
     return paths

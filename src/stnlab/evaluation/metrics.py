@@ -14,8 +14,9 @@ a negative group id (test images have track -1: no track) makes an image its own
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torchmetrics import MetricCollection
@@ -36,8 +37,15 @@ class Interval:
     samples: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high, "level": self.level,
-                "groups": self.groups, "samples": self.samples, "method": "cluster bootstrap over groups (tracks)"}
+        return {
+            "estimate": self.estimate,
+            "low": self.low,
+            "high": self.high,
+            "level": self.level,
+            "groups": self.groups,
+            "samples": self.samples,
+            "method": "cluster bootstrap over groups (tracks)",
+        }
 
 
 def _group_draws(groups: torch.Tensor, samples: int, seed: int) -> tuple[torch.Tensor, int, torch.Tensor]:
@@ -68,8 +76,9 @@ def _check(groups: torch.Tensor, *correct: torch.Tensor) -> None:
             raise ValueError(f"correct {tuple(c.shape)} and groups {tuple(groups.shape)} must be equal, non-empty (N,)")
 
 
-def group_interval(correct: torch.Tensor, groups: torch.Tensor, level: float = 0.95, samples: int = 2000,
-                   seed: int = 0) -> Interval:
+def group_interval(
+    correct: torch.Tensor, groups: torch.Tensor, level: float = 0.95, samples: int = 2000, seed: int = 0
+) -> Interval:
     """Percentile bootstrap of the accuracy, drawing whole groups with replacement.
 
     ``correct`` bool (N,), ``groups`` int64 (N,). Each resample draws as many groups as the
@@ -81,8 +90,14 @@ def group_interval(correct: torch.Tensor, groups: torch.Tensor, level: float = 0
     return _interval(correct.double().mean().item(), _resampled_accuracy(correct, group, n, draws), level, n)
 
 
-def difference_interval(correct: torch.Tensor, baseline: torch.Tensor, groups: torch.Tensor, level: float = 0.95,
-                        samples: int = 2000, seed: int = 0) -> Interval:
+def difference_interval(
+    correct: torch.Tensor,
+    baseline: torch.Tensor,
+    groups: torch.Tensor,
+    level: float = 0.95,
+    samples: int = 2000,
+    seed: int = 0,
+) -> Interval:
     """The paired bootstrap of accuracy(correct) - accuracy(baseline) on the same images: both
     models are scored on the same resampled tracks, so the tracks' shared difficulty cancels."""
     _check(groups, correct, baseline)
@@ -102,8 +117,14 @@ class ErrorCase:
     image: torch.Tensor  # uint8 (3, H, W) on the CPU
 
     def as_dict(self, names: Sequence[str]) -> dict[str, Any]:
-        return {"index": self.index, "true_id": self.true_id, "true": names[self.true_id], "pred_id": self.pred_id,
-                "pred": names[self.pred_id], "confidence": round(self.confidence, 6)}
+        return {
+            "index": self.index,
+            "true_id": self.true_id,
+            "true": names[self.true_id],
+            "pred_id": self.pred_id,
+            "pred": names[self.pred_id],
+            "confidence": round(self.confidence, 6),
+        }
 
 
 @dataclass
@@ -130,8 +151,16 @@ class Report:
         cells.sort(key=lambda c: (-c[0], c[1], c[2]))
         out = []
         for n, t, p in cells[:k]:
-            out.append({"true_id": t, "true": self.names[t], "pred_id": p, "pred": self.names[p], "count": n,
-                        "fraction_of_true": n / self.support[t]})
+            out.append(
+                {
+                    "true_id": t,
+                    "true": self.names[t],
+                    "pred_id": p,
+                    "pred": self.names[p],
+                    "count": n,
+                    "fraction_of_true": n / self.support[t],
+                }
+            )
         return out
 
     def as_dict(self, top_pairs: int = 10) -> dict[str, Any]:
@@ -144,7 +173,12 @@ class Report:
             "num_errors": int(self.num_images - self.confusion.diagonal().sum()),
             "most_confused": self.most_confused(top_pairs),
             "per_class": [
-                {"class_id": i, "name": self.names[i], "support": self.support[i], "accuracy": self.per_class_accuracy[i]}
+                {
+                    "class_id": i,
+                    "name": self.names[i],
+                    "support": self.support[i],
+                    "accuracy": self.per_class_accuracy[i],
+                }
                 for i in range(len(self.names))
             ],
             "errors": [e.as_dict(self.names) for e in self.errors],
@@ -163,17 +197,19 @@ class ReportBuilder:
     def __init__(self, num_classes: int = 43, max_errors: int = 32, names: Sequence[str] | None = None):
         self.num_classes, self.max_errors = num_classes, max_errors
         self.names = list(names) if names is not None else class_names(num_classes)
-        self.metrics = MetricCollection({
-            "accuracy": MulticlassAccuracy(num_classes, average="micro"),
-            "per_class": MulticlassAccuracy(num_classes, average="none"),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            "confusion": MulticlassConfusionMatrix(num_classes),
-        })
+        self.metrics = MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+                "per_class": MulticlassAccuracy(num_classes, average="none"),
+                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+                "confusion": MulticlassConfusionMatrix(num_classes),
+            }
+        )
         self.device = torch.device("cpu")
         self.seen = 0
         self._errors: list[ErrorCase] = []
 
-    def to(self, device) -> "ReportBuilder":
+    def to(self, device) -> ReportBuilder:
         self.device = torch.device(device)
         self.metrics = self.metrics.to(self.device)
         return self
@@ -188,8 +224,15 @@ class ReportBuilder:
             wrong = wrong[conf[wrong].argsort(descending=True)[: self.max_errors]].cpu()
             conf, pred, labels_cpu = conf.cpu(), pred.cpu(), labels.cpu()
             for i in wrong.tolist():
-                self._errors.append(ErrorCase(self.seen + i, int(labels_cpu[i]), int(pred[i]), float(conf[i]),
-                                              images[i].detach().to("cpu", torch.uint8).clone()))
+                self._errors.append(
+                    ErrorCase(
+                        self.seen + i,
+                        int(labels_cpu[i]),
+                        int(pred[i]),
+                        float(conf[i]),
+                        images[i].detach().to("cpu", torch.uint8).clone(),
+                    )
+                )
             self._errors.sort(key=lambda e: (-e.confidence, e.index))
             del self._errors[self.max_errors :]
         self.seen += len(labels)
@@ -199,15 +242,29 @@ class ReportBuilder:
         confusion = r["confusion"].long().cpu()
         support = confusion.sum(1).tolist()
         per_class = [float(a) if s else None for a, s in zip(r["per_class"].cpu().tolist(), support)]
-        return Report(num_images=int(confusion.sum()), accuracy=float(r["accuracy"]), f1_macro=float(r["f1_macro"]),
-                      per_class_accuracy=per_class, support=support, confusion=confusion,
-                      errors=list(self._errors), names=self.names)
+        return Report(
+            num_images=int(confusion.sum()),
+            accuracy=float(r["accuracy"]),
+            f1_macro=float(r["f1_macro"]),
+            per_class_accuracy=per_class,
+            support=support,
+            confusion=confusion,
+            errors=list(self._errors),
+            names=self.names,
+        )
 
 
 @torch.no_grad()
-def evaluate(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-             num_classes: int = 43, batch_size: int = 500, max_errors: int = 32, device: torch.device | str = "cpu",
-             groups: torch.Tensor | None = None) -> Report:
+def evaluate(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int = 43,
+    batch_size: int = 500,
+    max_errors: int = 32,
+    device: torch.device | str = "cpu",
+    groups: torch.Tensor | None = None,
+) -> Report:
     """Run ``model`` (uint8 images -> logits) over a split in batches and build its :class:`Report`
     (with the accuracy's interval over ``groups``, where given)."""
     builder = ReportBuilder(num_classes, max_errors).to(device)

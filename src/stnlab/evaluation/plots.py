@@ -6,8 +6,8 @@ needed) and written to ``path``; each function returns the path it wrote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -65,15 +65,18 @@ def plot_errors(report: Report, path: Path | str, cols: int = 8, title: str = ""
             continue
         e = errors[k]
         ax.imshow(e.image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(f"true: {_short(report.names[e.true_id])}\npred: {_short(report.names[e.pred_id])}"
-                     f" ({e.confidence:.2f})", fontsize=6)
+        ax.set_title(
+            f"true: {_short(report.names[e.true_id])}\npred: {_short(report.names[e.pred_id])} ({e.confidence:.2f})",
+            fontsize=6,
+        )
     if not errors:
         fig.axes[0].text(0.5, 0.5, "no errors", ha="center", va="center", transform=fig.axes[0].transAxes)
     return _save(fig, path)
 
 
-def plot_robustness(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], units: Mapping[str, str],
-                    path: Path | str) -> Path:
+def plot_robustness(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], units: Mapping[str, str], path: Path | str
+) -> Path:
     """``curves[distortion][model] = [(level, accuracy), ...]``: one panel per distortion, one line per model."""
     names = list(curves)
     fig = Figure(figsize=(4.2 * max(1, len(names)), 3.6))
@@ -91,8 +94,12 @@ def plot_robustness(curves: Mapping[str, Mapping[str, Sequence[tuple[float, floa
     return _save(fig, path)
 
 
-def plot_val_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path | str,
-                    baseline: float = IDSIA_COMMITTEE_ACC, x: str = "epoch") -> Path:
+def plot_val_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: Path | str,
+    baseline: float = IDSIA_COMMITTEE_ACC,
+    x: str = "epoch",
+) -> Path:
     """``curves[run] = [(x, val_acc), ...]`` with the committee's accuracy (%) as a dashed line;
     ``x`` is ``epoch`` or ``minutes`` (wall minutes of training, validation included)."""
     fig = Figure(figsize=(7, 4.2))

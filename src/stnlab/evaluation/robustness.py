@@ -22,8 +22,8 @@ Levels, and how image i of the split (its index in the split) is distorted:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torchmetrics.classification import MulticlassAccuracy
@@ -54,8 +54,9 @@ def translation_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
     return affine_matrix(translation=-2.0 * level * _DIRECTIONS[index % 4])
 
 
-def tilt_homography(degrees: torch.Tensor, vertical_axis: torch.Tensor,
-                    distance: float = CAMERA_DISTANCE) -> torch.Tensor:
+def tilt_homography(
+    degrees: torch.Tensor, vertical_axis: torch.Tensor, distance: float = CAMERA_DISTANCE
+) -> torch.Tensor:
     """(N, 3, 3) forward maps sign -> image of a plane tilted by ``degrees`` about its vertical (or horizontal) axis.
 
     A sign point (x, y) at depth ``distance`` moves to (x cos t, y, distance + x sin t) (vertical axis)
@@ -106,9 +107,16 @@ DISTORTIONS: dict[str, Distortion] = {
 
 
 @torch.no_grad()
-def accuracy_curve(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-                   distortion: Distortion, levels: tuple[float, ...] | None = None, num_classes: int = 43,
-                   batch_size: int = 500, device: torch.device | str = "cpu") -> list[tuple[float, float]]:
+def accuracy_curve(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    distortion: Distortion,
+    levels: tuple[float, ...] | None = None,
+    num_classes: int = 43,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> list[tuple[float, float]]:
     """``[(level, top-1 accuracy), ...]`` of ``model`` (images in [0, 255] -> logits) on the distorted split."""
     out = []
     for level in levels if levels is not None else distortion.levels:

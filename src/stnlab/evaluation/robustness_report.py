@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from stnlab.errors import ConfigError
 from stnlab.checkpoints import data_config, load_module, load_split, pick_device
-from stnlab.run_dirs import run_dir_of_checkpoint
+from stnlab.errors import ConfigError
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
+from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.wandb_logger import run_name
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,18 @@ def subset(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 
 
-def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[str, Any] | None = None,
-                   distortions: Sequence[str] | None = None, levels: dict[str, Sequence[float]] | None = None,
-                   limit: int | None = None, out_dir: str | Path | None = None, wandb_mode: str | None = "disabled",
-                   batch_size: int = 500, device: str = "auto") -> tuple[dict[str, Any], dict[str, Path]]:
+def run_robustness(
+    ckpts: Sequence[str | Path],
+    split: str = "val",
+    data: dict[str, Any] | None = None,
+    distortions: Sequence[str] | None = None,
+    levels: dict[str, Sequence[float]] | None = None,
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+    wandb_mode: str | None = "disabled",
+    batch_size: int = 500,
+    device: str = "auto",
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG. Returns (table, paths)."""
     if not ckpts:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt (repeat for more models)")
@@ -59,8 +68,10 @@ def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[s
         raise ConfigError(f"scale levels {list(chosen['scale'])} must be positive zoom factors (1 = unchanged)")
     dev = pick_device(device)
     table: dict[str, Any] = {
-        "split": split, "camera_distance": CAMERA_DISTANCE,
-        "distortions": {n: {"unit": DISTORTIONS[n].unit, "levels": list(chosen[n])} for n in names}, "models": [],
+        "split": split,
+        "camera_distance": CAMERA_DISTANCE,
+        "distortions": {n: {"unit": DISTORTIONS[n].unit, "levels": list(chosen[n])} for n in names},
+        "models": [],
     }
     cfgs = []
     for ckpt in ckpts:
@@ -71,19 +82,43 @@ def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[s
         images, labels = data_split.images[index], data_split.labels[index]
         num_classes = module.num_classes
         start = time.perf_counter()
-        acc = {n: [a for _, a in accuracy_curve(module, images, labels, DISTORTIONS[n], chosen[n], num_classes,
-                                                batch_size, dev)] for n in names}
-        log.info("%s: %d images x %d levels in %.1f s", ckpt, len(labels), sum(map(len, chosen.values())),
-                 time.perf_counter() - start)
+        acc = {
+            n: [
+                a
+                for _, a in accuracy_curve(
+                    module, images, labels, DISTORTIONS[n], chosen[n], num_classes, batch_size, dev
+                )
+            ]
+            for n in names
+        }
+        log.info(
+            "%s: %d images x %d levels in %.1f s",
+            ckpt,
+            len(labels),
+            sum(map(len, chosen.values())),
+            time.perf_counter() - start,
+        )
         table["num_images"] = len(labels)
-        table["models"].append({"checkpoint": str(Path(ckpt).resolve()), "variant": module.cfg["model"].get("name"),
-                                "transform": (module.cfg.get("transform") or {}).get("name"), "accuracy": acc})
+        table["models"].append(
+            {
+                "checkpoint": str(Path(ckpt).resolve()),
+                "variant": module.cfg["model"].get("name"),
+                "transform": (module.cfg.get("transform") or {}).get("name"),
+                "accuracy": acc,
+            }
+        )
         del module
     for entry, label in zip(table["models"], model_labels(cfgs, ckpts)):
         entry["label"] = label
-    out = Path(out_dir) if out_dir else (
-        run_dir_of_checkpoint(ckpts[0]) / "eval" if len(ckpts) == 1
-        else Path("outputs") / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    out = (
+        Path(out_dir)
+        if out_dir
+        else (
+            run_dir_of_checkpoint(ckpts[0]) / "eval"
+            if len(ckpts) == 1
+            else Path("outputs") / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     curves = curves_of(table)
     units = {n: DISTORTIONS[n].unit for n in names}
@@ -97,8 +132,10 @@ def run_robustness(ckpts: Sequence[str | Path], split: str = "val", data: dict[s
 
 def curves_of(table: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """The JSON table as ``curves[distortion][model label] = [(level, accuracy), ...]``."""
-    return {n: {m["label"]: list(zip(d["levels"], m["accuracy"][n])) for m in table["models"]}
-            for n, d in table["distortions"].items()}
+    return {
+        n: {m["label"]: list(zip(d["levels"], m["accuracy"][n])) for m in table["models"]}
+        for n, d in table["distortions"].items()
+    }
 
 
 def format_table(table: dict[str, Any]) -> str:
@@ -107,8 +144,10 @@ def format_table(table: dict[str, Any]) -> str:
     for n, d in table["distortions"].items():
         head = f"| {n} ({d['unit']}) | " + " | ".join(f"{lv:g}" for lv in d["levels"]) + " |"
         rule = "|---|" + "---:|" * len(d["levels"])
-        rows = [f"| {m['label']} | " + " | ".join(f"{100 * a:.2f}" for a in m["accuracy"][n]) + " |"
-                for m in table["models"]]
+        rows = [
+            f"| {m['label']} | " + " | ".join(f"{100 * a:.2f}" for a in m["accuracy"][n]) + " |"
+            for m in table["models"]
+        ]
         blocks.append("\n".join([head, rule, *rows]))
     return "\n\n".join(blocks)
 
@@ -121,10 +160,22 @@ def _log_wandb(table, cfgs, curves, units, out: Path, mode, png: Path) -> None:
 
     labels = [m["label"] for m in table["models"]]
     tags = sorted({f"variant:{m['variant']}" for m in table["models"]})
-    run = start_wandb_run(cfgs[0], out, "robustness", f"robustness-{table['split']}-" + "+".join(labels),
-                          {"split": table["split"], "checkpoints": [m["checkpoint"] for m in table["models"]],
-                           "models": labels, "num_images": table["num_images"], "distortions": table["distortions"]},
-                          mode, group="robustness", tags=tags)
+    run = start_wandb_run(
+        cfgs[0],
+        out,
+        "robustness",
+        f"robustness-{table['split']}-" + "+".join(labels),
+        {
+            "split": table["split"],
+            "checkpoints": [m["checkpoint"] for m in table["models"]],
+            "models": labels,
+            "num_images": table["num_images"],
+            "distortions": table["distortions"],
+        },
+        mode,
+        group="robustness",
+        tags=tags,
+    )
     if run is None:
         return
     run.log({**robustness_media(curves, units), "robustness/curves_png": wandb.Image(str(png))})

@@ -6,16 +6,18 @@ Each function returns a ``{key: value}`` dict ready for ``run.log``; keys are
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from stnlab.evaluation.metrics import Report
 
 
-def report_media(report: Report, prefix: str, pngs: Mapping[str, Path] | None = None,
-                 max_rows: int = 64) -> dict[str, Any]:
+def report_media(
+    report: Report, prefix: str, pngs: Mapping[str, Path] | None = None, max_rows: int = 64
+) -> dict[str, Any]:
     """Interactive confusion matrix (``wandb.plot.confusion_matrix``), the errors as a ``wandb.Table`` with
     images, per-class accuracy as a table, and any PNGs given (``{"confusion": path, ...}``) as images."""
     import wandb
@@ -28,12 +30,20 @@ def report_media(report: Report, prefix: str, pngs: Mapping[str, Path] | None = 
     preds = pred_ids.repeat_interleave(counts).tolist()
     out: dict[str, Any] = {
         f"{prefix}/confusion_matrix": wandb.plot.confusion_matrix(
-            y_true=y_true, preds=preds, class_names=report.names, title=f"{prefix} confusion matrix"),
+            y_true=y_true, preds=preds, class_names=report.names, title=f"{prefix} confusion matrix"
+        ),
     }
     errors = wandb.Table(columns=["image", "true_id", "true", "pred_id", "pred", "confidence", "index"])
     for e in report.errors[:max_rows]:
-        errors.add_data(wandb.Image(e.image.permute(1, 2, 0).numpy()), e.true_id, report.names[e.true_id],
-                        e.pred_id, report.names[e.pred_id], e.confidence, e.index)
+        errors.add_data(
+            wandb.Image(e.image.permute(1, 2, 0).numpy()),
+            e.true_id,
+            report.names[e.true_id],
+            e.pred_id,
+            report.names[e.pred_id],
+            e.confidence,
+            e.index,
+        )
     out[f"{prefix}/errors"] = errors
     per_class = wandb.Table(columns=["class_id", "name", "support", "accuracy"])
     for i, name in enumerate(report.names):
@@ -45,8 +55,9 @@ def report_media(report: Report, prefix: str, pngs: Mapping[str, Path] | None = 
     return out
 
 
-def robustness_media(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
-                     units: Mapping[str, str]) -> dict[str, Any]:
+def robustness_media(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], units: Mapping[str, str]
+) -> dict[str, Any]:
     """One ``wandb.plot.line_series`` per distortion (x = level, one line per model) plus the raw table."""
     import wandb
 
@@ -56,8 +67,9 @@ def robustness_media(curves: Mapping[str, Mapping[str, Sequence[tuple[float, flo
         labels = list(per_model)
         xs = [[lv for lv, _ in per_model[m]] for m in labels]
         ys = [[acc for _, acc in per_model[m]] for m in labels]
-        out[f"robustness/{dist}"] = wandb.plot.line_series(xs=xs, ys=ys, keys=labels, title=f"accuracy vs {dist}",
-                                                            xname=units.get(dist, "level"))
+        out[f"robustness/{dist}"] = wandb.plot.line_series(
+            xs=xs, ys=ys, keys=labels, title=f"accuracy vs {dist}", xname=units.get(dist, "level")
+        )
         for m in labels:
             for lv, acc in per_model[m]:
                 rows.add_data(dist, m, lv, acc)

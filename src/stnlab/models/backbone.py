@@ -52,7 +52,9 @@ class ConvBackbone(nn.Module):
             c, s = self.shapes[-1]
             out = ConvBlock.out_size(s, k, padding)
             if out < 1:
-                raise ValueError(f"image_size={image_size} is too small for this backbone (block {len(blocks)} gets {s}x{s})")
+                raise ValueError(
+                    f"image_size={image_size} is too small for this backbone (block {len(blocks)} gets {s}x{s})"
+                )
             blocks.append(ConvBlock(c, w, k, padding, contrast_norm))
             self.shapes.append((w, out))
         self.blocks = nn.ModuleList(blocks)
@@ -110,7 +112,9 @@ class CompactBackbone(nn.Module):
         for w in widths:
             c, s = self.shapes[-1]
             if s < 2:
-                raise ValueError(f"image_size={image_size} is too small for {len(widths)} blocks (block {len(blocks)} gets {s}x{s})")
+                raise ValueError(
+                    f"image_size={image_size} is too small for {len(widths)} blocks (block {len(blocks)} gets {s}x{s})"
+                )
             blocks.append(ConvBNBlock(c, w, depth))
             self.shapes.append((w, s // 2))
         self.blocks = nn.ModuleList(blocks)

@@ -11,7 +11,9 @@ from stnlab.contrast_norm import SpatialContrastiveNorm
 class ConvBlock(nn.Sequential):
     """(N, C_in, H, W) -> (N, C_out, H', W') with H' = (H + 2p - k + 1) // 2."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 5, padding: int = 2, contrast_norm: bool = False):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int = 5, padding: int = 2, contrast_norm: bool = False
+    ):
         layers = [
             nn.Conv2d(in_channels, out_channels, kernel, padding=padding),
             nn.ReLU(inplace=True),
@@ -40,7 +42,11 @@ class ConvBNBlock(nn.Sequential):
         c = in_channels
         for _ in range(depth):
             # No conv bias: the batch norm's shift replaces it.
-            layers += [nn.Conv2d(c, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
             c = out_channels
         layers.append(nn.MaxPool2d(2))
         super().__init__(*layers)

@@ -20,8 +20,15 @@ class ConvLocNet(nn.Module):
     Moodstocks network. Each conv block is 5x5 conv (padding 2), ReLU, max-pool.
     """
 
-    def __init__(self, in_channels: int, in_size: int, widths: Sequence[int] = (200, 300, 200), kernel: int = 5,
-                 padding: int = 2, pool_input: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        in_size: int,
+        widths: Sequence[int] = (200, 300, 200),
+        kernel: int = 5,
+        padding: int = 2,
+        pool_input: bool = True,
+    ):
         super().__init__()
         if len(widths) < 2:
             raise ValueError(f"ConvLocNet needs conv widths and an FC width, got {list(widths)}")
@@ -32,7 +39,9 @@ class ConvLocNet(nn.Module):
         for w in convs:
             out = ConvBlock.out_size(size, kernel, padding)
             if out < 1:
-                raise ValueError(f"localisation net input {in_size}x{in_size} is too small for {len(convs)} conv blocks")
+                raise ValueError(
+                    f"localisation net input {in_size}x{in_size} is too small for {len(convs)} conv blocks"
+                )
             layers.append(ConvBlock(c, w, kernel, padding))
             c, size = w, out
         layers += [nn.Flatten(), nn.Linear(c * size * size, fc), nn.ReLU(inplace=True)]

@@ -43,12 +43,16 @@ class STNClassifier(nn.Module):
         for st_name, spec in (transformers or {}).items():
             missing = [k for k in ("position", "locnet") if spec.get(k) is None]
             if missing:
-                raise ValueError(f"ST '{st_name}' has no {' or '.join(missing)}: the preset defines STs "
-                                 f"{[n for n, sp in transformers.items() if sp.get('position') is not None]}; "
-                                 "check the name in model.transformers.<name>")
+                raise ValueError(
+                    f"ST '{st_name}' has no {' or '.join(missing)}: the preset defines STs "
+                    f"{[n for n, sp in transformers.items() if sp.get('position') is not None]}; "
+                    "check the name in model.transformers.<name>"
+                )
             pos = int(spec["position"])
             if not 0 <= pos < n_blocks:
-                raise ValueError(f"ST '{st_name}' position {pos} is beyond the backbone: use 0 (input) to {n_blocks - 1} (after conv block {n_blocks - 1})")
+                raise ValueError(
+                    f"ST '{st_name}' position {pos} is beyond the backbone: use 0 (input) to {n_blocks - 1} (after conv block {n_blocks - 1})"
+                )
             c, s = self.backbone.shape_at(pos)
             transform = spec.get("transform") or default_transform
             sts[st_name] = SpatialTransformer(c, s, spec["locnet"], transform)
@@ -63,8 +67,11 @@ class STNClassifier(nn.Module):
         locnets = [p for st in self.transformers.values() for p in st.locnet.parameters()]
         regressors = [p for st in self.transformers.values() for p in st.regressor.parameters()]
         st_ids = {id(p) for p in locnets + regressors}
-        groups = {"backbone": [p for p in self.parameters() if id(p) not in st_ids],
-                  "locnet": locnets, "regressor": regressors}
+        groups = {
+            "backbone": [p for p in self.parameters() if id(p) not in st_ids],
+            "locnet": locnets,
+            "regressor": regressors,
+        }
         return {name: params for name, params in groups.items() if params}
 
     def sts_at(self, k: int) -> list[str]:

@@ -20,7 +20,9 @@ class SpatialTransformer(nn.Module):
         transform: the transform family (:mod:`stnlab.models.transforms`; conventions in :mod:`stnlab.geometry`).
     """
 
-    def __init__(self, in_channels: int, in_size: int, locnet: Callable[..., nn.Module], transform: Transform | None = None):
+    def __init__(
+        self, in_channels: int, in_size: int, locnet: Callable[..., nn.Module], transform: Transform | None = None
+    ):
         super().__init__()
         self.transform = transform if transform is not None else Affine()
         self.locnet = locnet(in_channels=in_channels, in_size=in_size)

@@ -22,8 +22,16 @@ from stnlab.errors import ConfigError
 from stnlab.geometry import affine_matrix, apply_homography, base_grid, map_grid, transform_points
 
 # apply_homography and base_grid stay importable from here, where they used to live.
-__all__ = ["Transform", "AffineFamily", "Affine", "RotationScaleTranslation", "Projective", "ThinPlateSpline",
-           "apply_homography", "base_grid"]
+__all__ = [
+    "Transform",
+    "AffineFamily",
+    "Affine",
+    "RotationScaleTranslation",
+    "Projective",
+    "ThinPlateSpline",
+    "apply_homography",
+    "base_grid",
+]
 
 
 class Transform:
@@ -89,8 +97,14 @@ class RotationScaleTranslation(AffineFamily):
     Identity: a = 0, s = 1, t = 0. Scale s < 1 zooms in (the grid maps output to input).
     """
 
-    def __init__(self, rotation: bool = True, scale: bool = True, translation: bool = True,
-                 anisotropic: bool = False, name: str | None = None):
+    def __init__(
+        self,
+        rotation: bool = True,
+        scale: bool = True,
+        translation: bool = True,
+        anisotropic: bool = False,
+        name: str | None = None,
+    ):
         if not (rotation or scale or translation):
             raise ConfigError("transform: rotation, scale and translation are all false; enable at least one")
         self.rotation, self.scale, self.translation = rotation, scale, translation
@@ -108,9 +122,11 @@ class RotationScaleTranslation(AffineFamily):
         params = params.view(-1, self.num_params)
         n_scale = self.num_params - self.rotation - 2 * self.translation
         angle, scale, translation = params.split([int(self.rotation), n_scale, 2 * self.translation], dim=1)
-        return affine_matrix(angle[:, 0] if self.rotation else None,
-                             (scale if self.anisotropic else scale[:, 0]) if self.scale else None,
-                             translation if self.translation else None)
+        return affine_matrix(
+            angle[:, 0] if self.rotation else None,
+            (scale if self.anisotropic else scale[:, 0]) if self.scale else None,
+            translation if self.translation else None,
+        )
 
     def __repr__(self):
         return f"RotationScaleTranslation({self.name}, anisotropic={self.anisotropic}, num_params={self.num_params})"
@@ -163,7 +179,9 @@ class ThinPlateSpline(Transform):
 
     def __init__(self, grid_size: int = 4, name: str | None = None):
         if grid_size < 2:
-            raise ConfigError(f"transform.grid_size={grid_size} is too small; a thin-plate spline needs at least 2 (e.g. 4)")
+            raise ConfigError(
+                f"transform.grid_size={grid_size} is too small; a thin-plate spline needs at least 2 (e.g. 4)"
+            )
         super().__init__(name)
         self.grid_size = grid_size
         lin = torch.linspace(-1.0, 1.0, grid_size, dtype=torch.float64)

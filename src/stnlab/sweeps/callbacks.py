@@ -33,8 +33,11 @@ class TrialBudget:
     def started(self, study: optuna.Study) -> int:
         trials = study.get_trials(deepcopy=False)
         retried = _retried_numbers(trials)
-        return sum(1 for t in trials
-                   if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried))
+        return sum(
+            1
+            for t in trials
+            if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried)
+        )
 
     def remaining(self, study: optuna.Study) -> int | None:
         """How many more trials may start (queued ones included); ``None`` without a budget."""
@@ -73,5 +76,9 @@ class ProgressLine:
         except ValueError:
             best_text = "best -"
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        print(f"[{study.study_name}] trial {trial.number} {state:8s} {outcome} | {describe(trial.params)} | "
-              f"{best_text} | {seconds:.1f}s", file=self.out or sys.stdout, flush=True)
+        print(
+            f"[{study.study_name}] trial {trial.number} {state:8s} {outcome} | {describe(trial.params)} | "
+            f"{best_text} | {seconds:.1f}s",
+            file=self.out or sys.stdout,
+            flush=True,
+        )

@@ -56,8 +56,10 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
             param_overrides = param.overrides(value)
             keys = _keys(param_overrides)
             if keys & fixed_keys:
-                raise ConfigError(f"{', '.join(sorted(keys & fixed_keys))} is searched by sweep param {param.name}; "
-                                  "remove it from the fixed overrides / command line")
+                raise ConfigError(
+                    f"{', '.join(sorted(keys & fixed_keys))} is searched by sweep param {param.name}; "
+                    "remove it from the fixed overrides / command line"
+                )
             try:
                 compose_train(fixed + param_overrides)
             except ConfigError as e:
@@ -72,12 +74,16 @@ def check_metrics(spec: SweepSpec) -> None:
     if spec.metric not in RUN_METRICS:
         raise ConfigError(f"metric={spec.metric} is not a number a run reports; use one of {', '.join(RUN_METRICS)}")
     if spec.monitor not in VAL_EPOCH_METRICS:
-        raise ConfigError(f"monitor={spec.monitor} is not logged at the end of validation epochs (the pruner would "
-                          f"never see it); use one of {', '.join(VAL_EPOCH_METRICS)}")
+        raise ConfigError(
+            f"monitor={spec.monitor} is not logged at the end of validation epochs (the pruner would "
+            f"never see it); use one of {', '.join(VAL_EPOCH_METRICS)}"
+        )
     for key, name in (("metric", spec.metric), ("monitor", spec.monitor)):
         if sense(name) and sense(name) != spec.direction:
-            raise ConfigError(f"{key}={name} is to {sense(name)}, but direction={spec.direction}; "
-                              f"set direction={sense(name)} or pick another {key}")
+            raise ConfigError(
+                f"{key}={name} is to {sense(name)}, but direction={spec.direction}; "
+                f"set direction={sense(name)} or pick another {key}"
+            )
 
 
 class RecordTrialState(pl.Callback):

@@ -88,16 +88,29 @@ def _pct(mean: float | None, std: float, n: int) -> str:
 
 def table(table_rows: list[Row], metric: str) -> tuple[list[str], list[list[Any]]]:
     """Markdown-ready columns and cells (also the W&B table)."""
-    columns = ["rank", "configuration", "n", f"{metric} (%)", f"{TEST_KEY} (%)", f"Δ vs {IDSIA_COMMITTEE_ACC} (pts)",
-               "trials"]
+    columns = [
+        "rank",
+        "configuration",
+        "n",
+        f"{metric} (%)",
+        f"{TEST_KEY} (%)",
+        f"Δ vs {IDSIA_COMMITTEE_ACC} (pts)",
+        "trials",
+    ]
     cells = []
     for rank, r in enumerate(table_rows, 1):
         delta, on = r.delta(metric)
-        cells.append([
-            rank, r.label, r.n, _pct(r.mean, r.std, r.n), _pct(r.test_mean, r.test_std, r.n),
-            "—" if delta is None else f"{delta:+.2f}" + ("" if on == "test" else " (val)"),
-            ", ".join(map(str, r.trials)),
-        ])
+        cells.append(
+            [
+                rank,
+                r.label,
+                r.n,
+                _pct(r.mean, r.std, r.n),
+                _pct(r.test_mean, r.test_std, r.n),
+                "—" if delta is None else f"{delta:+.2f}" + ("" if on == "test" else " (val)"),
+                ", ".join(map(str, r.trials)),
+            ]
+        )
     return columns, cells
 
 
@@ -110,7 +123,8 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         f"Objective `{spec.metric}` ({spec.direction}), sampler `{spec.sampler['_target_'].rsplit('.', 1)[-1]}`, "
         f"pruner `{spec.pruner['_target_'].rsplit('.', 1)[-1]}`, budget {spec.budget() or 'none'} trials.",
         "Trials: " + ", ".join(f"{counts[s]} {s.name.lower()}" for s in TrialState if counts[s]) + ".",
-        "Configurations are grouped over " + (", ".join(spec.group_ignore) or "nothing")
+        "Configurations are grouped over "
+        + (", ".join(spec.group_ignore) or "nothing")
         + f"; mean ± std in %; Δ = 100·acc − {IDSIA_COMMITTEE_ACC} (the IDSIA committee), on {TEST_KEY} "
         "where every trial of the row has it, else on the objective (val).",
         "",
@@ -124,14 +138,21 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         lines += ["", f"![{spec.study}]({chart.name})"]
     others = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if others:
-        lines += ["", "## Pruned and failed trials", "", "| trial | state | params | epochs | reason |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Pruned and failed trials",
+            "",
+            "| trial | state | params | epochs | reason |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for t in others:
             reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
             if t.state == TrialState.FAIL and not reason:
                 reason = "worker died (heartbeat stale)"
-            lines.append(f"| {t.number} | {t.state.name} | {describe(t.params)} | {len(t.intermediate_values)} | "
-                         f"{reason.replace('|', '/')} |")
+            lines.append(
+                f"| {t.number} | {t.state.name} | {describe(t.params)} | {len(t.intermediate_values)} | "
+                f"{reason.replace('|', '/')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -175,10 +196,21 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
     from stnlab.tracking.wandb_logger import open_run
 
     columns, cells = table(table_rows, spec.metric)
-    run = open_run(wandb_cfg, spec.study_dir, f"{spec.study}-report", "report",
-                   {"sweep.study": spec.study, "sweep.metric": spec.metric, "sweep.direction": spec.direction,
-                    "sweep.budget": spec.budget()}, group=spec.study, tags=[f"study:{spec.study}"],
-                   run_id=report_run_id(spec.study))
+    run = open_run(
+        wandb_cfg,
+        spec.study_dir,
+        f"{spec.study}-report",
+        "report",
+        {
+            "sweep.study": spec.study,
+            "sweep.metric": spec.metric,
+            "sweep.direction": spec.direction,
+            "sweep.budget": spec.budget(),
+        },
+        group=spec.study,
+        tags=[f"study:{spec.study}"],
+        run_id=report_run_id(spec.study),
+    )
     if run is None:
         return
     import wandb
@@ -190,8 +222,14 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
     run.log(payload)
     if table_rows:
         best = table_rows[0]
-        run.summary.update({"best/configuration": best.label, "best/mean": best.mean, "best/n": best.n,
-                            "baseline/idsia_committee_acc": IDSIA_COMMITTEE_ACC / 100})
+        run.summary.update(
+            {
+                "best/configuration": best.label,
+                "best/mean": best.mean,
+                "best/n": best.n,
+                "baseline/idsia_committee_acc": IDSIA_COMMITTEE_ACC / 100,
+            }
+        )
         delta, on = best.delta(spec.metric)
         if delta is not None:
             run.summary.update({"baseline/delta_vs_idsia": delta, "baseline/delta_measured_on": on})

@@ -8,8 +8,8 @@ by the heartbeat check and queued again, and ``n_trials`` bounds the study's tot
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import optuna
 from omegaconf import OmegaConf
@@ -42,27 +42,43 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again
     budget = TrialBudget(spec.budget())
     remaining = budget.remaining(study)
-    print(f"[{spec.study}] storage {spec.storage}; {len(study.trials)} trials so far; "
-          f"{'no trial budget' if remaining is None else f'{remaining} of {spec.budget()} left to start'}", flush=True)
+    print(
+        f"[{spec.study}] storage {spec.storage}; {len(study.trials)} trials so far; "
+        f"{'no trial budget' if remaining is None else f'{remaining} of {spec.budget()} left to start'}",
+        flush=True,
+    )
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     if remaining == 0 and running:
-        print(f"[{spec.study}] {running} trials are running elsewhere; a dead worker's trial is queued again "
-              f"once its heartbeat is {spec.heartbeat['grace_period']}s old: rerun then", flush=True)
+        print(
+            f"[{spec.study}] {running} trials are running elsewhere; a dead worker's trial is queued again "
+            f"once its heartbeat is {spec.heartbeat['grace_period']}s old: rerun then",
+            flush=True,
+        )
     if remaining != 0:
         try:
             # No local trial count: the budget callback stops this worker when the study (all
             # workers, queued retries included) has started its n_trials.
-            study.optimize(Objective(spec, overrides), timeout=spec.timeout, catch=(Exception,),
-                           callbacks=[budget, ProgressLine(spec.metric)], gc_after_trial=True)
+            study.optimize(
+                Objective(spec, overrides),
+                timeout=spec.timeout,
+                catch=(Exception,),
+                callbacks=[budget, ProgressLine(spec.metric)],
+                gc_after_trial=True,
+            )
         except KeyboardInterrupt:
-            print(f"[{spec.study}] interrupted; the running trial is queued again: rerun the same command to resume",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{spec.study}] interrupted; the running trial is queued again: rerun the same command to resume",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(130) from None
     # The W&B report run is logged by the worker that sees the study finished (or by report_only).
     busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     path = report.write(study, spec, None if busy else _wandb_cfg(spec, overrides))
-    print(f"[{spec.study}] report: {path}" + (f" ({len(busy)} trials still running elsewhere)" if busy else ""),
-          flush=True)
+    print(
+        f"[{spec.study}] report: {path}" + (f" ({len(busy)} trials still running elsewhere)" if busy else ""),
+        flush=True,
+    )
     return path
 
 

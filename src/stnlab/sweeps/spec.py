@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -203,8 +204,10 @@ def _heartbeat(node: Any) -> dict[str, int]:
             raise ConfigError(f"heartbeat.{key}={value} must be an integer >= {least}")
         out[str(key)] = number
     if "interval" in out and "grace_period" in out and out["grace_period"] < out["interval"]:
-        raise ConfigError(f"heartbeat.grace_period={out['grace_period']} must be >= heartbeat.interval="
-                          f"{out['interval']} (a live worker would be taken for dead)")
+        raise ConfigError(
+            f"heartbeat.grace_period={out['grace_period']} must be >= heartbeat.interval="
+            f"{out['interval']} (a live worker would be taken for dead)"
+        )
     return out
 
 

@@ -23,7 +23,6 @@ from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import SweepSpec
 
 
-
 def with_driver(url: str) -> str:
     """SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; the project ships psycopg2, so name it."""
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
@@ -57,8 +56,9 @@ def _is_creation_race(e: Exception) -> bool:
     return isinstance(e, OperationalError) and ("already exists" in text or "locked" in text or "busy" in text)
 
 
-def make_storage(url: str, heartbeat: dict[str, int] | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> RDBStorage:
+def make_storage(
+    url: str, heartbeat: dict[str, int] | None = None, connect_timeout: float = CONNECT_TIMEOUT
+) -> RDBStorage:
     url = with_driver(url)
     engine_kwargs = _engine_kwargs(url, connect_timeout)
     hb = heartbeat or {}
@@ -68,19 +68,26 @@ def make_storage(url: str, heartbeat: dict[str, int] | None = None,
                 warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=hb["max_retry"]) if hb else None
                 return RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=hb.get("interval"),
-                    grace_period=hb.get("grace_period"), heartbeat_stale_trial_callback=retry,
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=hb.get("interval"),
+                    grace_period=hb.get("grace_period"),
+                    heartbeat_stale_trial_callback=retry,
                 )
         except Exception as e:  # noqa: BLE001 - sorted below: a race is retried, anything else is one line
             if _is_creation_race(e) and attempt < _RACE_ATTEMPTS - 1:
                 # The winner finishes creating the tables in well under a second; jitter keeps the losers apart.
-                time.sleep(min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random()))
+                time.sleep(min(0.2 * 2**attempt, 5.0) * (0.5 + random.random()))
                 continue
             first = (str(e).strip().splitlines() or [""])[0][:300]
             if "timeout" in first.lower() or "timed out" in first.lower():
-                raise ConfigError(f"the study storage {url} did not answer within {connect_timeout:g} s "
-                                  f"({type(e).__name__}: {first}); check that the server is up, or storage=") from None
-            raise ConfigError(f"cannot open the study storage {url}: {type(e).__name__}: {first}; check storage=") from None
+                raise ConfigError(
+                    f"the study storage {url} did not answer within {connect_timeout:g} s "
+                    f"({type(e).__name__}: {first}); check that the server is up, or storage="
+                ) from None
+            raise ConfigError(
+                f"cannot open the study storage {url}: {type(e).__name__}: {first}; check storage="
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -98,8 +105,9 @@ def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:
     """
     sampler, pruner = sampler_of(spec), instantiate(spec.pruner)
     try:
-        study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction=spec.direction)
+        study = optuna.create_study(
+            study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner, direction=spec.direction
+        )
     except DuplicatedStudyError:
         study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
         if study.direction.name.lower() != spec.direction:

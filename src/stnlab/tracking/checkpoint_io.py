@@ -25,8 +25,10 @@ class RunWriteError(StnlabError):
 
 
 def no_room(run_dir: Path | str, path: Path | str, reason: str) -> RunWriteError:
-    return RunWriteError(f"cannot write {path} ({reason}); free space under {run_dir} (the last complete "
-                         f"checkpoint is kept), then continue with resume=last run_dir={run_dir}")
+    return RunWriteError(
+        f"cannot write {path} ({reason}); free space under {run_dir} (the last complete "
+        f"checkpoint is kept), then continue with resume=last run_dir={run_dir}"
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

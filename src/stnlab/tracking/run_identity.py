@@ -18,9 +18,15 @@ PATH_KEYS = {"data.root", "data.mirror", "data.path", "run_dir", "resume"}
 def identity_of(cfg: dict) -> dict[str, Any]:
     """The run's ``identity`` section (made from its other sections for configs written before it existed)."""
     data = cfg.get("data") or {}
-    derived = {"experiment": "custom", "model": (cfg.get("model") or {}).get("name", "model"),
-               "transform": (cfg.get("transform") or {}).get("name", "affine"), "data": data.get("name", "gtsrb"),
-               "image_size": data.get("image_size"), "seed": cfg.get("seed", 0), "debug": None}
+    derived = {
+        "experiment": "custom",
+        "model": (cfg.get("model") or {}).get("name", "model"),
+        "transform": (cfg.get("transform") or {}).get("name", "affine"),
+        "data": data.get("name", "gtsrb"),
+        "image_size": data.get("image_size"),
+        "seed": cfg.get("seed", 0),
+        "debug": None,
+    }
     return {**derived, **(cfg.get("identity") or {})}
 
 
@@ -34,8 +40,14 @@ def run_name(cfg: dict) -> str:
 def run_tags(cfg: dict) -> list[str]:
     """``experiment:``, ``variant:``, ``transform:``, ``dataset:``, ``size:``, ``seed:`` (``debug``), then ``wandb.tags``."""
     i = identity_of(cfg)
-    tags = [f"experiment:{i['experiment']}", f"variant:{i['model']}", f"transform:{i['transform']}",
-            f"dataset:{i['data']}", f"size:{i['image_size']}", f"seed:{i['seed']}"]
+    tags = [
+        f"experiment:{i['experiment']}",
+        f"variant:{i['model']}",
+        f"transform:{i['transform']}",
+        f"dataset:{i['data']}",
+        f"size:{i['image_size']}",
+        f"seed:{i['seed']}",
+    ]
     if i.get("debug"):
         tags += ["debug", f"debug:{i['debug']}"]
     return tags + [t for t in ((cfg.get("wandb") or {}).get("tags") or []) if t not in tags]
@@ -65,8 +77,13 @@ def logged_config(cfg: dict, choices: dict[str, Any] | None = None) -> dict[str,
             out[f"paths.{key}"] = value
         else:
             out[key] = value
-    out.update({f"choices.{group}": choice for group, choice in (choices or {}).items()
-                if not group.startswith("hydra/") and choice is not None})
+    out.update(
+        {
+            f"choices.{group}": choice
+            for group, choice in (choices or {}).items()
+            if not group.startswith("hydra/") and choice is not None
+        }
+    )
     return out
 
 

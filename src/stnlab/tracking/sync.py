@@ -56,20 +56,33 @@ def find_offline_runs(outputs: Path) -> list[OfflineRun]:
             status = "failed"
         else:
             status = "pruned" if record.summary.get("sweep/state") == "pruned" else "finished"
-        debug = bool(record.config.get("identity.debug")) or record.config.get("trainer.fast_dev_run") is True \
+        debug = (
+            bool(record.config.get("identity.debug"))
+            or record.config.get("trainer.fast_dev_run") is True
             or "debug" in record.tags
+        )
         synced = any(folder.glob("*.wandb.synced"))
         runs.append(OfflineRun(folder, _kind(folder, record.job_type), record.name, status, debug, synced))
     return runs
 
 
-def select(runs: list[OfflineRun], kinds: list[str] | None = None, include_failed: bool = False,
-           include_debug: bool = False, include_synced: bool = False) -> list[OfflineRun]:
+def select(
+    runs: list[OfflineRun],
+    kinds: list[str] | None = None,
+    include_failed: bool = False,
+    include_debug: bool = False,
+    include_synced: bool = False,
+) -> list[OfflineRun]:
     unknown = sorted(set(kinds or []) - set(KINDS))
     if unknown:
         raise ConfigError(f"kinds={unknown[0]} is not a kind of run; choose from {', '.join(KINDS)}")
-    return [r for r in runs if (not kinds or r.kind in kinds) and r.wanted(include_failed, include_debug)
-            and (include_synced or not r.synced)]
+    return [
+        r
+        for r in runs
+        if (not kinds or r.kind in kinds)
+        and r.wanted(include_failed, include_debug)
+        and (include_synced or not r.synced)
+    ]
 
 
 def describe(runs: list[OfflineRun], chosen: list[OfflineRun]) -> str:

@@ -8,9 +8,9 @@ warning (``wandb sync`` uploads it later).
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
-import http.client
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -52,7 +52,9 @@ def resolve_mode(requested: str | None) -> str:
     if mode in ("online", "run"):
         base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
         if not _has_credentials():
-            log.warning("W&B online mode but no API key (wandb login / WANDB_API_KEY): logging offline; `wandb sync` later")
+            log.warning(
+                "W&B online mode but no API key (wandb login / WANDB_API_KEY): logging offline; `wandb sync` later"
+            )
             return "offline"
         if not _reachable(base):
             log.warning("W&B server %s unreachable: logging offline; `wandb sync` the run later", base)
@@ -61,8 +63,16 @@ def resolve_mode(requested: str | None) -> str:
     return mode if mode in ("offline", "disabled", "dryrun") else "offline"
 
 
-def init_kwargs(wb: dict, out_dir: Path, mode: str, name: str, job_type: str, config: dict[str, Any],
-                group: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+def init_kwargs(
+    wb: dict,
+    out_dir: Path,
+    mode: str,
+    name: str,
+    job_type: str,
+    config: dict[str, Any],
+    group: str | None = None,
+    tags: list[str] | None = None,
+) -> dict[str, Any]:
     """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): the
     project of the ``wandb`` config section ``wb``, run files under ``out_dir``, no system stats, a bounded
     wait for the service."""
@@ -71,13 +81,31 @@ def init_kwargs(wb: dict, out_dir: Path, mode: str, name: str, job_type: str, co
     os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
     os.environ.setdefault("WANDB_SILENT", "true")
     out_dir.mkdir(parents=True, exist_ok=True)
-    return dict(project=wb.get("project") or "stnlab", entity=wb.get("entity"), name=name, group=group,
-                job_type=job_type, tags=list(tags or []), dir=str(out_dir), mode=mode, config=config,
-                settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode))
+    return dict(
+        project=wb.get("project") or "stnlab",
+        entity=wb.get("entity"),
+        name=name,
+        group=group,
+        job_type=job_type,
+        tags=list(tags or []),
+        dir=str(out_dir),
+        mode=mode,
+        config=config,
+        settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode),
+    )
 
 
-def open_run(wb: dict, out_dir: Path, name: str, job_type: str, config: dict[str, Any], mode: str | None = None,
-             group: str | None = None, tags: list[str] | None = None, run_id: str | None = None):
+def open_run(
+    wb: dict,
+    out_dir: Path,
+    name: str,
+    job_type: str,
+    config: dict[str, Any],
+    mode: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    run_id: str | None = None,
+):
     """A W&B run outside training (its own ``finish()`` is the caller's), or None when W&B is disabled.
     Offline unless ``mode`` / ``wb["mode"]`` / ``WANDB_MODE`` asks otherwise and the server answers.
     With ``run_id``, the run with that id is continued (online) or replaced (offline: the earlier offline
@@ -95,8 +123,9 @@ def open_run(wb: dict, out_dir: Path, name: str, job_type: str, config: dict[str
 
             for old in (out_dir / "wandb").glob(f"offline-run-*-{run_id}"):
                 shutil.rmtree(old, ignore_errors=True)
-    return wandb.init(**init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous",
-                      **extra)
+    return wandb.init(
+        **init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous", **extra
+    )
 
 
 def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identity: dict | None = None):
@@ -114,8 +143,16 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     from lightning.pytorch.loggers import WandbLogger
 
     cfg = {"identity": identity or {}, "wandb": wb}
-    kw = init_kwargs(wb, Path(save_dir), mode, wb.get("name") or run_name(cfg), wb.get("job_type") or "train", {},
-                     wb.get("group"), run_tags(cfg))
+    kw = init_kwargs(
+        wb,
+        Path(save_dir),
+        mode,
+        wb.get("name") or run_name(cfg),
+        wb.get("job_type") or "train",
+        {},
+        wb.get("group"),
+        run_tags(cfg),
+    )
     kw.pop("mode")
     logger = WandbLogger(save_dir=kw.pop("dir"), offline=mode != "online", **kw)
     try:
@@ -123,8 +160,10 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     except Exception as e:  # noqa: BLE001 - a rejected key or a failing server must not stop the run
         if mode != "online":
             raise
-        log.warning("W&B online start failed (%s): logging offline; `wandb sync` the run later",
-                    (str(e).splitlines() or [type(e).__name__])[0][:200])
+        log.warning(
+            "W&B online start failed (%s): logging offline; `wandb sync` the run later",
+            (str(e).splitlines() or [type(e).__name__])[0][:200],
+        )
         return make_wandb_logger(save_dir, {**wb, "mode": "offline"}, identity)
     for key in SUMMARY_MAX:
         run.define_metric(key, summary="max")

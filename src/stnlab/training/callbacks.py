@@ -70,6 +70,10 @@ class RunTimeEstimate(pl.Callback):
         total_min = epoch_min * epochs if epochs else 0.0
         total = f", about {total_min:.{0 if total_min >= 10 else 1}f} min for {epochs} epochs" if epochs else ""
         rate = self.batches * len(batch[1]) * trainer.world_size / elapsed
-        log.info("speed: %.0f img/s here, about %.1f min per epoch (training only)%s; shorter runs: "
-                 "trainer.max_epochs=N, debug=limit, or experiment=compact (~15 min on 2 CPU cores)",
-                 rate, epoch_min, total)
+        log.info(
+            "speed: %.0f img/s here, about %.1f min per epoch (training only)%s; shorter runs: "
+            "trainer.max_epochs=N, debug=limit, or experiment=compact (~15 min on 2 CPU cores)",
+            rate,
+            epoch_min,
+            total,
+        )

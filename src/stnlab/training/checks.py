@@ -17,8 +17,15 @@ log = logging.getLogger(__name__)
 
 # The numbers train() returns (and writes to metrics.json), from _fit_and_test below; test/* exist only where
 # the data has test labels, test/f1_macro only with callbacks.test_report. A sweep's `metric` must be one.
-RUN_METRICS = ("val/acc_best", "test/acc", "test/loss", "test/f1_macro", "time/fit_s", "model/params",
-               "perf/train_img_per_s")
+RUN_METRICS = (
+    "val/acc_best",
+    "test/acc",
+    "test/loss",
+    "test/f1_macro",
+    "time/fit_s",
+    "model/params",
+    "perf/train_img_per_s",
+)
 # What STNModule logs at the end of every validation epoch: what a sweep's pruner (`monitor`) can see there.
 VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best")
 
@@ -40,8 +47,10 @@ def _number(key: str, value: Any, kind=float):
             raise ValueError
         return kind(number)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value} is not {'an integer' if kind is int else 'a number'}; "
-                          f"set {key}=<{'integer' if kind is int else 'number'}>") from None
+        raise ConfigError(
+            f"{key}={value} is not {'an integer' if kind is int else 'a number'}; "
+            f"set {key}=<{'integer' if kind is int else 'number'}>"
+        ) from None
 
 
 def validate(cfg: dict) -> None:
@@ -56,7 +65,9 @@ def validate(cfg: dict) -> None:
     for key, least in (("download_retries", 1), ("download_timeout", 1e-9)):
         v = cfg["data"].get(key)
         if v is not None and _number(f"data.{key}", v) < least:
-            raise ConfigError(f"data.{key}={v} must be positive (the default is {3 if key == 'download_retries' else 30})")
+            raise ConfigError(
+                f"data.{key}={v} must be positive (the default is {3 if key == 'download_retries' else 30})"
+            )
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps")
     if every is not None and _number("checkpoint.every_n_train_steps", every, int) < 0:
         raise ConfigError(f"checkpoint.every_n_train_steps={every} must be >= 0 (0 or null: only at epoch ends)")
@@ -80,9 +91,12 @@ def validate(cfg: dict) -> None:
         import torch
 
         if str(trainer.get("accelerator", "auto")) in ("gpu", "cuda") or (
-                str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()):
-            raise ConfigError("trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
-                              "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU")
+            str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()
+        ):
+            raise ConfigError(
+                "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
+                "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
+            )
 
 
 def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) -> None:
@@ -94,15 +108,19 @@ def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) 
         target = _locate(str(node["_target_"]))
         params = inspect.signature(target).parameters
     except (ImportError, ValueError, TypeError) as e:
-        raise ConfigError(f"{section}._target_={node['_target_']} cannot be used ({e}); fix the {section} choice") from None
+        raise ConfigError(
+            f"{section}._target_={node['_target_']} cannot be used ({e}); fix the {section} choice"
+        ) from None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     allowed = set(params) | {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"} | set(own)
     unknown = sorted(set(node) - allowed)
     if unknown:
         known = ", ".join(k for k in params if k not in ("params", "optimizer", "self"))
-        raise ConfigError(f"{section}.{unknown[0]} is not an argument of {node['_target_']} (it takes {known}); "
-                          f"drop the {section}.{unknown[0]} override")
+        raise ConfigError(
+            f"{section}.{unknown[0]} is not an argument of {node['_target_']} (it takes {known}); "
+            f"drop the {section}.{unknown[0]} override"
+        )
 
 
 def check_budget(cfg: dict) -> None:
@@ -112,8 +130,10 @@ def check_budget(cfg: dict) -> None:
     for key in ("max_epochs", "max_steps"):
         v = trainer.get(key)
         if v is not None and (_number(f"trainer.{key}", v, int) == 0 or int(v) < -1):
-            raise ConfigError(f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
-                              f"set trainer.{key} >= 1 (-1: no limit)")
+            raise ConfigError(
+                f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
+                f"set trainer.{key} >= 1 (-1: no limit)"
+            )
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         v = trainer.get(key)
         if v is None:
@@ -121,17 +141,24 @@ def check_budget(cfg: dict) -> None:
         if _number(f"trainer.{key}", v) < 0:
             raise ConfigError(f"trainer.{key}={v} must be >= 0 (a fraction <= 1.0 or a number of batches)")
         if float(v) == 0 and key == "limit_train_batches":
-            raise ConfigError("trainer.limit_train_batches=0 trains nothing: the test would measure untrained "
-                              "weights; set it > 0")
-    no_val = [f"trainer.limit_val_batches={trainer['limit_val_batches']}"] if trainer.get("limit_val_batches") is not None \
-        and float(trainer["limit_val_batches"]) == 0 else []
+            raise ConfigError(
+                "trainer.limit_train_batches=0 trains nothing: the test would measure untrained weights; set it > 0"
+            )
+    no_val = (
+        [f"trainer.limit_val_batches={trainer['limit_val_batches']}"]
+        if trainer.get("limit_val_batches") is not None and float(trainer["limit_val_batches"]) == 0
+        else []
+    )
     data = cfg.get("data") or {}
     for key in ("val_tracks_per_class", "num_val"):
         if data.get(key) is not None and _number(f"data.{key}", data[key], int) == 0:
             no_val.append(f"data.{key}=0")
     if no_val:
-        log.warning("%s: no validation, so no val/acc_best and no best checkpoint; the test (if any) measures the "
-                    "last epoch's weights", " and ".join(no_val))
+        log.warning(
+            "%s: no validation, so no val/acc_best and no best checkpoint; the test (if any) measures the "
+            "last epoch's weights",
+            " and ".join(no_val),
+        )
 
 
 def _locate(path: str):

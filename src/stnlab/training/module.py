@@ -28,13 +28,17 @@ def build_network(cfg: dict) -> nn.Module:
     return build(cfg["model"], "model", fix="change model.* or data.image_size", _convert_="all")
 
 
-def build_module(cfg: dict) -> "STNModule":
+def build_module(cfg: dict) -> STNModule:
     """The ``STNModule`` of a resolved run config (a plain dict of ``conf/train.yaml``): each part from its own
     node (``model``, ``optim``, ``scheduler``, ``augment``, ``normalize``), the module from ``module``. The config
     is kept in the module (``module.cfg``) and in its checkpoints, which therefore describe themselves."""
-    parts = {"net": build_network(cfg), "optimizer": build(cfg["optim"], "optim"),
-             "scheduler": build(cfg.get("scheduler"), "scheduler"), "augment": build(cfg.get("augment"), "augment"),
-             "normalizer": build(cfg.get("normalize"), "normalize")}
+    parts = {
+        "net": build_network(cfg),
+        "optimizer": build(cfg["optim"], "optim"),
+        "scheduler": build(cfg.get("scheduler"), "scheduler"),
+        "augment": build(cfg.get("augment"), "augment"),
+        "normalizer": build(cfg.get("normalize"), "normalize"),
+    }
     module = instantiate(cfg["module"], _partial_=True)  # the module's own settings; the parts are objects
     return module(**parts, run_config=cfg)
 
@@ -56,11 +60,19 @@ class STNModule(pl.LightningModule):
         run_config: the resolved run config, saved in checkpoints so that they rebuild this module.
     """
 
-    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, scheduler_interval: str = "epoch",
-                 scheduler_monitor: str = "val/acc", augment: nn.Module | None = None,
-                 normalizer: nn.Module | None = None, label_smoothing: float = 0.0, locnet_lr_scale: float = 1.0,
-                 run_config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/acc",
+        augment: nn.Module | None = None,
+        normalizer: nn.Module | None = None,
+        label_smoothing: float = 0.0,
+        locnet_lr_scale: float = 1.0,
+        run_config: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters({"cfg": run_config or {}}, logger=False)
         self.cfg = run_config or {}
@@ -87,8 +99,9 @@ class STNModule(pl.LightningModule):
 
     @staticmethod
     def _non_finite(value: float, step: int, epoch: int) -> None:
-        raise NonFiniteLossError(f"training loss became {value} at step {step} (epoch {epoch}); "
-                                 "lower optim.lr or check the input data")
+        raise NonFiniteLossError(
+            f"training loss became {value} at step {step} (epoch {epoch}); lower optim.lr or check the input data"
+        )
 
     def on_train_epoch_end(self) -> None:
         self.finite_watch.flush()
@@ -162,7 +175,11 @@ class STNModule(pl.LightningModule):
         if rng is not None:
             self._rng_to_restore = None
             torch.set_rng_state(rng["torch"])
-            if rng.get("torch.cuda") and torch.cuda.is_available() and len(rng["torch.cuda"]) == torch.cuda.device_count():
+            if (
+                rng.get("torch.cuda")
+                and torch.cuda.is_available()
+                and len(rng["torch.cuda"]) == torch.cuda.device_count()
+            ):
                 torch.cuda.set_rng_state_all(rng["torch.cuda"])
 
     def test_step(self, batch, batch_idx):
@@ -170,11 +187,15 @@ class STNModule(pl.LightningModule):
 
     def configure_optimizers(self):
         lr = float(self.optimizer_factory.keywords["lr"])
-        scaled = {"locnet": {"lr": lr * self.locnet_lr_scale},
-                  "regressor": {"lr": lr * self.locnet_lr_scale, "weight_decay": 0.0}}
+        scaled = {
+            "locnet": {"lr": lr * self.locnet_lr_scale},
+            "regressor": {"lr": lr * self.locnet_lr_scale, "weight_decay": 0.0},
+        }
         # Named groups: LearningRateMonitor logs each group's lr under its name.
-        groups = [{"params": params, "name": name, **scaled.get(name, {})}
-                  for name, params in self.net.parameter_groups().items()]
+        groups = [
+            {"params": params, "name": name, **scaled.get(name, {})}
+            for name, params in self.net.parameter_groups().items()
+        ]
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
@@ -185,5 +206,11 @@ class STNModule(pl.LightningModule):
         if "max_lr" in keywords and keywords["max_lr"] is None:
             run_kw["max_lr"] = [g["lr"] for g in optimizer.param_groups]
         scheduler = self.scheduler_factory(optimizer, **run_kw)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval,
-                                                         "monitor": self.scheduler_monitor}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": self.scheduler_monitor,
+            },
+        }

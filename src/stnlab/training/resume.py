@@ -25,8 +25,16 @@ LAST = "last.ckpt"
 NETWORK_KEYS = ("model", "transform", "normalize")
 # data.* keys that say where the data lies or how it is served, not what it is: they may differ on resume
 # (another machine, another batch size for evaluation); every other data.* key must match.
-DATA_LOCATION_KEYS = {"root", "mirror", "path", "batch_size", "eval_batch_size", "num_workers", "download_timeout",
-                      "download_retries"}
+DATA_LOCATION_KEYS = {
+    "root",
+    "mirror",
+    "path",
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "download_timeout",
+    "download_retries",
+}
 
 
 def _last_in(run_dir: Path) -> Path:
@@ -38,13 +46,17 @@ def find_last(run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT) ->
     if run_dir:
         path = _last_in(Path(run_dir))
         if not path.is_file():
-            raise ConfigError(f"resume=last: {path} does not exist; give resume=PATH/TO/checkpoint.ckpt, "
-                              "or drop resume= to start afresh")
+            raise ConfigError(
+                f"resume=last: {path} does not exist; give resume=PATH/TO/checkpoint.ckpt, "
+                "or drop resume= to start afresh"
+            )
         return path
     candidates = [p for p in runs_root.glob(f"**/checkpoints/{LAST}") if p.is_file()]
     if not candidates:
-        raise ConfigError(f"resume=last: no run under {runs_root} has checkpoints/{LAST}; "
-                          "give resume=PATH/TO/checkpoint.ckpt or run_dir=RUN_DIR")
+        raise ConfigError(
+            f"resume=last: no run under {runs_root} has checkpoints/{LAST}; "
+            "give resume=PATH/TO/checkpoint.ckpt or run_dir=RUN_DIR"
+        )
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -56,12 +68,15 @@ def check_checkpoint(path: Path) -> None:
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
         bad = f"{type(e).__name__}: {e}"
     if bad is not None:
-        raise ConfigError(f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "
-                          "checkpoint (its run's checkpoints/best-*.ckpt) or drop resume= to start afresh")
+        raise ConfigError(
+            f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "
+            "checkpoint (its run's checkpoints/best-*.ckpt) or drop resume= to start afresh"
+        )
 
 
-def resolve_resume(resume: str | None, run_dir: str | Path | None = None,
-                   runs_root: Path = RUNS_ROOT, verify: bool = True) -> tuple[Path | None, Path | None]:
+def resolve_resume(
+    resume: str | None, run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT, verify: bool = True
+) -> tuple[Path | None, Path | None]:
     """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
 
     Raises ConfigError, naming the fix, when there is nothing to resume from.
@@ -76,8 +91,10 @@ def resolve_resume(resume: str | None, run_dir: str | Path | None = None,
         if ckpt.is_dir():
             ckpt = _last_in(ckpt) if _last_in(ckpt).is_file() else ckpt / LAST
         if not ckpt.is_file():
-            raise ConfigError(f"resume={resume}: no such checkpoint file; give a .ckpt file or a run directory "
-                              "holding checkpoints/last.ckpt, or resume=last")
+            raise ConfigError(
+                f"resume={resume}: no such checkpoint file; give a .ckpt file or a run directory "
+                "holding checkpoints/last.ckpt, or resume=last"
+            )
     if verify:
         check_checkpoint(ckpt)
     return ckpt, run_dir_of_checkpoint(ckpt) if ckpt.parent.name == "checkpoints" else None
@@ -99,11 +116,15 @@ def check_compatible(ckpt: Path, cfg: dict) -> None:
     try:
         saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace
-        raise ConfigError(f"resume: cannot read checkpoint {ckpt} ({type(e).__name__}: {e}); resume from another "
-                          "checkpoint or drop resume= to start afresh") from None
+        raise ConfigError(
+            f"resume: cannot read checkpoint {ckpt} ({type(e).__name__}: {e}); resume from another "
+            "checkpoint or drop resume= to start afresh"
+        ) from None
     if not isinstance(saved, dict) or "state_dict" not in saved or "epoch" not in saved:
-        raise ConfigError(f"resume: {ckpt} is not a training checkpoint (no state_dict/epoch; a file written by "
-                          "torch.save?); resume from <run_dir>/checkpoints/last.ckpt or drop resume= to start afresh")
+        raise ConfigError(
+            f"resume: {ckpt} is not a training checkpoint (no state_dict/epoch; a file written by "
+            "torch.save?); resume from <run_dir>/checkpoints/last.ckpt or drop resume= to start afresh"
+        )
     old = ((saved.get("hyper_parameters") or {}).get("cfg")) or {}
     if not old:
         return  # not one of ours: Lightning reports what does not fit
@@ -115,15 +136,20 @@ def check_compatible(ckpt: Path, cfg: dict) -> None:
         diffs += _diff(old.get(key), cfg.get(key), f"{key}.")
     where = run_dir_of_checkpoint(ckpt) / ".hydra" / "overrides.yaml"
     if diffs:
-        raise ConfigError(f"resume: {ckpt} was trained with another network ({_shown(diffs)}); resume with the run's "
-                          f"own overrides (see {where})")
+        raise ConfigError(
+            f"resume: {ckpt} was trained with another network ({_shown(diffs)}); resume with the run's "
+            f"own overrides (see {where})"
+        )
     # Other data would be trained on silently, and the run's val/acc_best (measured on the old data) kept.
-    data_diffs = _diff(*({k: v for k, v in (d.get("data") or {}).items() if k not in DATA_LOCATION_KEYS}
-                         for d in (old, cfg)), "data.")
+    data_diffs = _diff(
+        *({k: v for k, v in (d.get("data") or {}).items() if k not in DATA_LOCATION_KEYS} for d in (old, cfg)), "data."
+    )
     if data_diffs:
-        raise ConfigError(f"resume: {ckpt} was trained on other data ({_shown(data_diffs)}); its val/acc_best would "
-                          f"not be comparable: resume with the run's own data.* overrides (see {where}), or start "
-                          "a new run (drop resume=)")
+        raise ConfigError(
+            f"resume: {ckpt} was trained on other data ({_shown(data_diffs)}); its val/acc_best would "
+            f"not be comparable: resume with the run's own data.* overrides (see {where}), or start "
+            "a new run (drop resume=)"
+        )
 
 
 def _shown(diffs: list[str]) -> str:

@@ -123,8 +123,11 @@ def discard_if_unused(run_dir: Path) -> None:
     import shutil
 
     try:
-        if run_dir.is_dir() and not holds_run(run_dir) and all(
-                p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        if (
+            run_dir.is_dir()
+            and not holds_run(run_dir)
+            and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+        ):
             shutil.rmtree(run_dir)
             if not any(run_dir.parent.iterdir()):  # the day's folder, when this was its only run
                 run_dir.parent.rmdir()
@@ -157,25 +160,52 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
         try:
             wandb_logger.experiment.finish(exit_code=exit_code)
         except Exception as e:  # noqa: BLE001 - the run's own files are written: W&B's trouble is a warning
-            log.warning("W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
-                        type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+            log.warning(
+                "W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
+                type(e).__name__,
+                (str(e).strip().splitlines() or [""])[0][:300],
+            )
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
     checkpoint = ModelCheckpoint(
-        dirpath=str(run_dir / "checkpoints"), filename="best-{epoch:02d}", monitor="val/acc", mode="max",
-        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best-{epoch:02d}",
+        monitor="val/acc",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
     )
     # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last).
     every = int((resolved.get("checkpoint") or {}).get("every_n_train_steps") or 0)
-    step_checkpoints = [ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
-                                        every_n_train_steps=every, enable_version_counter=False)] if every else []
+    step_checkpoints = (
+        [
+            ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints"),
+                save_top_k=0,
+                save_last=True,
+                every_n_train_steps=every,
+                enable_version_counter=False,
+            )
+        ]
+        if every
+        else []
+    )
     throughput = EpochThroughput()
-    callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c]
+    callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [
+        build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
+    ]
     callbacks += extra_callbacks or []
     callbacks.append(speed)  # the speed: section (stnlab.training.speed)
-    trainer: pl.Trainer = build(resolved["trainer"], "trainer", logger=loggers, callbacks=callbacks,
-                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+    trainer: pl.Trainer = build(
+        resolved["trainer"],
+        "trainer",
+        logger=loggers,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
@@ -212,8 +242,11 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
             try:
                 write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"}, gtsrb)
             except Exception as e:  # noqa: BLE001 - as for _close_wandb
-                log.warning("W&B: the summary was not written (%s: %s); metrics.json is complete",
-                            type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+                log.warning(
+                    "W&B: the summary was not written (%s: %s); metrics.json is complete",
+                    type(e).__name__,
+                    (str(e).strip().splitlines() or [""])[0][:300],
+                )
         print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test), flush=True)
     return metrics
 
@@ -234,7 +267,9 @@ def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: 
     elif metrics.get("test/acc") is not None:
         parts.append(f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['test/acc'] - IDSIA_COMMITTEE_ACC:+.2f} pts (test)")
     elif metrics.get("val/acc_best") is not None:
-        parts.append(f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['val/acc_best'] - IDSIA_COMMITTEE_ACC:+.2f} pts "
-                     "(val: no test labels)")
+        parts.append(
+            f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['val/acc_best'] - IDSIA_COMMITTEE_ACC:+.2f} pts "
+            "(val: no test labels)"
+        )
     parts.append(f"fit {metrics['time/fit_s'] / 60:.1f} min")
     return " | ".join(parts)

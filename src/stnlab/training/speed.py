@@ -75,8 +75,12 @@ def resident_device(setting: Any, device: torch.device, nbytes: int) -> torch.de
             return None
         free, _ = torch.cuda.mem_get_info(device)
         if nbytes > RESIDENT_SHARE * free:
-            log.info("data stays in host memory: %.1f GB is over %d%% of the GPU's free %.1f GB",
-                     nbytes / 1e9, 100 * RESIDENT_SHARE, free / 1e9)
+            log.info(
+                "data stays in host memory: %.1f GB is over %d%% of the GPU's free %.1f GB",
+                nbytes / 1e9,
+                100 * RESIDENT_SHARE,
+                free / 1e9,
+            )
             return None
     return device
 

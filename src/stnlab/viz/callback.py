@@ -26,8 +26,16 @@ class STPanels(pl.Callback):
     Enable with ``callbacks=[default,st_panels]`` (``conf/callbacks/st_panels.yaml``).
     """
 
-    def __init__(self, n: int = 8, cols: int = 4, scale: int = 4, every_n_epochs: int = 1, gif: bool = True,
-                 gif_duration_ms: int = 500, dirname: str = "st_panels"):
+    def __init__(
+        self,
+        n: int = 8,
+        cols: int = 4,
+        scale: int = 4,
+        every_n_epochs: int = 1,
+        gif: bool = True,
+        gif_duration_ms: int = 500,
+        dirname: str = "st_panels",
+    ):
         self.n, self.cols, self.scale, self.every = n, cols, scale, max(1, every_n_epochs)
         self.gif, self.gif_duration_ms, self.dirname = gif, gif_duration_ms, dirname
         self.images: torch.Tensor | None = None
@@ -59,8 +67,12 @@ class STPanels(pl.Callback):
             grid.save(path)
             self.written.append(path)
             if wb is not None:
-                wb.log_image(f"st/{view.name}", [grid], step=trainer.global_step,
-                             caption=[f"epoch {trainer.current_epoch}: input with sampled region | ST output"])
+                wb.log_image(
+                    f"st/{view.name}",
+                    [grid],
+                    step=trainer.global_step,
+                    caption=[f"epoch {trainer.current_epoch}: input with sampled region | ST output"],
+                )
 
     def on_fit_end(self, trainer, pl_module):
         if not (self.gif and trainer.is_global_zero):

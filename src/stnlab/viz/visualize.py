@@ -30,12 +30,16 @@ def visualize(cfg: DictConfig) -> list[Path]:
         raise ConfigError(f"split={cfg.split} is not a split; use train, val or test")
     ckpt = Path(str(cfg.ckpt)).expanduser()
     if not ckpt.is_file():
-        raise ConfigError(f"ckpt={ckpt} is not a file; pass ckpt=PATH to a run's checkpoint "
-                          "(outputs/runs/<date>/<time>-<model>/checkpoints/last.ckpt)")
+        raise ConfigError(
+            f"ckpt={ckpt} is not a file; pass ckpt=PATH to a run's checkpoint "
+            "(outputs/runs/<date>/<time>-<model>/checkpoints/last.ckpt)"
+        )
     module = load_module(ckpt)
     if not module.net.transformers:
-        raise StnlabError(f"the network in {ckpt} ('{module.cfg['model'].get('name')}') has no spatial transformer; "
-                          "pick a checkpoint of an ST model")
+        raise StnlabError(
+            f"the network in {ckpt} ('{module.cfg['model'].get('name')}') has no spatial transformer; "
+            "pick a checkpoint of an ST model"
+        )
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     images = load_images(module, data_cfg, cfg.split, int(cfg.n))
     out = Path(cfg.out) if cfg.get("out") else run_dir_of_checkpoint(ckpt) / "visualize"
