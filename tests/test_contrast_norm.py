@@ -87,15 +87,11 @@ def test_legacy_variant_divides_the_variance_and_floors_at_the_mean_std():
     assert (SpatialContrastiveNorm(3)(x) - out).abs().max() > 0.05  # Torch7's differs
 
 
-def test_checkpoints_without_the_marker_keep_the_legacy_variant():
-    new = InputNormalizer(3).state_dict()
-    assert new["_extra_state"] == {"local_norm": "torch7"}
-    legacy = InputNormalizer(3)
-    legacy.load_state_dict({k: v for k, v in new.items() if k != "_extra_state"})  # as written before the marker
-    assert legacy.local.legacy and legacy.state_dict()["_extra_state"] == {"local_norm": "legacy"}
-    again = InputNormalizer(3)
-    again.load_state_dict(legacy.state_dict())
-    assert again.local.legacy
-    again.load_state_dict(new)
-    assert not again.local.legacy
-    InputNormalizer(3, local_norm=False).load_state_dict(new)  # no local step: nothing to switch
+def test_the_variant_is_chosen_by_config_and_old_runs_keep_theirs():
+    assert not InputNormalizer(3).local.legacy and InputNormalizer(3, variant="floored").local.legacy
+    with pytest.raises(ValueError, match="normalize.variant=lcn is not one of torch7, floored"):
+        InputNormalizer(3, variant="lcn")
+    from stnlab.checkpoints import upgrade_config
+
+    old = {"model": {"name": "no_st"}, "data": {"image_size": 32}, "normalize": {"global_norm": True}}
+    assert upgrade_config(old)["normalize"]["variant"] == "floored"  # written before the module node

@@ -65,7 +65,7 @@ def _legacy(cfg: dict) -> dict:
     old["model"].pop("num_classes")
     old["data"].pop("num_classes")
     old["loss"] = {"label_smoothing": module["label_smoothing"]}
-    old["normalize"] = {k: v for k, v in old["normalize"].items() if k in ("global_norm", "local_norm")}
+    old["normalize"] = {k: v for k, v in old["normalize"].items() if k in ("global_norm", "local_norm")}  # floored
     old["scheduler"] = {**old["scheduler"], "interval": module["scheduler_interval"]}
     return old
 
@@ -79,6 +79,7 @@ def test_a_checkpoint_rebuilds_its_module_also_from_the_older_config_layout(tmp_
                 "scheduler=cosine",
                 "module.locnet_lr_scale=0.1",
                 "module.label_smoothing=0.1",
+                "normalize.variant=floored",  # what runs before the module node used
             ]
         ),
         resolve=True,

@@ -69,7 +69,7 @@ def read_checkpoint(path: Path | str) -> dict:
 
 def upgrade_config(cfg: dict) -> dict:
     """The run config of a checkpoint written before the module was built from its parts (no ``module`` node):
-    the same run in today's layout."""
+    the same run in today's layout. Such runs normalised with the ``floored`` contrast normalisation."""
     if "module" in cfg:
         return cfg
     cfg = {**cfg, "model": dict(cfg["model"]), "data": {"num_classes": 43, **cfg["data"]}}
@@ -80,6 +80,7 @@ def upgrade_config(cfg: dict) -> dict:
     interval, monitor = scheduler.pop("interval", "epoch"), scheduler.pop("monitor", "val/acc")
     cfg["scheduler"] = scheduler or None
     cfg["normalize"] = {
+        "variant": "floored",
         "_target_": "stnlab.data.normalize.InputNormalizer",
         "channels": cfg["model"].get("in_channels", 3),
         **(cfg.get("normalize") or {}),

@@ -12,7 +12,8 @@ Torch7 (nn/SpatialSubtractiveNormalization.lua, SpatialDivisiveNormalization.lua
   out = y / (s if s > threshold else thresval), a fixed threshold (default 1e-4).
 
 ``legacy=True`` is stnlab's earlier variant (variance divided by coef, std floored at its per-image
-mean and at ``threshold``), kept only so that checkpoints trained with it are evaluated as trained.
+mean and at ``threshold``): ``normalize.variant=floored``. It bounds the gain in flat regions, where
+Torch7's fixed threshold lets sensor and quantisation noise through at unit variance.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Input normalisation, applied to uint8 batches on the device (not stored in the cache).
 
 Global: per-channel mean and std of the *training split* in [0, 1] units.
-Local: spatial contrastive normalisation with a 7-tap Gaussian, Torch7's (as the reference).
-Kept as a module with buffers so that checkpoints carry their own statistics, and the local
-normalisation's variant (``_extra_state``): a checkpoint without it was trained with the legacy
-variant (:mod:`stnlab.contrast_norm`) and is evaluated and resumed with it.
+Local: spatial contrastive normalisation with a 7-tap Gaussian (:mod:`stnlab.contrast_norm`), either
+Torch7's exactly (``torch7``, as the reference) or with the local std floored at its per-image mean
+(``floored``, stnlab's earlier variant, which checkpoints written before the choice existed used).
+Kept as a module with buffers so that checkpoints carry their own statistics.
 """
 
 from __future__ import annotations
@@ -33,24 +33,16 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor
 class InputNormalizer(nn.Module):
     """uint8 (N, C, H, W) -> float32 (N, C, H, W), globally then (optionally) locally normalised."""
 
-    def __init__(self, channels: int = 3, global_norm: bool = True, local_norm: bool = True):
+    VARIANTS = ("torch7", "floored")
+
+    def __init__(self, channels: int = 3, global_norm: bool = True, local_norm: bool = True, variant: str = "torch7"):
         super().__init__()
+        if variant not in self.VARIANTS:
+            raise ValueError(f"normalize.variant={variant} is not one of {', '.join(self.VARIANTS)}")
         self.global_norm = global_norm
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
-        self.local = SpatialContrastiveNorm(channels) if local_norm else None
-
-    def get_extra_state(self) -> dict:
-        return {"local_norm": "legacy" if self.local is not None and self.local.legacy else "torch7"}
-
-    def set_extra_state(self, state: dict) -> None:
-        if self.local is not None:
-            self.local.legacy = state["local_norm"] == "legacy"
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A checkpoint from before the marker existed was trained with the legacy variant.
-        state_dict.setdefault(prefix + "_extra_state", {"local_norm": "legacy"})
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.local = SpatialContrastiveNorm(channels, legacy=variant == "floored") if local_norm else None
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)

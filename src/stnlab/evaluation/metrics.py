@@ -194,7 +194,7 @@ class ReportBuilder:
     ``max_errors`` most confident mistakes seen by this process.
     """
 
-    def __init__(self, num_classes: int = 43, max_errors: int = 32, names: Sequence[str] | None = None):
+    def __init__(self, num_classes: int, max_errors: int = 32, names: Sequence[str] | None = None):
         self.num_classes, self.max_errors = num_classes, max_errors
         self.names = list(names) if names is not None else class_names(num_classes)
         self.metrics = MetricCollection(
@@ -259,22 +259,28 @@ def evaluate(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     labels: torch.Tensor,
-    num_classes: int = 43,
+    num_classes: int | None = None,
     batch_size: int = 500,
     max_errors: int = 32,
     device: torch.device | str = "cpu",
     groups: torch.Tensor | None = None,
 ) -> Report:
     """Run ``model`` (uint8 images -> logits) over a split in batches and build its :class:`Report`
-    (with the accuracy's interval over ``groups``, where given)."""
-    builder = ReportBuilder(num_classes, max_errors).to(device)
+    (with the accuracy's interval over ``groups``, where given). ``num_classes``: the model's, else the
+    width of its logits."""
+    builder = None
     correct = []
     for i in range(0, len(labels), batch_size):
         x = images[i : i + batch_size].to(device)
         y = labels[i : i + batch_size].to(device)
         logits = model(x)
+        if builder is None:
+            classes = num_classes or getattr(model, "num_classes", None) or logits.shape[-1]
+            builder = ReportBuilder(int(classes), max_errors).to(device)
         builder.update(logits, y, x)
         correct.append((logits.argmax(-1) == y).cpu())
+    if builder is None:  # no images: the report of an empty split
+        builder = ReportBuilder(int(num_classes or getattr(model, "num_classes", 1)), max_errors).to(device)
     report = builder.compute()
     report.correct = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
     if groups is not None and len(labels):

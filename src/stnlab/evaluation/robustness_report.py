@@ -80,15 +80,9 @@ def run_robustness(
         data_split = load_split(data_config(module.cfg, data), split)
         index = subset(len(data_split), limit)
         images, labels = data_split.images[index], data_split.labels[index]
-        num_classes = module.num_classes
         start = time.perf_counter()
         acc = {
-            n: [
-                a
-                for _, a in accuracy_curve(
-                    module, images, labels, DISTORTIONS[n], chosen[n], num_classes, batch_size, dev
-                )
-            ]
+            n: [a for _, a in accuracy_curve(module, images, labels, DISTORTIONS[n], chosen[n], batch_size, dev)]
             for n in names
         }
         log.info(
