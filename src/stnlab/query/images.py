@@ -16,6 +16,7 @@ frames are taken in natural name order (``frame2`` before ``frame10``).
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stnlab.errors import StnlabError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".ppm", ".pgm", ".pbm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv")
@@ -208,6 +211,8 @@ def _video_frames(path: Path, max_frames: int | None, frame_step: int
                 if i % frame_step:
                     continue
                 if max_frames is not None and kept >= max_frames:
+                    log.warning("%s has more frames: read the first %d (max_frames); raise max_frames or frame_step",
+                                path, kept)
                     break
                 kept += 1
                 yield f"frame_{i:05d}", frame.to_image()
@@ -257,6 +262,9 @@ def read_query(input: str | Path, image_size: int, display_size: int = 192, trac
 def _from_source(source: str, kind: str, label: str, items: Source, image_size: int, display_size: int,
                  max_frames: int | None) -> Query:
     query = Query(source, kind, label)
+    if max_frames is not None and len(items) > max_frames:
+        log.warning("%s holds %d images: read the first %d (max_frames); raise max_frames to read them all",
+                    source, len(items), max_frames)
     for name, where, read in items[:max_frames]:
         try:
             data = read()

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from stnlab.errors import ConfigError
 from stnlab.evaluation.loading import load_module, pick_device
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
@@ -78,6 +79,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
     frame_step = positive_int(cfg, "frame_step")
     max_frames = None if cfg.get("max_frames") is None else positive_int(cfg, "max_frames")
+    fps = cfg.get("fps")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
+        raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")
     device = pick_device(cfg.device)
     predictor = Predictor(load_module(ckpt, device), device, batch_size)
     if predictor.module.cfg["data"].get("crop_roi"):
@@ -103,9 +107,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                 log.warning("%s has no spatial transformer: the figures show the input and the prediction only", model)
             images = list(_figures(predictor, query, guesses))
             if query.is_sequence:
-                fps = float(cfg.get("fps") or query.fps or TRACK_FPS)
-                write_animation_gif(images, stage.path("st.gif"), fps)
-                write_mp4(images, stage.path("st.mp4"), fps)
+                rate = float(fps or query.fps or TRACK_FPS)
+                write_animation_gif(images, stage.path("st.gif"), rate)
+                write_mp4(images, stage.path("st.mp4"), rate)
             else:
                 for name, image in zip(_figure_names(query), images):
                     image.save(stage.path(name))
