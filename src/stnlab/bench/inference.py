@@ -1,0 +1,126 @@
+"""Inference speed on the CPU, PyTorch eager against onnxruntime: single-image latency and batch throughput.
+
+``python -m stnlab.bench.inference [--models two_st compact_two_st] [--image-size 32] [--batch 256] [--reps 7]
+[--threads 1] [--ckpt PATH ...] [--out FILE.json]``
+
+Both engines run the same :class:`~stnlab.query.classifier.ImageClassifier` (network and
+normalisation) on the same random uint8 images; the ONNX file is exported as ``src/export.py``
+writes it. Each repetition times, for each engine in turn, ``calls`` single-image calls and a few
+calls on a batch of ``batch`` images; the figures are medians over repetitions. Each is measured
+twice: in wall-clock time and in the CPU time of the process. With one thread per engine the
+two agree on an idle machine; on a shared one the wall time also counts the time the scheduler
+gave to others (a 2-core machine under load made it 1.5-5x the CPU time), so the CPU time is the
+figure that can be compared between runs. Presets are built untrained: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from stnlab.query.classifier import ImageClassifier
+from stnlab.query.export import example_images, export_classifier, load_exported
+
+
+def _per_call(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, calls: int) -> tuple[float, float]:
+    """(wall, process CPU) seconds per call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        fn(x)
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def inference_speed(
+    classifier: ImageClassifier,
+    batch: int = 256,
+    reps: int = 7,
+    calls: int = 50,
+    threads: int = 1,
+    onnx_path: Path | None = None,
+) -> dict[str, dict[str, float]]:
+    """``{engine: {"latency_ms", "img_per_s", "latency_ms_wall", "img_per_s_wall"}}`` for ``pytorch`` (eager,
+    ``torch.inference_mode``) and ``onnxruntime`` (CPU provider): medians of the single-image time and of the
+    batch throughput, in CPU time and in wall time."""
+    torch.set_num_threads(threads)
+    classifier = classifier.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = onnx_path or export_classifier(classifier, "onnx", Path(tmp) / "model.onnx")
+        engines = {"pytorch": classifier, "onnxruntime": load_exported(path, "onnx", threads=threads)}
+        one, many = example_images(classifier.image_size, 1), example_images(classifier.image_size, batch)
+        batch_calls = max(1, calls // 10)
+        samples: dict[str, dict[str, list[tuple[float, float]]]] = {e: {"single": [], "batch": []} for e in engines}
+        with torch.inference_mode():
+            for fn in engines.values():  # warm-up: allocator, thread pools, ORT's first-run graph work
+                _per_call(fn, one, 3)
+                _per_call(fn, many, 1)
+            for _ in range(reps):
+                for name, fn in engines.items():
+                    samples[name]["single"].append(_per_call(fn, one, calls))
+                    samples[name]["batch"].append(_per_call(fn, many, batch_calls))
+    out = {}
+    for name, s in samples.items():
+        wall, cpu = (statistics.median(t[i] for t in s["single"]) for i in (0, 1))
+        batch_wall, batch_cpu = (statistics.median(t[i] for t in s["batch"]) for i in (0, 1))
+        out[name] = {
+            "latency_ms": 1000 * cpu,
+            "img_per_s": batch / batch_cpu,
+            "latency_ms_wall": 1000 * wall,
+            "img_per_s_wall": batch / batch_wall,
+        }
+    return out
+
+
+def _classifiers(args) -> dict[str, ImageClassifier]:
+    from stnlab.bench.config import run_config
+    from stnlab.evaluation.loading import load_module
+    from stnlab.training import build_module
+
+    out = {}
+    for ckpt in args.ckpt or []:
+        out[str(ckpt)] = ImageClassifier.of(load_module(ckpt, "cpu"))
+    for model in [] if args.ckpt and not args.models else (args.models or ["two_st", "compact_two_st"]):
+        cfg = run_config([f"model={model}", f"data.image_size={args.image_size}"])
+        out[f"{model} ({args.image_size} px)"] = ImageClassifier.of(build_module(cfg))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m stnlab.bench.inference", description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", help="model presets, built untrained (default: two_st compact_two_st)")
+    p.add_argument("--ckpt", nargs="*", help="checkpoints to time instead of (or, with --models, besides) presets")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=256, help="images per call for the throughput figure")
+    p.add_argument("--reps", type=int, default=7, help="repetitions; medians are reported")
+    p.add_argument("--calls", type=int, default=50, help="single-image calls per repetition")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of both engines")
+    p.add_argument("--out", type=Path, help="also write the results as JSON")
+    args = p.parse_args(argv)
+    results = {}
+    print(
+        f"| model | engine | latency, 1 image (CPU ms) | throughput, batch {args.batch} (img per CPU s) "
+        "| the same in wall time (ms; img/s) |"
+    )
+    print("| --- | --- | ---: | ---: | ---: |")
+    for label, classifier in _classifiers(args).items():
+        results[label] = inference_speed(classifier, args.batch, args.reps, args.calls, args.threads)
+        for engine, r in results[label].items():
+            print(
+                f"| {label} | {engine} | {r['latency_ms']:.2f} | {r['img_per_s']:.0f} "
+                f"| {r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f} |",
+                flush=True,
+            )
+    meta = {"threads": args.threads, "batch": args.batch, "reps": args.reps, "torch": torch.__version__}
+    if args.out:
+        args.out.write_text(json.dumps({"settings": meta, "results": results}, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

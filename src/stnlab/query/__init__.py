@@ -1,0 +1,1 @@
+"""Query time: classify new images and videos with a trained checkpoint, show the STs, export, serve."""

@@ -1,0 +1,206 @@
+"""The classifier (network + normalisation, :class:`~stnlab.query.classifier.ImageClassifier`) as a file that
+runs without stnlab: ONNX, TorchScript or a ``torch.export`` ExportedProgram.
+
+Every format takes RGB images (N, 3, S, S) in [0, 255] (uint8 by default, ``dtype=float32`` for
+float input) at the training size S, any N, and returns logits (N, 43). A JSON sidecar
+``<file>.json`` states this, the class names and the preprocessing a caller must do (resize
+the whole image to S x S with a bilinear filter, no normalisation: the model does it).
+
+- ``onnx``: ``torch.onnx.export(..., dynamo=True)``, the ``torch.export``-based exporter (the
+  TorchScript-based one is deprecated in torch 2.13). ``F.grid_sample`` becomes ONNX GridSample
+  (opset >= 16; this exporter writes 18 to 23, by default 20); affine, projective and TPS STs all export.
+- ``torchscript``: ``torch.jit.trace`` (deprecated by PyTorch in favour of ``torch.export``, kept
+  for C++ ``torch::jit::load`` users).
+- ``exported_program``: ``torch.export.save``; load with ``torch.export.load(path).module()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stnlab.errors import ConfigError, StnlabError
+from stnlab.query.classifier import ImageClassifier
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported_program": ".pt2"}
+DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
+TOLERANCE = 1e-4  # max |logit difference| accepted between the exported file and PyTorch
+OPSETS = (18, 23)  # what the torch.export-based ONNX exporter of torch 2.13 writes (it cannot go below 18)
+
+
+class ExportError(StnlabError):
+    """The network could not be exported, or the exported file disagrees with PyTorch."""
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt} is not one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def check_opset(opset) -> int | None:
+    if opset is None:
+        return None
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ConfigError(
+            f"opset={opset}: the ONNX exporter writes opsets {OPSETS[0]}..{OPSETS[1]}; "
+            "pass one of those or leave it null (20)"
+        )
+    return opset
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype} is not one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def example_images(image_size: int, batch: int = 3, dtype: str = "uint8", seed: int = 0) -> torch.Tensor:
+    """Random images (batch, 3, S, S) in [0, 255] of ``dtype``."""
+    check_dtype(dtype)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, 3, image_size, image_size), generator=g, dtype=torch.uint8).to(DTYPES[dtype])
+
+
+def _quiet_exporters() -> None:
+    # The ONNX exporter warns once per torchvision op it cannot register (torchvision is not installed here).
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    for name in ("onnx_ir", "onnxscript"):  # their optimiser logs every deduplicated initializer at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings(
+        "ignore", message=r".*torch\.jit\.(trace|load|trace_method).* is deprecated", category=DeprecationWarning
+    )
+
+
+def _write(classifier: ImageClassifier, fmt: str, path: Path, x: torch.Tensor, opset: int | None) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    if fmt == "onnx":
+        program = torch.onnx.export(
+            classifier,
+            (x,),
+            dynamic_shapes=({0: batch},),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
+        )
+        program.save(str(path))
+    elif fmt == "torchscript":
+        traced = torch.jit.trace(classifier, (x,))
+        traced.save(str(path))
+    else:
+        with path.open("wb") as f:  # a file object: torch.export.save/load insist on a .pt2 suffix for paths
+            torch.export.save(torch.export.export(classifier, (x,), dynamic_shapes=({0: batch},)), f)
+
+
+def export_classifier(
+    classifier: ImageClassifier, fmt: str, path: Path | str, dtype: str = "uint8", opset: int | None = None
+) -> Path:
+    """Write ``classifier`` as ``fmt`` to ``path`` (through a temporary file: ``path`` appears only complete)."""
+    check_format(fmt)
+    check_opset(opset)
+    _quiet_exporters()
+    path = Path(path)
+    x = example_images(classifier.image_size, 3, dtype)
+    classifier = classifier.eval()
+    with torch.no_grad():
+        classifier(x)  # fills the transforms' per-device constant caches, so a trace sees them as constants
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            _write(classifier, fmt, Path(part), x, opset)
+        os.replace(part, path)
+    except StnlabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any exporter failure is reported as one line
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ExportError(
+            f"exporting to {fmt} failed ({type(e).__name__}: {first}); "
+            "try another format= (exported_program is the most permissive)"
+        ) from None
+    finally:
+        Path(part).unlink(missing_ok=True)
+    return path
+
+
+def format_of(path: Path | str) -> str:
+    name = str(path)
+    for fmt, suffix in sorted(FORMATS.items(), key=lambda kv: -len(kv[1])):
+        if name.endswith(suffix):
+            return fmt
+    raise ConfigError(f"{path}: unknown export suffix; expected one of {', '.join(FORMATS.values())}")
+
+
+def load_exported(
+    path: Path | str, fmt: str | None = None, threads: int | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function images (N, 3, S, S) -> logits (N, 43) (CPU tensors) running the exported file ``path``."""
+    fmt = fmt or format_of(path)
+    _quiet_exporters()
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda images: torch.from_numpy(session.run(None, {name: np.ascontiguousarray(images.numpy())})[0])
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path))
+    else:
+        with open(path, "rb") as f:
+            module = torch.export.load(f).module()
+    return lambda images: module(images).detach()
+
+
+@torch.no_grad()
+def max_difference(
+    classifier: ImageClassifier,
+    run: Callable[[torch.Tensor], torch.Tensor],
+    dtype: str = "uint8",
+    batches: tuple[int, ...] = (1, 3, 7),
+) -> float:
+    """Largest |logit| difference between ``run`` and ``classifier`` over random batches of these sizes."""
+    worst = 0.0
+    for n in batches:
+        x = example_images(classifier.image_size, n, dtype, seed=n)
+        worst = max(worst, float((run(x).float() - classifier(x).float()).abs().max()))
+    return worst
+
+
+def sidecar(classifier: ImageClassifier, fmt: str, dtype: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a caller of the exported file needs to know."""
+    s = classifier.image_size
+    return {
+        "format": fmt,
+        "input": {
+            "name": "images",
+            "shape": ["N", 3, s, s],
+            "dtype": dtype,
+            "range": [0, 255],
+            "channels": "RGB",
+            "preprocessing": f"resize the whole image to {s}x{s} with a bilinear filter (PIL "
+            "Image.resize(..., BILINEAR)); no normalisation, the model applies its own",
+        },
+        "output": {
+            "name": "logits",
+            "shape": ["N", len(classifier.class_names)],
+            "meaning": "class scores; softmax gives probabilities",
+        },
+        "classes": classifier.class_names,
+        **extra,
+    }

@@ -1,0 +1,117 @@
+"""Pictures of what the STs did to query images: one figure per image, an animation per sequence.
+
+A figure is [the input at display size, on a grey margin, with each ST's sampled region outlined |
+each ST's output, enlarged], under a caption (the top guesses). The outlines and outputs come
+from :func:`stnlab.viz.trace.trace_sts`: an ST's outline is its output border mapped through
+its transform and then through every earlier ST's, so it lands on the input image; for an ST
+after a conv block (whose input is a feature map), outline and output are how that ST would
+move the *image* (exact for input STs, an approximation beyond: normalised coordinates are
+shared by every resolution). Those panels are labelled "(on the image)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from stnlab.viz.panels import MARGIN, OUTLINE, to_pil, write_gif
+from stnlab.viz.trace import STView, trace_sts
+
+# One outline colour per ST, in forward order (the first is the visualize panels' green).
+COLOURS = (OUTLINE, (255, 140, 0), (0, 190, 255), (255, 0, 200), (255, 255, 0))
+GAP = 6
+TEXT = (0, 0, 0)
+BACKGROUND = (255, 255, 255)
+
+
+def st_views(module, pixels: torch.Tensor) -> tuple[list[STView], list[torch.Tensor]]:
+    """Trace every ST of ``module`` on uint8 (N, 3, S, S) images: the views and each ST's outline (N, P, 2)
+    in the normalised coordinates of the input image."""
+    views = trace_sts(module, pixels)
+    outlines, chain = [], []
+    for view in views:
+        points = view.outline
+        for transform, params in reversed(chain):  # into the coordinates of the view before each earlier ST
+            points = transform.map_points(params, points)
+        outlines.append(points)
+        chain.append((module.net.transformers[view.name].transform, view.params))
+    return views, outlines
+
+
+def _font(size: int = 12):
+    return ImageFont.load_default(size=size)
+
+
+def figure(
+    display: Image.Image, views: Sequence[STView], outlines: Sequence[torch.Tensor], i: int, caption: str
+) -> Image.Image:
+    """Image ``i`` of a traced batch: [``display`` with the ST outlines | each ST's output], ``caption`` above."""
+    w, h = display.size
+    side = max(w, h)
+    m = side // 8
+    canvas = Image.new("RGB", (w + 2 * m, h + 2 * m), MARGIN)
+    canvas.paste(display, (m, m))
+    draw = ImageDraw.Draw(canvas)
+    for k, points in enumerate(outlines):
+        # Normalised (x, y) -> pixels: -1/+1 are the outer edges of the border pixels (as viz.panels).
+        xy = ((points[i] + 1) / 2 * torch.tensor([w, h]) - 0.5 + m).tolist()
+        draw.line([tuple(p) for p in xy], fill=COLOURS[k % len(COLOURS)], width=2)
+    panels = [(canvas, "input")]
+    for view in views:
+        out = view.outputs[i]
+        scale = max(1, side // out.shape[-1])
+        label = f"ST {view.name}" if view.position == 0 else f"ST {view.name} (on the image)"
+        panels.append((to_pil(out, scale), label))
+    font = _font()
+    line = font.getbbox("Ag")[3] + 4
+    width = sum(p.width for p, _ in panels) + GAP * (len(panels) + 1)
+    height = line + max(p.height for p, _ in panels) + line + GAP
+    out = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(out)
+    draw.text((GAP, 2), caption, fill=TEXT, font=font)
+    x = GAP
+    for k, (p, label) in enumerate(panels):
+        out.paste(p, (x, line))
+        colour = TEXT if k == 0 else COLOURS[(k - 1) % len(COLOURS)]
+        draw.text((x, line + p.height + 2), label, fill=colour if colour != OUTLINE else (0, 140, 0), font=font)
+        x += p.width + GAP
+    return out
+
+
+def same_size(frames: Sequence[Image.Image], even: bool = False) -> list[Image.Image]:
+    """``frames`` padded (white, bottom and right) to the largest width and height (even ones for video codecs)."""
+    w, h = max(f.width for f in frames), max(f.height for f in frames)
+    if even:
+        w, h = w + w % 2, h + h % 2
+    padded = []
+    for f in frames:
+        if f.size == (w, h):
+            padded.append(f)
+        else:
+            canvas = Image.new("RGB", (w, h), BACKGROUND)
+            canvas.paste(f, (0, 0))
+            padded.append(canvas)
+    return padded
+
+
+def write_animation_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
+    return write_gif(same_size(frames), path, max(20, round(1000 / fps)))
+
+
+def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
+    """An H.264 MP4 of ``frames`` at ``fps`` (PyAV's bundled FFmpeg)."""
+    from fractions import Fraction
+
+    import av
+
+    frames = same_size(frames, even=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_image(f)))
+        container.mux(stream.encode())
+    return path

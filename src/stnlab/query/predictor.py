@@ -1,0 +1,64 @@
+"""Class probabilities and top-k guesses for uint8 images at the network's size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from stnlab.data.classes import GTSRB_CLASSES
+from stnlab.errors import ConfigError
+from stnlab.query.classifier import ImageClassifier
+
+
+@dataclass
+class Guess:
+    class_id: int
+    name: str
+    prob: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.name} {100 * self.prob:.2f}%"
+
+
+def check_top_k(top_k: int, num_classes: int = len(GTSRB_CLASSES)) -> int:
+    if not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
+        raise ConfigError(f"top_k={top_k} must be an integer in 1..{num_classes}")
+    return top_k
+
+
+def top_k(probs: torch.Tensor, k: int) -> list[list[Guess]]:
+    """(N, C) probabilities -> per row the ``k`` most probable classes, best first."""
+    values, indices = probs.topk(k, dim=1)
+    return [
+        [Guess(int(c), GTSRB_CLASSES[int(c)], float(p)) for p, c in zip(vs, cs)]
+        for vs, cs in zip(values.tolist(), indices.tolist())
+    ]
+
+
+class Predictor:
+    """A trained ``STNModule`` on ``device``, run in batches of ``batch_size``."""
+
+    def __init__(self, module, device: torch.device | str = "cpu", batch_size: int = 256):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.classifier = ImageClassifier.of(self.module)
+        self.batch_size = batch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.classifier.image_size
+
+    @torch.no_grad()
+    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, S, S) -> softmax probabilities (N, 43) on the CPU."""
+        out = [
+            self.classifier(pixels[i : i + self.batch_size].to(self.device)).float().softmax(1).cpu()
+            for i in range(0, len(pixels), self.batch_size)
+        ]
+        return torch.cat(out)

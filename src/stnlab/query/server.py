@@ -1,0 +1,118 @@
+"""An HTTP endpoint for a checkpoint, on LitServe: ``POST /predict`` with the image as the multipart form field
+``file`` (``curl -F file=@sign.ppm http://127.0.0.1:8000/predict``) answers the top-k classes as JSON:
+
+    {"top": [{"class_id": 14, "name": "stop", "prob": 0.93}, ...], "model": "compact_two_st",
+     "image_size": 32, "input_size": [w, h]}
+
+The image is read and resized exactly as ``src/predict.py`` reads one (:mod:`stnlab.query.images`).
+Bad uploads get a 4xx with ``{"detail": "<one line: the problem and the fix>"}``: 415 for a body
+that is not multipart, 413 for one over ``max_upload_mb``, 400 for a missing ``file`` field, an
+empty file, or one that is not a readable image or is too small. ``GET /health`` answers ``ok``
+once the model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import litserve as ls
+import torch
+from fastapi import HTTPException
+from starlette.responses import JSONResponse
+
+from stnlab.checkpoints import load_module
+from stnlab.query.images import InputError, decode_image, network_pixels
+from stnlab.query.predictor import Predictor, top_k
+
+log = logging.getLogger(__name__)
+FIELD = "file"
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file, allowed on top of the limit
+
+
+class UploadGuard:
+    """ASGI middleware answering, before the body is read, POSTs to ``path`` that are not multipart (415) or
+    announce more than ``max_bytes`` (413). Bodies without a length are capped by LitServe's ``max_payload_size``."""
+
+    def __init__(self, app, path: str, max_bytes: int):
+        self.app, self.path, self.max_bytes = app, path, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+            headers = dict(scope["headers"])
+            kind = headers.get(b"content-type", b"").decode("latin-1")
+            length = headers.get(b"content-length", b"").decode("latin-1")
+            problem = None
+            if not kind.startswith("multipart/form-data"):
+                problem = (
+                    415,
+                    f"expected a multipart upload (form field '{FIELD}'), got content type "
+                    f"'{kind or 'none'}'; send e.g. curl -F {FIELD}=@sign.ppm URL",
+                )
+            elif length.isdigit() and int(length) > self.max_bytes + MULTIPART_OVERHEAD:
+                problem = (
+                    413,
+                    f"upload of {int(length)} bytes is over the limit of {self.max_bytes} bytes "
+                    "(serve.py max_upload_mb); send a smaller image",
+                )
+            if problem:
+                await JSONResponse({"detail": problem[1]}, status_code=problem[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class SignAPI(ls.LitAPI):
+    """Loads ``ckpt`` in the inference worker; one image per request."""
+
+    def __init__(self, ckpt: str, top_k: int = 5, max_bytes: int = 10 << 20, device: str = "cpu"):
+        super().__init__(max_batch_size=1)
+        self.ckpt, self.k, self.max_bytes, self.device_name = ckpt, top_k, max_bytes, device
+
+    def setup(self, device):
+        self.predictor = Predictor(load_module(self.ckpt, self.device_name), self.device_name, batch_size=1)
+
+    def decode_request(self, request):
+        upload = request.get(FIELD) if hasattr(request, "get") else None
+        if upload is None or not hasattr(upload, "file"):
+            raise HTTPException(400, f"no file in form field '{FIELD}'; send it as curl -F {FIELD}=@sign.ppm URL")
+        data = upload.file.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise HTTPException(
+                413,
+                f"upload is over the limit of {self.max_bytes} bytes (serve.py max_upload_mb); send a smaller image",
+            )
+        try:
+            image = decode_image(data, f"upload '{upload.filename or FIELD}'")
+        except InputError as e:
+            raise HTTPException(400, str(e)) from None
+        return network_pixels(image, self.predictor.image_size)[None], image.size
+
+    def predict(self, x):
+        pixels, size = x
+        return self.predictor.probabilities(pixels), size
+
+    def encode_response(self, output):
+        probs, size = output
+        return {
+            "top": [g.as_dict() for g in top_k(probs, self.k)[0]],
+            "model": self.predictor.module.cfg["model"].get("name"),
+            "image_size": self.predictor.image_size,
+            "input_size": list(size),
+        }
+
+
+def build_server(
+    ckpt: str, top_k: int, max_upload_mb: float, device: torch.device, timeout: float = 30
+) -> ls.LitServer:
+    """A LitServer for ``ckpt``; the checkpoint is loaded here once first, so a bad one fails before serving."""
+    load_module(ckpt, "cpu")
+    max_bytes = int(max_upload_mb * (1 << 20))
+    api = SignAPI(ckpt, top_k, max_bytes, str(device))
+    return ls.LitServer(
+        api,
+        accelerator="cuda" if device.type == "cuda" else "cpu",
+        devices=1,
+        workers_per_device=1,
+        timeout=timeout,
+        max_payload_size=max_bytes + MULTIPART_OVERHEAD,
+        middlewares=[(UploadGuard, {"path": api.api_path, "max_bytes": max_bytes})],
+    )

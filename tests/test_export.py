@@ -1,0 +1,124 @@
+"""Exported networks (ONNX in onnxruntime, TorchScript, ExportedProgram) agree with PyTorch; ``src/export.py``.
+
+ONNX parity is checked for every model preset (a few in the quick run, covering both backbones, affine,
+projective and TPS STs and both image sizes; the rest marked slow: each export takes ~4 s of tracing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONF
+from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+from stnlab.errors import ConfigError
+from stnlab.query.classifier import ImageClassifier
+from stnlab.query.export import TOLERANCE, example_images, export_classifier, load_exported, max_difference
+
+PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+QUICK = [("two_st", "affine", 32), ("two_st", "projective", 48), ("compact_two_st", "tps", 32)]
+SLOW = [(m, "affine", 32) for m in PRESETS if (m, "affine", 32) not in QUICK] + [
+    ("two_st", "tps", 48),
+    ("two_st", "projective", 32),
+    ("compact_two_st", "affine", 48),
+]
+
+
+def _classifier(model: str, transform: str, size: int) -> ImageClassifier:
+    return ImageClassifier.of(untrained([f"model={model}", f"transform={transform}"], image_size=size))
+
+
+def _check_onnx(tmp_path: Path, model: str, transform: str, size: int, dtype: str = "uint8") -> None:
+    classifier = _classifier(model, transform, size)
+    x = example_images(size, 3, dtype)
+    with torch.no_grad():
+        moved = (
+            (
+                classifier(x)
+                - ImageClassifier.of(untrained([f"model={model}", "transform=affine"], image_size=size, st_noise=0.0))(
+                    x
+                )
+            )
+            .abs()
+            .max()
+        )
+    if classifier.net.transformers and transform == "affine":
+        assert moved > 1e-3  # the STs are off the identity, so the exported sampler is exercised
+    path = export_classifier(classifier, "onnx", tmp_path / f"{model}.onnx", dtype)
+    diff = max_difference(classifier, load_exported(path), dtype, batches=(3, 1, 5))
+    assert diff < TOLERANCE, (model, transform, size, diff)
+
+
+@pytest.mark.parametrize("model,transform,size", QUICK)
+def test_onnx_matches_pytorch(tmp_path, model, transform, size):
+    _check_onnx(tmp_path, model, transform, size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,transform,size", SLOW)
+def test_onnx_matches_pytorch_every_preset(tmp_path, model, transform, size):
+    _check_onnx(tmp_path, model, transform, size)
+
+
+def test_every_preset_is_covered():
+    assert {m for m, _, _ in QUICK + SLOW} == set(PRESETS)
+
+
+def test_torchscript_loads_and_matches(tmp_path):
+    classifier = _classifier("compact_two_st", "tps", 32)  # TPS: its constant cache must be filled before tracing
+    path = export_classifier(classifier, "torchscript", tmp_path / "m.torchscript.pt")
+    run = load_exported(path)
+    assert max_difference(classifier, run, batches=(3, 1, 5)) < TOLERANCE
+    assert max_difference(classifier, run, "float32", batches=(2,)) < TOLERANCE  # float images too
+
+
+def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from stnlab.query.export_app import export
+    from stnlab.tracking.runfile import iter_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb_data"))  # where W&B stages artifact files
+    module = untrained(TINY_TWO_ST + ["transform=projective"])
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    ckpt = save_checkpoint(module, run_dir / "checkpoints" / "last.ckpt")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="export", overrides=[f"ckpt={ckpt}", "format=exported_program", "wandb=true"])
+    path = export(cfg)
+    assert path == run_dir / "export" / "last.pt2"
+    info = json.loads(path.with_name("last.pt2.json").read_text())
+    assert info["input"]["shape"] == ["N", 3, 32, 32] and info["max_abs_logit_difference"] < TOLERANCE
+    assert len(info["classes"]) == 43 and info["classes"][14] == "stop"
+    with open(path, "rb") as f:
+        program = torch.export.load(f).module()
+    x = example_images(32, 4)
+    with torch.no_grad():
+        assert (program(x) - module(x)).abs().max() < TOLERANCE
+    (run_file,) = (run_dir / "export" / "wandb").glob("offline-run-*/run-*.wandb")
+    artifacts = [r.artifact for r in iter_records(run_file) if r.WhichOneof("record_type") == "artifact"]
+    assert [(a.name, a.type) for a in artifacts] == [("two_st-projective-s1-exported_program", "model")]
+    assert sorted(e.path for e in artifacts[0].manifest.contents) == ["last.pt2", "last.pt2.json"]
+    assert not list((run_dir / "export").glob(".*.part"))
+
+
+def test_bad_export_options(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from stnlab.query.export_app import export
+
+    ckpt = save_checkpoint(untrained(TINY_TWO_ST), tmp_path / "m.ckpt")
+    for override, message in (
+        ("format=tflite", "format=tflite is not one of onnx"),
+        ("opset=13", "opset=13: the ONNX exporter writes opsets 18..23"),
+        ("dtype=int16", "dtype=int16 is not one of uint8, float32"),
+    ):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="export", overrides=[f"ckpt={ckpt}", override])
+        with pytest.raises(ConfigError, match=message):
+            export(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]

@@ -1,0 +1,197 @@
+"""Query time: reading every input kind, ``src/predict.py`` on images, folders, tracks and videos, and its errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CONF, ROOT
+from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+from stnlab.data.gtsrb import Row, decode
+from stnlab.errors import StnlabError
+from stnlab.query.images import MIN_SIDE, InputError, decode_image, network_pixels, read_query
+from stnlab.query.predict_app import predict
+
+
+def _image(h: int, w: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    return Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
+
+
+def _write_video(path, frames: int, size=(48, 40)):
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        c.start_encoding()  # the header, even for no frames
+        for i in range(frames):
+            c.mux(s.encode(av.VideoFrame.from_image(_image(size[1], size[0], seed=i))))
+        c.mux(s.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_checkpoint(untrained(TINY_TWO_ST), tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+def _cfg(**keys):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="predict", overrides=[f"{k}={v}" for k, v in keys.items()])
+
+
+def test_resize_is_the_data_loaders():
+    """A new image reaches the network exactly as a GTSRB image of the same pixels does (no ROI crop)."""
+    im = _image(37, 53)
+    buf = io.BytesIO()
+    im.save(buf, format="PPM")
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        zf.writestr("a.ppm", buf.getvalue())
+    with zipfile.ZipFile(zbuf) as zf:
+        loader = decode(zf, [Row("a.ppm", 53, 37, (0, 0, 52, 36), 0, 0)], 32, False, "test")[0]
+    assert torch.equal(network_pixels(decode_image(buf.getvalue(), "a.ppm"), 32), loader)
+
+
+def test_every_input_kind_is_read(tmp_path, gtsrb_mirror):
+    _image(40, 60).save(tmp_path / "rgb.png")
+    _image(30, 20).save(tmp_path / "frame.ppm")
+    _image(25, 33, "L").save(tmp_path / "grey.jpg")
+    rgba = _image(20, 20, "RGBA")
+    rgba.putalpha(0)  # fully transparent: whatever colour it stores, it is composited over black
+    rgba.save(tmp_path / "clear.png")
+    sizes = {"rgb.png": (60, 40), "frame.ppm": (20, 30), "grey.jpg": (33, 25), "clear.png": (20, 20)}
+    for name, shape in sizes.items():
+        q = read_query(tmp_path / name, 32, display_size=64)
+        assert q.kind == "image" and q.pixels.shape == (1, 3, 32, 32) and q.pixels.dtype == torch.uint8
+        assert max(q.frames[0].display.size) == 64 and q.frames[0].display.mode == "RGB"
+        assert q.frames[0].display.size[0] / q.frames[0].display.size[1] == pytest.approx(shape[0] / shape[1], 0.05)
+    assert read_query(tmp_path / "clear.png", 32).pixels.max() == 0
+    grey = read_query(tmp_path / "grey.jpg", 32).pixels[0]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+
+    folder = read_query(tmp_path, 32)  # natural order; the three other images make it a set, not a track
+    assert folder.kind == "folder" and [f.name for f in folder.frames] == sorted(sizes)
+
+    track = tmp_path / "track"
+    track.mkdir()
+    for i in (10, 2, 1):
+        _image(30 + i, 30 + i, seed=i).save(track / f"00007_{i:05d}.ppm")
+    q = read_query(track, 48, max_frames=2)
+    assert q.kind == "track" and q.is_sequence and [f.name for f in q.frames] == ["00007_00001.ppm", "00007_00002.ppm"]
+
+    q = read_query(gtsrb_mirror / "GTSRB_Final_Training_Images.zip", 32, track="1/2")
+    assert q.kind == "track" and [f.name for f in q.frames] == [f"00002_{i:05d}.ppm" for i in range(4)]
+
+    q = read_query(_write_video(tmp_path / "clip.mp4", 6), 32, frame_step=2)
+    assert q.kind == "video" and [f.name for f in q.frames] == ["frame_00000", "frame_00002", "frame_00004"]
+    assert q.fps == pytest.approx(5.0) and q.pixels.shape == (3, 3, 32, 32)
+
+
+def test_predict_image_writes_top_k_and_st_figure(ckpt, tmp_path):
+    _image(40, 60).save(tmp_path / "sign.png")
+    out = tmp_path / "out"
+    payload = predict(_cfg(ckpt=ckpt, input=tmp_path / "sign.png", top_k=3, show_st=True, out=out, device="cpu"))
+    from stnlab.checkpoints import load_module
+
+    module = load_module(ckpt)
+    pixels = network_pixels(Image.open(tmp_path / "sign.png").convert("RGB"), 32)[None]
+    probs = module(pixels).softmax(1)[0]
+    top = payload["items"][0]["top"]
+    assert [t["class_id"] for t in top] == probs.topk(3).indices.tolist()
+    assert [t["prob"] for t in top] == pytest.approx(probs.topk(3).values.tolist(), abs=1e-6)
+    assert json.loads((out / "predictions.json").read_text()) == payload
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0].startswith("name,index,class_1,name_1,prob_1") and lines[1].startswith("sign.png,0,")
+    fig = Image.open(out / "st" / "sign.png")
+    assert fig.width > 3 * 192 and payload["figures"] == ["st/sign.png"]  # input + one panel per ST
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "predictions.json", "st"]  # no staging left
+
+
+def test_predict_video_and_track_animate(ckpt, tmp_path):
+    video = _write_video(tmp_path / "clip.mp4", 4)
+    out = tmp_path / "video"
+    payload = predict(_cfg(ckpt=ckpt, input=video, top_k=2, show_st=True, out=out, device="cpu", display_size=64))
+    assert payload["kind"] == "video" and len(payload["items"]) == 4 and len(payload["sequence"]["top"]) == 2
+    assert Image.open(out / "st.gif").n_frames == 4
+    import av
+
+    with av.open(str(out / "st.mp4")) as c:
+        assert len(list(c.decode(video=0))) == 4
+    track = tmp_path / "track"
+    track.mkdir()
+    for i in range(3):
+        _image(30 + 4 * i, 28 + 4 * i, seed=i).save(track / f"00003_{i:05d}.ppm")
+    payload = predict(_cfg(ckpt=ckpt, input=track, show_st=True, out=tmp_path / "track_out", device="cpu"))
+    assert payload["kind"] == "track" and Image.open(tmp_path / "track_out" / "st.gif").n_frames == 3
+
+
+def test_bad_inputs_are_one_line_errors_and_write_nothing(ckpt, tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    _image(1, 1).save(tmp_path / "dot.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    cases = [
+        (dict(input=tmp_path / "junk.png"), "not an image in a format Pillow reads"),
+        (dict(input=tmp_path / "dot.png"), f"1x1 pixels: too small, each side must be at least {MIN_SIDE}"),
+        (dict(input=tmp_path / "empty"), "is a folder without images"),
+        (dict(input=tmp_path / "bad.mp4"), "is not a readable video"),
+        (dict(input=tmp_path / "nothere.png"), "does not exist"),
+        (dict(input=tmp_path / "empty", track="3/1"), "no class folder 00003"),
+        (dict(input=tmp_path / "dot.png", ckpt=foreign), "is not an stnlab checkpoint"),
+        (dict(input=tmp_path / "dot.png", top_k=0), "top_k=0 must be an integer in 1..43"),
+    ]
+    for keys, message in cases:
+        cfg = _cfg(**{"ckpt": ckpt, "out": tmp_path / "out", "device": "cpu", **keys})
+        with pytest.raises(StnlabError, match=message) as e:
+            predict(cfg)
+        assert "\n" not in str(e.value)
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="holds no video frames"):
+        read_query(_write_video(tmp_path / "none.mp4", 0), 32)
+
+
+def test_cli_prints_one_line_and_help_lists_keys(tmp_path):
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.ckpt")
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "predict.py"), f"ckpt={tmp_path / 'foreign.ckpt'}", f"input={tmp_path}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("stnlab: error:")]
+    assert len(errors) == 1 and "is not an stnlab checkpoint" in errors[0] and "Traceback" not in res.stderr
+    assert not list(tmp_path.glob("outputs"))
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "predict.py"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0
+    for key in ("ckpt:", "input:", "track:", "top_k:", "out:", "show_st:", "device:", "batch_size:"):
+        assert key in res.stdout

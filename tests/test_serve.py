@@ -1,0 +1,110 @@
+"""``src/serve.py`` over real HTTP: a good upload, bad ones (4xx with a clear message), and a good one after them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from conftest import ROOT
+from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+
+STARTUP_S = 90  # two fresh interpreters import torch on a shared CPU
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ppm(h: int = 40, w: int = 50) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="PPM")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``src/serve.py`` on a free port in its own process group; killed however the test ends."""
+    ckpt = save_checkpoint(untrained(TINY_TWO_ST), tmp_path / "tiny.ckpt")
+    port = _free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "src" / "serve.py"),
+            f"ckpt={ckpt}",
+            f"port={port}",
+            "top_k=3",
+            "max_upload_mb=1",
+            "device=cpu",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server not ready: " + (tmp_path / "server.log").read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)  # serve.py stops LitServe's workers on SIGTERM
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its process group
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.close()
+    assert not list(tmp_path.glob("client.py"))  # LitServe's client generator is off
+
+
+def test_round_trip_and_bad_uploads(server):
+    good = _ppm()
+    answer = requests.post(f"{server}/predict", files={"file": ("sign.ppm", good)}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [set(t) for t in body["top"]] == [{"class_id", "name", "prob"}] * 3
+    probs = [t["prob"] for t in body["top"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    assert body["image_size"] == 32 and body["input_size"] == [50, 40] and body["model"] == "two_st"
+
+    bad = [
+        (dict(files={"file": ("notes.txt", b"this is not an image")}), 400, "not an image in a format Pillow reads"),
+        (dict(files={"file": ("empty.png", b"")}), 400, "is empty (0 bytes)"),
+        (dict(files={"file": ("dot.ppm", _ppm(1, 1))}), 400, "too small, each side must be at least"),
+        (dict(files={"other": ("sign.ppm", good)}), 400, "no file in form field 'file'"),
+        (dict(data=good, headers={"Content-Type": "application/octet-stream"}), 415, "expected a multipart upload"),
+        (dict(files={"file": ("huge.ppm", b"P6 " + b"\0" * (2 << 20))}), 413, "over the limit of 1048576 bytes"),
+    ]
+    for kwargs, status, message in bad:
+        r = requests.post(f"{server}/predict", timeout=30, **kwargs)
+        assert r.status_code == status and message in r.json()["detail"], (status, r.status_code, r.text)
+
+    again = requests.post(f"{server}/predict", files={"file": ("sign.ppm", good)}, timeout=30)
+    assert again.status_code == 200 and again.json()["top"] == body["top"]
