@@ -42,6 +42,7 @@ def test_quick_bench_prints_the_table_without_wandb(tmp_path):
             "epoch_model=no_st",
             "epochs=1",
             "epoch_variants=[base,nchw]",
+            "inference.models=[compact_no_st]",
             f"out={out}",
         ],
         cwd=tmp_path,
@@ -71,6 +72,14 @@ def test_quick_bench_prints_the_table_without_wandb(tmp_path):
     assert int(model_row["ops/step Lightning"]) >= int(model_row["ops/step plain"]) > 10
     assert [r[4].strip() for r in rows[1:]] == ["as configured", "speed.channels_last=false"]
     assert all(r[3].strip() == "16" for r in rows[1:])  # images per quick epoch
+    # Inference on the CPU: PyTorch eager and onnxruntime, each a latency and a throughput.
+    engines = {
+        r[1].strip(): r
+        for r in (line.split("|")[1:-1] for line in text.splitlines())
+        if r and r[0].strip() == "compact_no_st (32 px)"
+    }
+    assert sorted(engines) == ["onnxruntime", "pytorch"]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in engines.values())
 
 
 def test_op_counter_counts_forward_and_backward_ops():

@@ -101,7 +101,7 @@ def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
         assert (program(x) - module(x)).abs().max() < TOLERANCE
     (run_file,) = (run_dir / "export" / "wandb").glob("offline-run-*/run-*.wandb")
     artifacts = [r.artifact for r in iter_records(run_file) if r.WhichOneof("record_type") == "artifact"]
-    assert [(a.name, a.type) for a in artifacts] == [("two_st-projective-s1-exported_program", "model")]
+    assert [(a.name, a.type) for a in artifacts] == [("custom-two_st-projective-synth32-s1-exported_program", "model")]
     assert sorted(e.path for e in artifacts[0].manifest.contents) == ["last.pt2", "last.pt2.json"]
     assert not list((run_dir / "export").glob(".*.part"))
 

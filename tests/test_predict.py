@@ -193,5 +193,5 @@ def test_cli_prints_one_line_and_help_lists_keys(tmp_path):
         timeout=120,
     )
     assert res.returncode == 0
-    for key in ("ckpt:", "input:", "track:", "top_k:", "out:", "show_st:", "device:", "batch_size:"):
+    for key in ("ckpt=", "input=", "track=", "top_k=", "out=", "show_st=", "device=", "batch_size="):
         assert key in res.stdout

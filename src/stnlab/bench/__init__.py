@@ -94,6 +94,25 @@ def settings(values: Mapping[str, Any]) -> dict[str, Any]:
         "source": checks.one_of("data.source", values["data"]["source"], ("random", "gtsrb")),
         "data": values["data"],
         "out": Path(values["out"]),
+        "inference": _inference_settings(values["inference"], presets, bool(q)),
+    }
+
+
+def _inference_settings(values: Mapping[str, Any], presets: list[str], quick: bool) -> dict[str, Any]:
+    models = checks.words("inference.models", values["models"] or [])
+    unknown = sorted(set(models) - set(presets))
+    if unknown:
+        raise ConfigError(
+            f"unknown model preset(s) {', '.join(unknown)} in inference.models; choose from {', '.join(presets)}"
+        )
+    small = {"batch": 8, "reps": 1, "calls": 2} if quick else {}
+    return {
+        "models": models,
+        "image_size": checks.positive_int("inference.image_size", values["image_size"]),
+        **{
+            k: checks.positive_int(f"inference.{k}", small.get(k, values[k]))
+            for k in ("batch", "reps", "calls", "threads")
+        },
     }
 
 
@@ -207,7 +226,24 @@ def run(cfg) -> Path:
                 functools.partial(full_epochs, model, run_cfg, data, v_setup, opts["epochs"], label, bar),
                 epochs,
             )
-    text = render(header, results, epochs, errors)
+    inference = opts["inference"]
+    if inference["models"]:
+        from stnlab.bench.inference import inference_table
+
+        def table() -> list[str]:
+            args = (inference[k] for k in ("image_size", "batch", "reps", "calls", "threads"))
+            rows, _ = inference_table(list(inference["models"]), *args)
+            return ["", "## Inference on the CPU: PyTorch eager and onnxruntime", ""] + rows
+
+        print("bench: inference speed ...", flush=True)
+        try:
+            extra = table()
+        except Exception as e:  # noqa: BLE001 - as attempt(): the other tables stand
+            errors.append(f"- inference: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            extra = []
+    else:
+        extra = []
+    text = "\n".join([render(header, results, epochs, errors), *extra])
     path.write_text(text)
     print(text)
     print(f"bench: report written to {path}")

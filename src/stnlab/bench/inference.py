@@ -1,7 +1,6 @@
 """Inference speed on the CPU, PyTorch eager against onnxruntime: single-image latency and batch throughput.
 
-``python -m stnlab.bench.inference [--models two_st compact_two_st] [--image-size 32] [--batch 256] [--reps 7]
-[--threads 1] [--ckpt PATH ...] [--out FILE.json]``
+Part of ``python src/bench.py`` (``conf/bench.yaml``'s ``inference`` section; ``make bench``).
 
 Both engines run the same :class:`~stnlab.query.classifier.ImageClassifier` (network and
 normalisation) on the same random uint8 images; the ONNX file is exported as ``src/export.py``
@@ -15,8 +14,6 @@ figure that can be compared between runs. Presets are built untrained: speed doe
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -77,50 +74,33 @@ def inference_speed(
     return out
 
 
-def _classifiers(args) -> dict[str, ImageClassifier]:
-    from stnlab.bench.config import run_config
-    from stnlab.evaluation.loading import load_module
+def preset_classifier(model: str, image_size: int) -> ImageClassifier:
+    """The untrained network of a model preset with its normalisation (speed does not depend on the weights)."""
+    from omegaconf import OmegaConf
+
+    from stnlab.config import compose_train
     from stnlab.training import build_module
 
-    out = {}
-    for ckpt in args.ckpt or []:
-        out[str(ckpt)] = ImageClassifier.of(load_module(ckpt, "cpu"))
-    for model in [] if args.ckpt and not args.models else (args.models or ["two_st", "compact_two_st"]):
-        cfg = run_config([f"model={model}", f"data.image_size={args.image_size}"])
-        out[f"{model} ({args.image_size} px)"] = ImageClassifier.of(build_module(cfg))
-    return out
+    cfg = OmegaConf.to_container(compose_train([f"model={model}", f"data.image_size={image_size}"]), resolve=True)
+    return ImageClassifier.of(build_module(cfg))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m stnlab.bench.inference", description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", help="model presets, built untrained (default: two_st compact_two_st)")
-    p.add_argument("--ckpt", nargs="*", help="checkpoints to time instead of (or, with --models, besides) presets")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch", type=int, default=256, help="images per call for the throughput figure")
-    p.add_argument("--reps", type=int, default=7, help="repetitions; medians are reported")
-    p.add_argument("--calls", type=int, default=50, help="single-image calls per repetition")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of both engines")
-    p.add_argument("--out", type=Path, help="also write the results as JSON")
-    args = p.parse_args(argv)
+def inference_table(
+    models: list[str], image_size: int, batch: int, reps: int, calls: int, threads: int
+) -> tuple[list[str], dict[str, dict]]:
+    """Markdown rows for :func:`inference_speed` of each preset, and the figures."""
+    rows = [
+        f"| model | engine | latency, 1 image (CPU ms) | throughput, batch {batch} (img per CPU s) "
+        "| the same in wall time (ms; img/s) |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     results = {}
-    print(
-        f"| model | engine | latency, 1 image (CPU ms) | throughput, batch {args.batch} (img per CPU s) "
-        "| the same in wall time (ms; img/s) |"
-    )
-    print("| --- | --- | ---: | ---: | ---: |")
-    for label, classifier in _classifiers(args).items():
-        results[label] = inference_speed(classifier, args.batch, args.reps, args.calls, args.threads)
+    for model in models:
+        label = f"{model} ({image_size} px)"
+        results[label] = inference_speed(preset_classifier(model, image_size), batch, reps, calls, threads)
         for engine, r in results[label].items():
-            print(
+            rows.append(
                 f"| {label} | {engine} | {r['latency_ms']:.2f} | {r['img_per_s']:.0f} "
-                f"| {r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f} |",
-                flush=True,
+                f"| {r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f} |"
             )
-    meta = {"threads": args.threads, "batch": args.batch, "reps": args.reps, "torch": torch.__version__}
-    if args.out:
-        args.out.write_text(json.dumps({"settings": meta, "results": results}, indent=2) + "\n")
-    return results
-
-
-if __name__ == "__main__":
-    main()
+    return rows, results

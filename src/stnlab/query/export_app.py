@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from stnlab.checkpoints import load_module
 from stnlab.data.files import new_part
-from stnlab.evaluation.runner import start_wandb_run
+from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import (
     FORMATS,

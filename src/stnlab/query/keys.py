@@ -1,11 +1,12 @@
-"""Checking the keys of the query-time apps' Hydra configs (``conf/{predict,export,serve}.yaml``)."""
+"""Checking the keys of the query-time apps' Hydra configs (``conf/{predict,export,serve}.yaml``), with the
+value checks every entry point shares (:mod:`stnlab.cli.checks`)."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from stnlab.cli import checks
 from stnlab.errors import ConfigError
-from stnlab.evaluation.args import wandb_mode
 
 
 def required(cfg: DictConfig, key: str, hint: str) -> str:
@@ -16,15 +17,9 @@ def required(cfg: DictConfig, key: str, hint: str) -> str:
 
 
 def positive_int(cfg: DictConfig, key: str) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value}: expected a positive integer")
-    return value
+    return checks.positive_int(key, cfg.get(key))
 
 
 def wandb(cfg: DictConfig) -> str | None:
     """``wandb=`` as a W&B mode: 'disabled', None (offline unless $WANDB_MODE says otherwise), 'offline', 'online'."""
-    try:
-        return wandb_mode(str(cfg.get("wandb", False)))
-    except ValueError as e:
-        raise ConfigError(f"wandb={cfg.get('wandb')}: {e}") from None
+    return checks.wandb_mode("wandb", cfg.get("wandb", False))
