@@ -1,4 +1,4 @@
-"""Upload the offline W&B runs: ``python src/sync.py [dry_run=true] [kinds=[train,eval]] [include_failed=true]``."""
+"""Upload the offline W&B runs: ``python src/sync.py [dry_run=true] ['kinds=[train,eval]'] [include_failed=true]``."""
 
 import sys
 from pathlib import Path
@@ -18,7 +18,7 @@ def sync_runs(cfg: DictConfig) -> int:
     chosen = select(
         runs, list(cfg.kinds or []), bool(cfg.include_failed), bool(cfg.include_debug), bool(cfg.include_synced)
     )
-    print(describe(runs, chosen) if runs else f"no offline W&B runs under {cfg.outputs}")
+    print(describe(runs, chosen, list(cfg.kinds or [])) if runs else f"no offline W&B runs under {cfg.outputs}")
     print(
         f"{len(chosen)} of {len(runs)} offline run(s) to upload"
         + (" (dry run: nothing uploaded)" if cfg.dry_run else "")

@@ -69,8 +69,9 @@ def test_the_pages_link_each_other():
 
 
 def test_layout_names_every_module():
-    modules = sorted(p.relative_to(ROOT).as_posix() for p in [*(ROOT / "src").glob("*.py"),
-                                                            *(ROOT / "src" / "stnlab").rglob("*.py")])
+    modules = sorted(
+        p.relative_to(ROOT).as_posix() for p in [*(ROOT / "src").glob("*.py"), *(ROOT / "src" / "stnlab").rglob("*.py")]
+    )
     named = set(SOURCE_PATH.findall(LAYOUT.read_text()))
     missing = [m for m in modules if m not in named]
     assert not missing, f"docs/layout.md does not describe {', '.join(missing)}: add one line each"

@@ -615,3 +615,11 @@ def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
         "val/acc_best, test/acc, test/loss, test/f1_macro, time/fit_s, model/params, perf/train_img_per_s"
     ]
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_report_rows_of_other_data_have_no_committee_delta():
+    from stnlab.sweeps.report import Row
+
+    assert Row({"optim.lr": 0.1}, values=[0.9], tests=[0.8], gtsrb=False).delta("val/acc_best") == (None, "")
+    delta, on = Row({"optim.lr": 0.1}, values=[0.9], tests=[0.8]).delta("val/acc_best")
+    assert on == "test" and delta == pytest.approx(80 - 99.46)

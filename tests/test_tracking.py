@@ -62,6 +62,13 @@ def test_logger_group_selects_the_loggers(tiny_overrides, tmp_path):
     assert (run / "metrics.json").is_file() and metrics["val/acc_best"] >= 0
 
 
+def test_a_run_without_loggers_still_writes_its_metrics(tiny_overrides, tmp_path):
+    metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "logger=none"]))
+    run = tmp_path / "run"
+    assert (run / "metrics.json").is_file() and not (run / "csv").exists() and not (run / "wandb").exists()
+    assert metrics["val/acc_best"] >= 0
+
+
 def test_a_debug_run_is_marked_and_left_out_of_comparisons(tiny_overrides, tmp_path):
     from stnlab.evaluation.compare import find_runs, read_runs
 

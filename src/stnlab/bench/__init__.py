@@ -2,7 +2,7 @@
 
 Needs torch, lightning, torchmetrics and Hydra (wandb is optional); a GPU machine without hydra-core
 takes its wheels from ``make wheels`` (``make bench-gpu``). The settings are the keys of
-``conf/bench.yaml`` (``python src/bench.py --help``); see the README's "Speed" section.
+``conf/bench.yaml`` (``python src/bench.py --help``); see docs/speed.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
 from stnlab.run_dirs import run_dir_of_checkpoint
-from stnlab.tracking.wandb_logger import flat_config, open_run, run_name, run_tags
+from stnlab.tracking.run_identity import logged_config
+from stnlab.tracking.wandb_logger import open_run, run_name, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def evaluate_checkpoint(
             out,
             "eval",
             f"{run_name(module.cfg)}-eval-{split}",
-            {**flat_config(module.cfg), "eval.checkpoint": str(ckpt), "eval.split": split},
+            {**logged_config(module.cfg), "eval.checkpoint": str(ckpt), "eval.split": split},
             wandb_mode,
         )
         if run is not None:

@@ -27,7 +27,7 @@ from stnlab.query.export import (
     sidecar,
 )
 from stnlab.query.keys import required, wandb
-from stnlab.tracking.wandb_logger import flat_config, run_name
+from stnlab.tracking.run_identity import logged_config, run_name
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
         files[0].parent,
         "export",
         f"{name}-export-{fmt}",
-        {**flat_config(cfg), "export.format": fmt, "export.file": str(files[0])},
+        {**logged_config(cfg), "export.format": fmt, "export.file": str(files[0])},
         mode,
     )
     if run is None:

@@ -185,6 +185,7 @@ class Objective:
         trial.set_user_attr("run_dir", str(self.spec.study_dir / f"trial_{trial.number}"))
         try:
             cfg = self.trial_config(trial.number, params)
+            trial.set_user_attr("data", str(cfg.data.get("name", "gtsrb")))
             pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
             metrics = train(cfg, extra_callbacks=[pruning, RecordTrialState(trial)])
             trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})

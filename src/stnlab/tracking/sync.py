@@ -85,11 +85,16 @@ def select(
     ]
 
 
-def describe(runs: list[OfflineRun], chosen: list[OfflineRun]) -> str:
+def describe(runs: list[OfflineRun], chosen: list[OfflineRun], kinds: list[str] | None = None) -> str:
     lines = []
     for r in runs:
         mark = "sync" if r in chosen else "skip"
-        why = "" if r in chosen else (" (already synced)" if r.synced else " (debug)" if r.debug else f" ({r.status})")
+        if r in chosen:
+            why = ""
+        elif kinds and r.kind not in kinds:
+            why = " (not among kinds=)"
+        else:
+            why = " (already synced)" if r.synced else " (debug)" if r.debug else f" ({r.status})"
         lines.append(f"{mark}  {r.kind:<10} {r.status:<10} {r.name or '-':<48} {r.path}{why}")
     return "\n".join(lines)
 

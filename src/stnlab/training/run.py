@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -196,6 +196,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [
         build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
     ]
+    if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks += extra_callbacks or []
     callbacks.append(speed)  # the speed: section (stnlab.training.speed)
     trainer: pl.Trainer = build(
