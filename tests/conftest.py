@@ -78,13 +78,22 @@ def run_app(name: str, argv: list[str]) -> None:
         sys.argv = saved
 
 
-@pytest.fixture
-def tiny_overrides(gtsrb_mirror, tmp_path):
-    """Overrides for a fast run on the tiny mirror, with its own data and run folders."""
+# The Moodstocks two-ST network shrunk to a few thousand parameters, for runs of a few seconds.
+TINY_TWO_ST = [
+    "model=two_st",
+    "model.backbone.widths=[8,8,8]",
+    "model.backbone.fc=16",
+    "model.transformers.input.locnet.widths=[8,8,8]",
+    "model.transformers.conv2.locnet.widths=[8,8,8]",
+]
+
+
+def tiny_run_overrides(mirror: Path, root: Path, run_dir: Path) -> list[str]:
+    """Overrides for a fast run on the tiny mirror ``mirror``: data decoded under ``root``, the run in ``run_dir``."""
     return [
-        f"data.mirror={gtsrb_mirror}",
-        f"data.root={tmp_path / 'data'}",
-        f"run_dir={tmp_path / 'run'}",
+        f"data.mirror={mirror}",
+        f"data.root={root}",
+        f"run_dir={run_dir}",
         "data.image_size=32",
         "data.batch_size=8",
         "data.eval_batch_size=16",
@@ -93,3 +102,26 @@ def tiny_overrides(gtsrb_mirror, tmp_path):
         "trainer.accelerator=cpu",
         "trainer.log_every_n_steps=1",
     ]
+
+
+@pytest.fixture
+def tiny_overrides(gtsrb_mirror, tmp_path):
+    """Overrides for a fast run on the tiny mirror, with its own data and run folders."""
+    return tiny_run_overrides(gtsrb_mirror, tmp_path / "data", tmp_path / "run")
+
+
+def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
+    """``python src/<script> <args>`` in a fresh interpreter, as a user runs it (Hydra's own error display,
+    not HYDRA_FULL_ERROR); ``env`` is added to this process's environment."""
+    import subprocess
+
+    full = dict(os.environ, **(env or {}))
+    full.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -11,14 +11,6 @@ from omegaconf import OmegaConf
 from conftest import compose
 from stnlab.training import build_module
 
-TINY_TWO_ST = [
-    "model=two_st",
-    "model.backbone.widths=[8,8,8]",
-    "model.backbone.fc=16",
-    "model.transformers.input.locnet.widths=[8,8,8]",
-    "model.transformers.conv2.locnet.widths=[8,8,8]",
-]
-
 
 def untrained(overrides: list[str], seed: int = 0, image_size: int = 32, st_noise: float = 0.05):
     """The module ``train.py <overrides>`` would start from, its ST regressors' weights set to small noise

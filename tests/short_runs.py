@@ -36,22 +36,13 @@ def make_short_runs(mirror: Path, root: Path) -> dict[str, Path]:
 
 
 def _run(mirror: Path, root: Path, name: str, extra: list[str]) -> Path:
-    from conftest import compose
+    from conftest import compose, tiny_run_overrides
     from stnlab.training.run import train
 
     run_dir = root / name
     cfg = compose(
         [
-            f"data.mirror={mirror}",
-            f"data.root={root / 'data'}",
-            f"run_dir={run_dir}",
-            "data.image_size=32",
-            "data.batch_size=8",
-            "data.eval_batch_size=16",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
+            *tiny_run_overrides(mirror, root / "data", run_dir),
             "model=no_st",
             "model.backbone.widths=[16,32,48]",
             "model.backbone.fc=64",

@@ -247,12 +247,13 @@ def test_data_locations_stored_then_environment_then_command_line(tmp_path, monk
 
 
 def test_data_overrides_must_keep_the_model_size():
-    from stnlab.checkpoints import data_config, data_overrides
+    from stnlab.checkpoints import data_config
 
+    # data.* keys as evaluate.py's Hydra config hands them over (parsed values).
     cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "root": "data", "batch_size": 8}}
-    assert data_config(cfg, data_overrides({"data.root": "/x", "data.batch_size": "4"}))["batch_size"] == 4
+    assert data_config(cfg, {"root": "/x", "batch_size": 4})["batch_size"] == 4
     with pytest.raises(ConfigError, match="data.image_size=48 differs from the model's 32"):
-        data_config(cfg, data_overrides({"data.image_size": "48"}))
+        data_config(cfg, {"image_size": 48})
 
 
 @pytest.mark.parametrize(

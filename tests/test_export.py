@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONF
-from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+from conftest import CONF, TINY_TWO_ST
+from query_checkpoint import save_checkpoint, untrained
 from stnlab.errors import ConfigError
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import TOLERANCE, example_images, export_classifier, load_exported, max_difference

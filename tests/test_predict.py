@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONF, ROOT
-from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+from conftest import CONF, ROOT, TINY_TWO_ST
+from query_checkpoint import save_checkpoint, untrained
 from stnlab.data.gtsrb import Row, decode
 from stnlab.errors import StnlabError
 from stnlab.query.images import MIN_SIDE, InputError, decode_image, network_pixels, read_query

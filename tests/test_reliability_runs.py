@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from conftest import ROOT, compose
+from conftest import ROOT, compose, run_script
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.training.module import NonFiniteLossError, build_module
 from stnlab.training.run import train
@@ -112,16 +112,8 @@ def reference(gtsrb_mirror, data_root, tmp_path_factory):
 
 
 def _cli(*args: str, cwd: Path, extra_env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(TESTS), **(extra_env or {}))
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(TESTS), **(extra_env or {})}
+    return run_script("train.py", *args, cwd=cwd, env=env, timeout=timeout)
 
 
 # --- reproducibility and resuming ---------------------------------------------------------------------
@@ -536,8 +528,8 @@ def test_unwritable_wandb_data_dir_warns_and_the_run_completes(
 
 
 def test_the_metric_names_a_sweep_may_use_are_what_a_run_reports(reference):
-    """stnlab.training.run.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
-    from stnlab.training.run import RUN_METRICS, VAL_EPOCH_METRICS
+    """stnlab.training.checks.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
+    from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS
 
     metrics, run_a = reference
     assert set(metrics) - {"best_checkpoint"} <= set(RUN_METRICS)

@@ -15,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import ROOT
-from query_checkpoint import TINY_TWO_ST, save_checkpoint, untrained
+from conftest import ROOT, TINY_TWO_ST
+from query_checkpoint import save_checkpoint, untrained
 
 STARTUP_S = 90  # two fresh interpreters import torch on a shared CPU
 

@@ -3,14 +3,12 @@ debug runs, multirun, the summary line, no debris, and `src/sync.py` over every 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, compose
+from conftest import ROOT, compose, run_script
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.module import NonFiniteLossError
@@ -102,15 +100,8 @@ def test_synthetic_data_gets_no_committee_delta(tmp_path):
 
 
 def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT / "src"))
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_script(
+        script, *args, cwd=cwd, env={"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}, timeout=600
     )
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CONF, ROOT, compose
+from conftest import CONF, compose, run_script
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.run import train
@@ -81,18 +80,7 @@ def test_invalid_lr_is_rejected_before_any_work(tiny_overrides, tmp_path):
 
 
 def _cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    env = dict(os.environ, WANDB_MODE="offline", **(env_extra or {}))
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script("train.py", *args, cwd=cwd, env={"WANDB_MODE": "offline", **(env_extra or {})})
 
 
 def test_cli_unknown_preset_lists_the_presets(tmp_path):

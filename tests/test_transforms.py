@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose
+from conftest import CONF, TINY_TWO_ST, compose
 from stnlab.errors import ConfigError
 from stnlab.geometry import ALIGN_CORNERS, apply_homography, base_grid
 from stnlab.models.spatial_transformer import SpatialTransformer
@@ -283,15 +283,6 @@ def synth_overrides(tmp_path) -> list[str]:
         "trainer.enable_model_summary=false",
         "trainer.accelerator=cpu",
     ]
-
-
-TINY_TWO_ST = [
-    "model=two_st",
-    "model.backbone.widths=[8,8,8]",
-    "model.backbone.fc=16",
-    "model.transformers.input.locnet.widths=[8,8,8]",
-    "model.transformers.conv2.locnet.widths=[8,8,8]",
-]
 
 
 @pytest.mark.parametrize("name", TRANSFORM_FILES)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import ROOT, compose
+from conftest import ROOT, TINY_TWO_ST, compose
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.module import build_module
@@ -20,13 +20,6 @@ from stnlab.training.run import train
 from stnlab.viz import border_points, panel_grid, trace_sts
 from stnlab.viz.panels import OUTLINE, panel
 
-TINY_TWO_ST = [
-    "model=two_st",
-    "model.backbone.widths=[8,8,8]",
-    "model.backbone.fc=16",
-    "model.transformers.input.locnet.widths=[8,8,8]",
-    "model.transformers.conv2.locnet.widths=[8,8,8]",
-]
 SYNTH = ["data=synth", "data.num_train=48", "data.num_val=16", "data.num_test=0", "data.batch_size=16"]
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError, StnlabError
@@ -150,11 +149,3 @@ def load_split(data_cfg: dict, split: str) -> Split:
             f"the {split} split of data={data_cfg.get('name', '?')} is empty or has no labels; use split=val"
         )
     return out
-
-
-def data_overrides(pairs: dict[str, str]) -> dict[str, Any]:
-    """``{"data.image_size": "32"}`` -> ``{"image_size": 32}`` (values parsed as YAML, as Hydra does)."""
-    if not pairs:
-        return {}
-    dotlist = [f"{k.removeprefix('data.')}={v}" for k, v in pairs.items()]
-    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist), resolve=True)  # type: ignore[return-value]

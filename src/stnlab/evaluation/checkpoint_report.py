@@ -11,8 +11,8 @@ from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
 from stnlab.run_dirs import run_dir_of_checkpoint
-from stnlab.tracking.run_identity import logged_config
-from stnlab.tracking.wandb_logger import open_run, run_name, run_tags
+from stnlab.tracking.run_identity import logged_config, run_name, run_tags
+from stnlab.tracking.wandb_logger import open_run
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from stnlab.errors import ConfigError
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.run_dirs import run_dir_of_checkpoint
-from stnlab.tracking.wandb_logger import run_name
+from stnlab.tracking.run_identity import run_name
 
 log = logging.getLogger(__name__)
 

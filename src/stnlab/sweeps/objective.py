@@ -27,7 +27,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import SweepSpec
-from stnlab.tracking.wandb_logger import run_name
+from stnlab.tracking.run_identity import run_name
 
 
 def one_line(e: BaseException) -> str:
@@ -69,7 +69,7 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
 def check_metrics(spec: SweepSpec) -> None:
     """``metric`` must be a number a run returns and ``monitor`` one logged every validation epoch (else every
     trial trains to its end and fails, or pruning is silently off), each in the study's direction."""
-    from stnlab.training.run import RUN_METRICS, VAL_EPOCH_METRICS, sense
+    from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, sense
 
     if spec.metric not in RUN_METRICS:
         raise ConfigError(f"metric={spec.metric} is not a number a run reports; use one of {', '.join(RUN_METRICS)}")

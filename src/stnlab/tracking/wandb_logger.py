@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stnlab import IDSIA_COMMITTEE_ACC
-from stnlab.tracking.run_identity import flat_config, run_name, run_tags  # noqa: F401 - re-exported
+from stnlab.tracking.run_identity import run_name, run_tags
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochThroughput, RunTimeEstimate
-from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, build, sense, validate  # noqa: F401 - re-exported
+from stnlab.training.checks import build, validate
 from stnlab.training.module import build_module
 from stnlab.training.resume import check_compatible, resolve_resume
 from stnlab.training.speed import SpeedSwitches
