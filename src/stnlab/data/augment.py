@@ -1,4 +1,7 @@
-"""On-device geometric and photometric jitter of uint8-derived float batches (off by default, as the reference)."""
+"""On-device jitter of training batches (off by default, as the reference): geometric, then photometric.
+
+Batches arrive as float (N, C, H, W) in [0, 255] units, before the input normalisation.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,35 @@ from torch import nn
 from stnlab.geometry import affine_matrix, warp
 
 
-class RandomAffineJitter(nn.Module):
-    """Random rotation (degrees), isotropic scale, translation (fraction of the image size) per image.
+class RandomJitter(nn.Module):
+    """Random rotation, isotropic scale and translation per image, then (optionally) brightness and contrast.
 
     Args:
         rotation: max absolute rotation in degrees.
         scale: (min, max) zoom factor of the content.
         translation: max absolute shift as a fraction of the image size.
-        p: probability that an image is jittered at all.
+        p: probability that an image is jittered geometrically at all.
+        brightness: max relative change of the intensity (0.2: a gain in [0.8, 1.2]); 0 is off.
+        contrast: max relative change of the contrast around the image's mean; 0 is off.
+
+    A per-image standardisation (``normalize=per_image``) undoes any gain and contrast change: the
+    photometric part only matters with the other normalisations.
     """
 
     def __init__(
-        self, rotation: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), translation: float = 0.1, p: float = 1.0
+        self,
+        rotation: float = 10.0,
+        scale: tuple[float, float] = (0.9, 1.1),
+        translation: float = 0.1,
+        p: float = 1.0,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
     ):
         super().__init__()
+        if not 0 <= brightness < 1 or not 0 <= contrast < 1:
+            raise ValueError(f"augment.brightness={brightness} and augment.contrast={contrast} must be in [0, 1)")
         self.rotation, self.scale, self.translation, self.p = rotation, tuple(scale), translation, p
+        self.brightness, self.contrast = brightness, contrast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -38,4 +55,17 @@ class RandomAffineJitter(nn.Module):
         angle = angle.masked_fill(keep, 0.0)
         inv_s = inv_s.masked_fill(keep, 1.0)
         t = t.masked_fill(keep[:, None], 0.0)
-        return warp(x, affine_matrix(angle, inv_s, t), padding_mode="border")
+        x = warp(x, affine_matrix(angle, inv_s, t), padding_mode="border")
+        if self.contrast:
+            c = 1 + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * self.contrast
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * c + mean
+        if self.brightness:
+            x = x * (1 + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * self.brightness)
+        if self.contrast or self.brightness:
+            x = x.clamp(0, 255)
+        return x
+
+
+# The name of checkpoints written before photometric jitter existed.
+RandomAffineJitter = RandomJitter

@@ -1,6 +1,8 @@
 """Input normalisation, applied to uint8 batches on the device (not stored in the cache).
 
 Global: per-channel mean and std of the *training split* in [0, 1] units.
+Per image: each image's own mean and std over its pixels and channels (dark and washed-out signs end up
+alike; colour ratios are kept).
 Local: spatial contrastive normalisation with a 7-tap Gaussian (:mod:`stnlab.contrast_norm`), either
 Torch7's exactly (``torch7``, as the reference) or with the local std floored at its per-image mean
 (``floored``, stnlab's earlier variant, which checkpoints written before the choice existed used).
@@ -35,11 +37,20 @@ class InputNormalizer(nn.Module):
 
     VARIANTS = ("torch7", "floored")
 
-    def __init__(self, channels: int = 3, global_norm: bool = True, local_norm: bool = True, variant: str = "torch7"):
+    def __init__(
+        self,
+        channels: int = 3,
+        global_norm: bool = True,
+        local_norm: bool = True,
+        variant: str = "torch7",
+        per_image: bool = False,
+    ):
         super().__init__()
         if variant not in self.VARIANTS:
             raise ValueError(f"normalize.variant={variant} is not one of {', '.join(self.VARIANTS)}")
-        self.global_norm = global_norm
+        if per_image and global_norm:
+            raise ValueError("normalize.per_image=true replaces the global statistics; set normalize.global_norm=false")
+        self.global_norm, self.per_image = global_norm, per_image
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
         self.local = SpatialContrastiveNorm(channels, legacy=variant == "floored") if local_norm else None
@@ -50,6 +61,11 @@ class InputNormalizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().div(255)
+        if self.per_image:
+            # Floored std: a flat (blank) image stays flat instead of amplifying its noise.
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1.0 / 255)
+            x = (x - mean) / std
         if self.global_norm:
             x = (x - self.mean[:, None, None]) / self.std[:, None, None]
         if self.local is not None:

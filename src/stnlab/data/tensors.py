@@ -18,6 +18,7 @@ from stnlab.data.gtsrb import Split
 from stnlab.data.normalize import channel_stats
 from stnlab.data.resumable import ResumableLoader
 from stnlab.errors import ConfigError
+from stnlab.metrics import class_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class TensorDataModule(pl.LightningDataModule):
         self.val: Split | None = None
         self.test: Split | None = None
         self.mean = self.std = None
+        # Each class's share of all training images (train + validation split): the test set's class mix,
+        # which val/acc_weighted weighs validation accuracy by (stnlab.training.metrics).
+        self.class_frequencies: torch.Tensor | None = None
 
     def load(self) -> tuple[Split, Split, Split | None]:
         raise NotImplementedError
@@ -106,6 +110,8 @@ class TensorDataModule(pl.LightningDataModule):
         if self.train is None:
             self.train, self.val, self.test = self.load()
             self.mean, self.std = channel_stats(self.train.images)
+            labels = torch.cat([s.labels for s in (self.train, self.val) if s is not None])
+            self.class_frequencies = class_frequencies(labels, self.num_classes)
             top = max(
                 int(split.labels.max())
                 for split in (self.train, self.val, self.test)

@@ -91,7 +91,7 @@ class CompactBackbone(nn.Module):
 
     Args:
         widths: output channels of each block.
-        depth: 3x3 convs per block.
+        depth: 3x3 convs per block: one number for every block, or one per block.
         fc: width of the hidden fully connected layer.
         dropout: dropout before the hidden FC layer and before the classifier.
     """
@@ -102,20 +102,23 @@ class CompactBackbone(nn.Module):
         image_size: int,
         num_classes: int,
         widths: Sequence[int] = (32, 64, 128),
-        depth: int = 1,
+        depth: int | Sequence[int] = 1,
         fc: int = 256,
         dropout: float = 0.0,
     ):
         super().__init__()
+        depths = [int(depth)] * len(widths) if isinstance(depth, int) else [int(d) for d in depth]
+        if len(depths) != len(widths):
+            raise ValueError(f"backbone depth {list(depths)} needs one entry per block of widths {list(widths)}")
         self.shapes = [(in_channels, image_size)]
         blocks = []
-        for w in widths:
+        for w, d in zip(widths, depths):
             c, s = self.shapes[-1]
             if s < 2:
                 raise ValueError(
                     f"image_size={image_size} is too small for {len(widths)} blocks (block {len(blocks)} gets {s}x{s})"
                 )
-            blocks.append(ConvBNBlock(c, w, depth))
+            blocks.append(ConvBNBlock(c, w, d))
             self.shapes.append((w, s // 2))
         self.blocks = nn.ModuleList(blocks)
         c, s = self.shapes[-1]

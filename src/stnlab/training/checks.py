@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 # the data has test labels, test/f1_macro only with callbacks.test_report. A sweep's `metric` must be one.
 RUN_METRICS = (
     "val/acc_best",
+    "val/acc_weighted_best",
+    "val/acc_weighted",
+    "val/acc",
     "test/acc",
     "test/loss",
     "test/f1_macro",
@@ -27,7 +30,7 @@ RUN_METRICS = (
     "perf/train_img_per_s",
 )
 # What STNModule logs at the end of every validation epoch: what a sweep's pruner (`monitor`) can see there.
-VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best")
+VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best", "val/acc_weighted", "val/acc_weighted_best")
 
 
 def sense(metric: str) -> str:
@@ -144,7 +147,24 @@ def check_budget(cfg: dict) -> None:
             raise ConfigError(
                 "trainer.limit_train_batches=0 trains nothing: the test would measure untrained weights; set it > 0"
             )
-    no_val = (
+    no_val = no_validation(cfg)
+    if no_val:
+        log.warning(
+            "%s: no validation, so no val/acc_best; the last epoch is checkpointed and the test (if any) measures it",
+            " and ".join(no_val),
+        )
+    monitor = (cfg.get("checkpoint") or {}).get("monitor")
+    if monitor is not None and monitor not in VAL_EPOCH_METRICS:
+        raise ConfigError(
+            f"checkpoint.monitor={monitor} is not logged at the end of validation epochs; "
+            f"use one of {', '.join(VAL_EPOCH_METRICS)}"
+        )
+
+
+def no_validation(cfg: dict) -> list[str]:
+    """The settings that leave a run without validation (``[]`` when it validates)."""
+    trainer = cfg.get("trainer") or {}
+    reasons = (
         [f"trainer.limit_val_batches={trainer['limit_val_batches']}"]
         if trainer.get("limit_val_batches") is not None and float(trainer["limit_val_batches"]) == 0
         else []
@@ -152,13 +172,8 @@ def check_budget(cfg: dict) -> None:
     data = cfg.get("data") or {}
     for key in ("val_tracks_per_class", "num_val"):
         if data.get(key) is not None and _number(f"data.{key}", data[key], int) == 0:
-            no_val.append(f"data.{key}=0")
-    if no_val:
-        log.warning(
-            "%s: no validation, so no val/acc_best and no best checkpoint; the test (if any) measures the "
-            "last epoch's weights",
-            " and ".join(no_val),
-        )
+            reasons.append(f"data.{key}=0")
+    return reasons
 
 
 def _locate(path: str):

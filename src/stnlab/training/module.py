@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from stnlab.data.normalize import InputNormalizer
 from stnlab.errors import StnlabError
+from stnlab.metrics import ClassWeightedAccuracy
 from stnlab.training.checks import build
 from stnlab.training.finite_loss import FiniteWatch
 
@@ -90,6 +91,9 @@ class STNModule(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        # Weighted by the training set's class frequencies (set in setup): the test set's mix, not validation's.
+        self.val_acc_weighted = ClassWeightedAccuracy(num_classes)
+        self.val_acc_weighted_best = MaxMetric()
         # NonFiniteLossError for a non-finite training loss, without a GPU sync per step (stnlab.training.finite_loss).
         self.finite_watch = FiniteWatch(self._non_finite)
 
@@ -114,6 +118,9 @@ class STNModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and dm is not None and getattr(dm, "mean", None) is not None:
             self.normalizer.set_stats(dm.mean.float(), dm.std.float())
+        frequencies = getattr(dm, "class_frequencies", None) if dm is not None else None
+        if frequencies is not None:
+            self.val_acc_weighted.set_weights(frequencies)
 
     def preprocess(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
         x = images.float()
@@ -147,26 +154,37 @@ class STNModule(pl.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val", self.val_acc)
+        logits = self._eval_step(batch, "val", self.val_acc)
+        self.val_acc_weighted.update(logits, batch[1])
 
     def on_validation_epoch_end(self):
+        weighted = self.val_acc_weighted.compute()
+        self.val_acc_weighted.reset()
         if self.trainer.sanity_checking:
             return
+        self.log("val/acc_weighted", weighted, sync_dist=True)
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+        self.val_acc_weighted_best(weighted)
+        self.log("val/acc_weighted_best", self.val_acc_weighted_best.compute(), sync_dist=True)
 
     # Resuming (see stnlab.training.resume): what Lightning's own checkpoint state leaves out.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         best = float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
+        best_weighted = (
+            float(self.val_acc_weighted_best.compute()) if self.val_acc_weighted_best.update_called else None
+        )
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["torch.cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["stnlab"] = {"val_acc_best": best, "rng": rng}
+        checkpoint["stnlab"] = {"val_acc_best": best, "val_acc_weighted_best": best_weighted, "rng": rng}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("stnlab") or {}
         if state.get("val_acc_best") is not None:  # torchmetrics states are not in the state_dict
             self.val_acc_best.update(torch.tensor(state["val_acc_best"]))
+        if state.get("val_acc_weighted_best") is not None:
+            self.val_acc_weighted_best.update(torch.tensor(state["val_acc_weighted_best"]))
         self._rng_to_restore = state.get("rng")
 
     def on_train_batch_start(self, batch, batch_idx):

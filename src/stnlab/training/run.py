@@ -20,7 +20,7 @@ from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochThroughput, RunTimeEstimate
-from stnlab.training.checks import build, validate
+from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.module import build_module
 from stnlab.training.resume import check_compatible, resolve_resume
 from stnlab.training.speed import SpeedSwitches
@@ -168,15 +168,28 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
-    checkpoint = ModelCheckpoint(
-        dirpath=str(run_dir / "checkpoints"),
-        filename="best-{epoch:02d}",
-        monitor="val/acc",
-        mode="max",
-        save_last=True,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
+    monitor = (resolved.get("checkpoint") or {}).get("monitor") or "val/acc"
+    if no_validation(resolved):
+        # Nothing to select on (a refit on every training image): the last epoch is the model.
+        log.info("no validation split: checkpointing the last epoch (checkpoints/epoch-NN.ckpt), which the test uses")
+        checkpoint = ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"),
+            filename="epoch-{epoch:02d}",
+            monitor=None,
+            save_last=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+    else:
+        checkpoint = ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"),
+            filename="best-{epoch:02d}",
+            monitor=monitor,
+            mode="max" if sense(monitor) != "minimize" else "min",
+            save_last=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
     # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last).
     every = int((resolved.get("checkpoint") or {}).get("every_n_train_steps") or 0)
     step_checkpoints = (
@@ -207,6 +220,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
+        **({"limit_val_batches": 0} if no_validation(resolved) else {}),  # no empty validation loop
     )
 
     start = time.perf_counter()
@@ -216,13 +230,17 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     metrics: dict[str, Any] = {}
     # After trainer.strategy=ddp_spawn the fit ran in worker processes: only callback_metrics came back.
     done = trainer.callback_metrics
-    if module.val_acc_best.update_called:
-        metrics["val/acc_best"] = float(module.val_acc_best.compute())
-    elif "val/acc_best" in done:
-        metrics["val/acc_best"] = float(done["val/acc_best"])
+    for key, best in (("val/acc_best", module.val_acc_best), ("val/acc_weighted_best", module.val_acc_weighted_best)):
+        if best.update_called:
+            metrics[key] = float(best.compute())
+        elif key in done:
+            metrics[key] = float(done[key])
+    for key in ("val/acc", "val/acc_weighted"):  # the last validation's: what a refit of this recipe would keep
+        if key in done:
+            metrics[key] = float(done[key])
     if datamodule.train is None:  # fitted in spawned workers: load here to learn whether test labels exist
         datamodule.setup("test")
-    if datamodule.has_test:
+    if datamodule.has_test and resolved.get("test", True):
         ckpt = checkpoint.best_model_path or None  # this callback's best (Lightning's "best" warns with two callbacks)
         # A checkpoint's state_dict holds the averaged weights (callbacks=[default,ema]), the ones validated and chosen;
         # WeightAveraging.on_load_checkpoint would put the raw weights of that epoch back before the test.
@@ -249,11 +267,11 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
                     type(e).__name__,
                     (str(e).strip().splitlines() or [""])[0][:300],
                 )
-        print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test), flush=True)
+        print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test, resolved.get("test", True)), flush=True)
     return metrics
 
 
-def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: bool) -> str:
+def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: bool, test: bool = True) -> str:
     """The run in one line: folder, val/acc_best, test/acc, the delta to the committee (or why absent), time."""
     parts = [f"stnlab: run {run_dir}"]
     if metrics.get("val/acc_best") is not None:
@@ -263,7 +281,8 @@ def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: 
     if metrics.get("test/acc") is not None:
         parts.append(f"test/acc {100 * metrics['test/acc']:.2f}%")
     else:
-        parts.append("test/acc - (" + ("the test stage did not run" if has_test else "no test labels") + ")")
+        why = "no test labels" if not has_test else "test=false" if not test else "the test stage did not run"
+        parts.append(f"test/acc - ({why})")
     if not gtsrb:
         parts.append("no Δ vs 99.46 (not GTSRB)")
     elif metrics.get("test/acc") is not None:

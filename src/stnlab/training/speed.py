@@ -10,6 +10,7 @@ own Trainer arguments (``trainer=gpu`` sets bf16-mixed and benchmark). What this
 - ``compile``: ``torch.compile`` the network and the input normalisation, in place
   (``nn.Module.compile``: checkpoints keep their keys).
 - ``matmul_precision``: ``torch.set_float32_matmul_precision`` (``high``: TF32 tensor cores).
+- ``threads``: ``torch.set_num_threads`` for this process (CPU runs side by side).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,
     "compile_mode": None,
     "matmul_precision": "high",
+    "threads": None,
 }
 RESIDENT_SHARE = 0.25  # device_resident=auto: the data may take this share of the free accelerator memory
 
@@ -57,6 +59,9 @@ def speed_settings(speed: Mapping | None) -> dict[str, Any]:
         _switch(key, out[key])
     if out["matmul_precision"] not in (None, "highest", "high", "medium"):
         raise ConfigError(f"speed.matmul_precision={out['matmul_precision']} must be highest, high or medium")
+    threads = out["threads"]
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"speed.threads={threads} must be a positive integer or null (one thread per core)")
     return out
 
 
@@ -108,6 +113,8 @@ class SpeedSwitches(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         s = self.settings
         device = trainer.strategy.root_device
+        if s["threads"]:
+            torch.set_num_threads(int(s["threads"]))
         if s["matmul_precision"] and device.type == "cuda":  # process-wide: leave CPU runs as they are
             torch.set_float32_matmul_precision(s["matmul_precision"])
         if use_channels_last(s["channels_last"], device):
