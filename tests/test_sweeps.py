@@ -106,17 +106,22 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
     # The report groups over seeds: one row per lr, n summing to 3, delta against 99.46 on test/acc.
     assert report_path == study_dir / "report.md"
     text = report_path.read_text()
+    ranking, every_trial = text.split("## Every trial")
     table = [
         [c.strip() for c in line.split("|")[1:-1]]
-        for line in text.splitlines()
+        for line in ranking.splitlines()
         if line.startswith("| ") and line[2].isdigit()
     ]
     groups: dict[float, list] = {}
     for t in trials:
         groups.setdefault(t.params["optim.lr"], []).append(t)
-    assert len(table) == len(groups) and sum(int(row[2]) for row in table) == 3
+    assert len(table) == len(groups) and sum(int(row[3]) for row in table) == 3
+    # Every trial has its own line with its epochs and wall minutes.
+    assert sum(line.startswith("| ") and line[2].isdigit() for line in every_trial.splitlines()) == 3
+    assert (study_dir / "curves.png").stat().st_size > 1000
     means = []
-    for _rank, config, n, objective, test, delta, numbers in table:
+    for _rank, config, rung, n, objective, test, delta, numbers in table:
+        assert rung == "0"
         group = groups[float(config.removeprefix("optim.lr="))]
         mean = sum(t.value for t in group) / len(group)
         test_mean = sum(t.user_attrs["metrics"]["test/acc"] for t in group) / len(group)
@@ -131,7 +136,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
     (report_run,) = study_dir.glob("wandb/offline-run-*")
     record = read_run(report_run)
     assert record.group == "three" and record.job_type == "report"
-    assert record.summary["best/n"] == int(table[0][2]) and record.summary["best/configuration"] == table[0][1]
+    assert record.summary["best/n"] == int(table[0][3]) and record.summary["best/configuration"] == table[0][1]
     assert any(f.endswith(".table.json") for f in record.files) and any(f.endswith(".png") for f in record.files)
 
     # report_only rebuilds the same report from the storage alone; the W&B report run is replaced, not added.
@@ -553,7 +558,7 @@ GOOD_PARAMS = {"optim.lr": {"float": [0.01, 0.1], "log": True}}
     "fields, problem",
     [
         ({"metric": "val/acc_bset"}, "metric=val/acc_bset is not a number a run reports; use one of val/acc_best"),
-        ({"metric": "val/acc"}, "metric=val/acc is not a number a run reports"),  # per epoch, not returned
+        ({"metric": "train/acc"}, "metric=train/acc is not a number a run reports"),  # per epoch, not returned
         ({"metric": "test/loss"}, "metric=test/loss is to minimize, but direction=maximize"),
         ({"metric": "test/acc", "direction": "minimize"}, "metric=test/acc is to maximize, but direction=minimize"),
         ({"monitor": "val/accuracy"}, "monitor=val/accuracy is not logged at the end of validation epochs"),
@@ -612,7 +617,8 @@ def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
         "stnlab: error: metric=val/acc_bets is not a number a run reports; use one of "
-        "val/acc_best, test/acc, test/loss, test/f1_macro, time/fit_s, model/params, perf/train_img_per_s"
+        "val/acc_best, val/acc_weighted_best, val/acc_weighted, val/acc, test/acc, test/loss, test/f1_macro, "
+        "time/fit_s, model/params, perf/train_img_per_s, data/train_images, data/val_images"
     ]
     assert not (tmp_path / "sweeps").exists()
 

@@ -13,6 +13,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -33,21 +34,29 @@ def message_line(e: BaseException) -> str:
     return out[:600] or type(e).__name__
 
 
-def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """``conf/<config_name>.yaml`` with ``overrides`` applied; overrides that do not compose raise a ConfigError."""
+def compose(config_name: str, overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
+    """``<conf_dir>/<config_name>.yaml`` with ``overrides`` applied (``conf_dir`` defaults to the checkout's
+    ``conf/``; a sweep passes its study's snapshot); overrides that do not compose raise a ConfigError."""
     try:
-        if GlobalHydra.instance().is_initialized():  # inside a running stnlab app: its search path is conf/
+        if conf_dir is None and GlobalHydra.instance().is_initialized():  # in a running app: its path is conf/
             return hydra_compose(config_name=config_name, overrides=list(overrides))
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+        # Inside a running app (a sweep composing from its study's snapshot), the app's Hydra is set aside
+        # and put back afterwards.
+        backup = get_gh_backup()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base="1.3"):
+                return hydra_compose(config_name=config_name, overrides=list(overrides))
+        finally:
+            restore_gh_from_backup(backup)
     except (HydraException, OmegaConfBaseException) as e:
         given = " ".join(overrides)
         raise ConfigError(f"overrides {given} of conf/{config_name}.yaml do not compose: {message_line(e)}") from None
 
 
-def compose_train(overrides: Sequence[str] = ()) -> DictConfig:
-    """The run config of ``python src/train.py <overrides>``."""
-    return compose("train", overrides)
+def compose_train(overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
+    """The run config of ``python src/train.py <overrides>`` (composed from ``conf_dir`` when given)."""
+    return compose("train", overrides, conf_dir)
 
 
 def group_options(group: str) -> list[str]:

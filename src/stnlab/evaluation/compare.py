@@ -136,8 +136,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 X_AXES = ("epoch", "minutes")
 
 
-def read_curve(run_dir: Path, x: str = "epoch", fit_s: float | None = None) -> list[tuple[float, float]]:
-    """``[(x, val/acc), ...]`` from the CSV log (one point per validation).
+def read_curve(
+    run_dir: Path, x: str = "epoch", fit_s: float | None = None, metric: str = "val/acc"
+) -> list[tuple[float, float]]:
+    """``[(x, metric), ...]`` from the CSV log (one point per validation; ``metric`` defaults to val/acc).
 
     ``x="minutes"``: wall minutes since fit started at the end of that epoch (``time/elapsed_min``);
     runs logged before that column existed spread ``fit_s`` evenly over their epochs instead.
@@ -147,7 +149,7 @@ def read_curve(run_dir: Path, x: str = "epoch", fit_s: float | None = None) -> l
         return []
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    points = [(float(r["epoch"]), float(r["val/acc"])) for r in rows if r.get("val/acc")]
+    points = [(float(r["epoch"]), float(r[metric])) for r in rows if r.get(metric)]
     if x == "epoch":
         return points
     elapsed = {float(r["epoch"]): float(r["time/elapsed_min"]) for r in rows if r.get("time/elapsed_min")}

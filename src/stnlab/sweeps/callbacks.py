@@ -25,19 +25,36 @@ class TrialBudget:
     N workers do not overshoot by N-1) and skips failed trials whose retry is queued (so a
     dead worker's trial is not counted twice). Queued (WAITING) trials are inside the
     budget: they run before any new trial is drawn.
+
+
+    With successive halving (``new_only``), the budget counts new configurations only: promoted runs
+    (user attr ``parent``) come on top, and a worker stops only once no trial is queued.
     """
 
-    def __init__(self, n_trials: int | None):
+    def __init__(self, n_trials: int | None, new_only: bool = False):
         self.n_trials = n_trials
+        self.new_only = new_only
 
-    def started(self, study: optuna.Study) -> int:
+    def _counted(self, study: optuna.Study) -> list[FrozenTrial]:
         trials = study.get_trials(deepcopy=False)
         retried = _retried_numbers(trials)
-        return sum(
-            1
+        return [
+            t
             for t in trials
-            if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried)
-        )
+            if t.state != TrialState.WAITING
+            and not (t.state == TrialState.FAIL and t.number in retried)
+            and not (self.new_only and "parent" in t.user_attrs)
+        ]
+
+    def started(self, study: optuna.Study) -> int:
+        return len(self._counted(study))
+
+    def over(self, study: optuna.Study, number: int) -> bool:
+        """Trial ``number`` is a new trial beyond the budget (two workers drew one each for its last place)."""
+        if self.n_trials is None:
+            return False
+        counted = [t.number for t in self._counted(study)]
+        return number in counted and sum(n <= number for n in counted) > self.n_trials
 
     def remaining(self, study: optuna.Study) -> int | None:
         """How many more trials may start (queued ones included); ``None`` without a budget."""
@@ -46,8 +63,12 @@ class TrialBudget:
         return max(0, self.n_trials - self.started(study))
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.remaining(study) == 0:
+        if self.remaining(study) == 0 and not (self.new_only and queued(study)):
             study.stop()
+
+
+def queued(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def describe(params: dict) -> str:
@@ -65,6 +86,11 @@ class ProgressLine:
         state = trial.state.name
         if trial.state == TrialState.COMPLETE:
             outcome = f"{self.metric}={trial.value:.4f}"
+            if "rung" in trial.user_attrs:
+                outcome += f" (rung {trial.user_attrs['rung']}, {trial.user_attrs.get('epochs', '?')} epochs"
+                if "projected_minutes" in trial.user_attrs:
+                    outcome += f", full run ~{trial.user_attrs['projected_minutes']:.0f} min"
+                outcome += ")"
         elif trial.state == TrialState.PRUNED:
             steps = sorted(trial.intermediate_values)
             outcome = trial.user_attrs.get("prune_reason") or (f"at epoch {steps[-1]}" if steps else "")

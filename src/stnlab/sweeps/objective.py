@@ -26,6 +26,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
+from stnlab.sweeps.fidelity import RUNG, duplicate_of, rung_of
+from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.run_identity import run_name
 
@@ -50,9 +52,13 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
     fixed = spec.overrides + overrides
     fixed_keys = _keys(fixed)
     compose_train(fixed)
+    # Each value of each param, the other params at their first value (params that pick a preset, such as
+    # the model, decide which keys the others may set).
+    base = {name: _values(p)[0] for name, p in spec.params.items()}
     for param in spec.params.values():
-        d = param.distribution
-        for value in d.choices if isinstance(d, CategoricalDistribution) else [d.low]:
+        for value in _values(param):
+            point = {**base, **{n: allowed[0] for n, allowed in param.when.items()}, param.name: value}
+            active = {n: v for n, v in point.items() if spec.params[n].active(point)}
             param_overrides = param.overrides(value)
             keys = _keys(param_overrides)
             if keys & fixed_keys:
@@ -61,9 +67,14 @@ def check(spec: SweepSpec, overrides: list[str]) -> None:
                     "remove it from the fixed overrides / command line"
                 )
             try:
-                compose_train(fixed + param_overrides)
+                compose_train(fixed + overrides_of(spec.params, active))
             except ConfigError as e:
                 raise ConfigError(f"sweep param {param.name}={value}: {e}; fix the key or value in params") from None
+
+
+def _values(param) -> list[Any]:
+    d = param.distribution
+    return list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low]
 
 
 def check_metrics(spec: SweepSpec) -> None:
@@ -139,24 +150,37 @@ def requeue(trial: optuna.Trial) -> None:
 
 
 class Objective:
-    """Callable for ``study.optimize``: returns ``metrics[spec.metric]`` of the trial's training run."""
+    """Callable for ``study.optimize``: returns ``metrics[spec.metric]`` of the trial's training run.
 
-    def __init__(self, spec: SweepSpec, overrides: list[str]):
+    ``conf_dir``: the study's config snapshot (stnlab.sweeps.snapshot), which every trial is composed from.
+    With ``spec.fidelity``, a trial at rung r runs ``fractions[r]`` of its configuration's length."""
+
+    def __init__(self, spec: SweepSpec, overrides: list[str], conf_dir=None, budget=None):
         self.spec = spec
         self.overrides = list(overrides)
         self.grid_size = spec.grid_size()
+        self.conf_dir = conf_dir
+        self.budget = budget  # a TrialBudget: a new trial drawn beyond it ends unrun
 
-    def trial_config(self, number: int, params: dict[str, Any]) -> DictConfig:
+    def trial_config(self, number: int, params: dict[str, Any], rung: int = 0) -> DictConfig:
         spec = self.spec
-        param_overrides = [o for name, p in spec.params.items() for o in p.overrides(params[name])]
-        cfg = compose_train(spec.overrides + self.overrides + param_overrides)
+        cfg = compose_train(spec.overrides + self.overrides + overrides_of(spec.params, params), self.conf_dir)
+        sweep: dict[str, Any] = {"study": spec.study, "trial": number, "params": params, "rung": rung}
         with open_dict(cfg):
+            if spec.fidelity is not None:
+                full = OmegaConf.select(cfg, spec.fidelity.key)
+                if not isinstance(full, int) or full < 1:
+                    raise ConfigError(
+                        f"fidelity.key={spec.fidelity.key} is {full!r} in the trial's config; it must be a positive integer"
+                    )
+                OmegaConf.update(cfg, spec.fidelity.key, spec.fidelity.budget(full, rung), merge=False)
+                sweep["full_length"] = full
             cfg.run_dir = str(spec.study_dir / f"trial_{number}")
             cfg.wandb.group = spec.study
             cfg.wandb.job_type = "trial"
             cfg.wandb.name = f"{spec.study}-trial_{number}-{run_name(OmegaConf.to_container(cfg, resolve=True))}"
             cfg.wandb.tags = [*cfg.wandb.tags, f"study:{spec.study}"]
-            cfg.sweep = {"study": spec.study, "trial": number, "params": params}
+            cfg.sweep = sweep
         return cfg
 
     def _stop_if_grid_exhausted(self, trial: optuna.Trial) -> None:
@@ -180,15 +204,32 @@ class Objective:
         from stnlab.training.run import train
 
         self._stop_if_grid_exhausted(trial)
-        params = {name: p.suggest(trial) for name, p in self.spec.params.items()}
+        if self.budget is not None and self.budget.over(trial.study, trial.number):
+            trial.set_user_attr("prune_reason", "the trial budget was spent while this worker drew it")
+            raise optuna.TrialPruned("budget spent")
+        twin = duplicate_of(trial) if self.spec.fidelity is not None else None
+        if twin is not None:
+            trial.set_user_attr("prune_reason", f"duplicate promotion: trial {twin} runs it")
+            raise optuna.TrialPruned("duplicate promotion")
+        params = suggest_all(self.spec.params, trial)
+        rung = rung_of(trial)
+        trial.set_user_attr(RUNG, rung)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("run_dir", str(self.spec.study_dir / f"trial_{trial.number}"))
         try:
-            cfg = self.trial_config(trial.number, params)
+            cfg = self.trial_config(trial.number, params, rung)
             trial.set_user_attr("data", str(cfg.data.get("name", "gtsrb")))
-            pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor)
-            metrics = train(cfg, extra_callbacks=[pruning, RecordTrialState(trial)])
-            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            epochs = cfg.trainer.get("max_epochs")
+            if epochs is not None:
+                trial.set_user_attr("epochs", int(epochs))
+            callbacks = [RecordTrialState(trial)]
+            if self.spec.fidelity is None:  # rungs compare finished runs: no pruning inside a trial
+                callbacks.insert(0, PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor))
+            metrics = train(cfg, extra_callbacks=callbacks)
+            numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            trial.set_user_attr("metrics", numbers)
+            trial.set_user_attr("wall_minutes", round(float(metrics.get("time/fit_s", 0.0)) / 60, 3))
+            self._record_time_limit(trial, cfg, numbers)
             if self.spec.metric not in metrics:
                 raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")
             return float(metrics[self.spec.metric])
@@ -201,3 +242,16 @@ class Objective:
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
             raise
+
+    def _record_time_limit(self, trial: optuna.Trial, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+        limit, fidelity = self.spec.time_limit, self.spec.fidelity
+        if limit is None:
+            return
+        epochs = int(cfg.trainer.get("max_epochs") or 0)
+        full = (
+            int(cfg.sweep.get("full_length", epochs)) if fidelity and fidelity.key == "trainer.max_epochs" else epochs
+        )
+        projected = limit.projected_minutes(metrics, epochs, full)
+        if projected is not None:
+            trial.set_user_attr("projected_minutes", round(projected, 2))
+            trial.set_user_attr("constraints", [projected - limit.minutes])

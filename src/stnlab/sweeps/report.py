@@ -1,9 +1,11 @@
 """The study report: configurations ranked by mean ± std of the objective, set against the 99.46% committee.
 
 Trials are grouped by their params except ``group_ignore`` (the seed), so each row is one
-configuration averaged over its seeds. Written to ``<out_dir>/<study>/report.md`` (+
-``report.png``) and, as a W&B run of the study's group with ``job_type=report``, as a
-``wandb.Table`` and the bar chart.
+configuration averaged over its seeds (and, with successive halving, one rung: the longest runs
+rank first). Written to ``<out_dir>/<study>/report.md`` with ``report.png`` (the ranking) and
+``curves.png`` (every trial's validation against wall minutes), every trial's rung, epochs and
+minutes, and, as a W&B run of the study's group with ``job_type=report``, as a ``wandb.Table``
+and the charts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Row:
     """One configuration: its params (seed excluded) and the results of its complete trials."""
 
     config: dict[str, Any]
+    rung: int = 0
     trials: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     tests: list[float] = field(default_factory=list)
@@ -36,7 +39,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return describe(self.config) or "(fixed config)"
+        return (describe(self.config) or "(fixed config)") + (f" [rung {self.rung}]" if self.rung else "")
 
     @property
     def n(self) -> int:
@@ -75,14 +78,17 @@ def rows(study: optuna.Study, spec: SweepSpec) -> list[Row]:
     groups: dict[tuple, Row] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = {k: v for k, v in t.params.items() if k not in spec.group_ignore}
-        row = groups.setdefault(tuple(sorted(config.items(), key=lambda kv: kv[0])), Row(config))
+        rung = int(t.user_attrs.get("rung", 0))
+        key = (rung, tuple(sorted(config.items(), key=lambda kv: kv[0])))
+        row = groups.setdefault(key, Row(config, rung))
         row.trials.append(t.number)
         row.gtsrb = row.gtsrb and t.user_attrs.get("data", "gtsrb") == "gtsrb"
         row.values.append(float(t.value))
         test = (t.user_attrs.get("metrics") or {}).get(TEST_KEY)
         if test is not None:
             row.tests.append(float(test))
-    return sorted(groups.values(), key=lambda r: r.mean, reverse=spec.direction == "maximize")
+    sign = -1 if spec.direction == "maximize" else 1
+    return sorted(groups.values(), key=lambda r: (-r.rung, sign * r.mean))
 
 
 def _pct(mean: float | None, std: float, n: int) -> str:
@@ -96,6 +102,7 @@ def table(table_rows: list[Row], metric: str) -> tuple[list[str], list[list[Any]
     columns = [
         "rank",
         "configuration",
+        "rung",
         "n",
         f"{metric} (%)",
         f"{TEST_KEY} (%)",
@@ -108,7 +115,8 @@ def table(table_rows: list[Row], metric: str) -> tuple[list[str], list[list[Any]
         cells.append(
             [
                 rank,
-                r.label,
+                describe(r.config) or "(fixed config)",
+                r.rung,
                 r.n,
                 _pct(r.mean, r.std, r.n),
                 _pct(r.test_mean, r.test_std, r.n),
@@ -141,6 +149,10 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         lines.append("| " + " | ".join(["—"] * len(columns)) + " |")
     if chart is not None:
         lines += ["", f"![{spec.study}]({chart.name})"]
+    lines += trial_table(study, spec)
+    curves = spec.study_dir / "curves.png"
+    if curves.is_file():
+        lines += ["", f"![validation against wall minutes]({curves.name})"]
     others = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if others:
         lines += [
@@ -161,26 +173,113 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
     return "\n".join(lines) + "\n"
 
 
+def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
+    """Every finished trial: rung, epochs, wall minutes, projected full-run minutes, objective, params."""
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    if not finished:
+        return []
+    lines = [
+        "",
+        "## Every trial",
+        "",
+        "Wall minutes are the trial's fit (validation included) on one worker"
+        + (
+            f"; projected minutes are its configuration's full run on every training image with the whole "
+            f"machine (limit {spec.time_limit.minutes:g}, speed-up {spec.time_limit.speedup:g})."
+            if spec.time_limit
+            else "."
+        ),
+        "",
+        f"| trial | state | rung | epochs | wall min | projected min | {spec.metric} (%) | params |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for t in finished:
+        a = t.user_attrs
+        value = f"{100 * t.value:.2f}" if t.value is not None and "acc" in spec.metric else (t.value or "—")
+        projected = a.get("projected_minutes")
+        lines.append(
+            f"| {t.number} | {t.state.name.lower()} | {a.get('rung', 0)} | {a.get('epochs', '—')} | "
+            f"{a.get('wall_minutes', '—')} | {'—' if projected is None else f'{projected:.1f}'} | {value} | "
+            f"{describe(t.params)} |"
+        )
+    return lines
+
+
+def curve_metric(spec: SweepSpec) -> str:
+    """The per-epoch metric behind the objective (``val/acc_weighted_best`` -> ``val/acc_weighted``)."""
+    from stnlab.training.checks import VAL_EPOCH_METRICS
+
+    name = spec.metric.removesuffix("_best")
+    return name if name in VAL_EPOCH_METRICS else spec.monitor
+
+
+def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
+    """Every trial's validation metric against the wall minutes of its fit, one line per trial, by rung."""
+    from matplotlib.figure import Figure
+
+    from stnlab.evaluation.compare import read_curve
+
+    metric = curve_metric(spec)
+    lines = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        run_dir = t.user_attrs.get("run_dir")
+        points = read_curve(Path(run_dir), "minutes", metric=metric) if run_dir else []
+        if points:
+            lines.append((int(t.user_attrs.get("rung", 0)), t.number, points))
+    if not lines:
+        return None
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.add_subplot()
+    colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red"]
+    seen = set()
+    for rung, _number, points in sorted(lines):
+        xs, ys = zip(*points)
+        label = f"rung {rung}" if rung not in seen else None
+        seen.add(rung)
+        ax.plot(xs, [100 * y for y in ys], marker=".", lw=1, alpha=0.75, color=colors[rung % len(colors)], label=label)
+    gtsrb = all(t.user_attrs.get("data", "gtsrb") == "gtsrb" for t in study.get_trials(deepcopy=False))
+    if gtsrb:
+        ax.axhline(IDSIA_COMMITTEE_ACC, color="tab:red", ls="--", lw=1, label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%")
+    finals = [100 * p[-1][1] for _, _, p in lines]
+    top = max(100 * y for _, _, p in lines for _, y in p)
+    ax.set_ylim(max(0.0, min(top - 6, sorted(finals)[len(finals) // 4] - 1)), min(100.0, top + 0.5))
+    ax.set_xlabel("wall minutes since the trial's fit started (one worker)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"sweep {spec.study}: {metric} of {len(lines)} trials against wall time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
 def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None:
-    """Horizontal bars of the mean accuracy (%) per configuration, with std whiskers and the 99.46% line."""
+    """The objective (%) of each configuration as a dot with its std, ranked as the table, with the 99.46% line
+    where the objective is a GTSRB accuracy. Dots, not bars: accuracies near 100% need no zero baseline."""
     if not table_rows:
         return None
     from matplotlib.figure import Figure
 
     shown = table_rows[:40]
-    values = [100 * (r.test_mean if r.test_mean is not None else r.mean) for r in shown]
-    errors = [100 * (r.test_std if r.test_mean is not None else r.std) for r in shown]
-    fig = Figure(figsize=(8, 1.2 + 0.35 * len(shown)))
+    accuracy = "acc" in spec.metric
+    scale = 100 if accuracy else 1
+    values = [scale * r.mean for r in shown]
+    errors = [scale * r.std for r in shown]
+    fig = Figure(figsize=(9, 1.6 + 0.3 * len(shown)))
     ax = fig.add_subplot()
-    ax.barh(range(len(shown)), values, xerr=errors, color="tab:blue", alpha=0.8)
-    ax.axvline(IDSIA_COMMITTEE_ACC, color="tab:red", linestyle="--", label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%")
-    ax.set_yticks(range(len(shown)), [r.label for r in shown], fontsize=8)
+    ax.errorbar(values, range(len(shown)), xerr=errors, fmt="o", color="tab:blue", capsize=3, label=spec.metric)
+    if accuracy and all(r.gtsrb for r in shown):
+        ax.axvline(
+            IDSIA_COMMITTEE_ACC, color="tab:red", linestyle="--", label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%"
+        )
+    ax.set_yticks(range(len(shown)), [r.label[:90] for r in shown], fontsize=7)
     ax.invert_yaxis()
-    low = min(values + [IDSIA_COMMITTEE_ACC]) - max(errors + [0.0]) - 1
-    ax.set_xlim(max(0.0, low), 100.0)
-    ax.set_xlabel(f"accuracy (%): {TEST_KEY} where available, else {spec.metric}")
-    ax.set_title(f"sweep {spec.study}")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel(f"{spec.metric}" + (" (%)" if accuracy else "") + ", mean ± std over the row's trials")
+    ax.set_title(f"sweep {spec.study}: {len(shown)} configurations ranked by {spec.metric} (validation)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
     fig.savefig(tmp, dpi=100)
@@ -224,6 +323,9 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
     payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=data)}
     if chart is not None:
         payload["report/chart"] = wandb.Image(str(chart))
+    curves = spec.study_dir / "curves.png"
+    if curves.is_file():
+        payload["report/curves"] = wandb.Image(str(curves))
     run.log(payload)
     if table_rows:
         best = table_rows[0]
@@ -246,6 +348,7 @@ def write(study: optuna.Study, spec: SweepSpec, wandb_cfg: dict | None = None) -
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     table_rows = rows(study, spec)
     chart = bar_chart(table_rows, spec, spec.study_dir / "report.png")
+    curves_chart(study, spec, spec.study_dir / "curves.png")
     path = spec.study_dir / "report.md"
     tmp = path.with_name(f".report.{os.getpid()}.md")
     tmp.write_text(markdown(study, spec, table_rows, chart))

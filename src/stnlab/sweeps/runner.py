@@ -8,6 +8,7 @@ by the heartbeat check and queued again, and ``n_trials`` bounds the study's tot
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,10 +27,18 @@ def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
     return OmegaConf.to_container(cfg.wandb, resolve=True)  # type: ignore[return-value]
 
 
+POLL_S = 20.0  # how often an idle successive-halving worker looks for promotions
+
+
+def _running(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def run(spec: SweepSpec, overrides: list[str]) -> Path:
     """Run this worker's share of the study (or only rebuild the report); returns the report path."""
-    from stnlab.sweeps import report
-    from stnlab.sweeps.callbacks import ProgressLine, TrialBudget
+    from stnlab.sweeps import report, snapshot
+    from stnlab.sweeps.callbacks import ProgressLine, TrialBudget, queued
+    from stnlab.sweeps.fidelity import Promote
     from stnlab.sweeps.objective import Objective, check
     from stnlab.sweeps.storage import fail_stale_trials, load_existing, make_storage, open_study
 
@@ -39,8 +48,11 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     check(spec, overrides)  # before the storage is touched: a mistake in the spec leaves nothing behind
     storage = make_storage(spec.storage, spec.heartbeat)
     study = open_study(spec, storage)
+    snapshot.check_spec(study, spec.fingerprint())
+    # Every trial is composed from the configs as they were when the study started.
+    conf_dir = snapshot.conf_dir(study, spec.study_dir)
     fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again
-    budget = TrialBudget(spec.budget())
+    budget = TrialBudget(spec.budget(), new_only=spec.fidelity is not None)
     remaining = budget.remaining(study)
     print(
         f"[{spec.study}] storage {spec.storage}; {len(study.trials)} trials so far; "
@@ -54,24 +66,34 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
             f"once its heartbeat is {spec.heartbeat['grace_period']}s old: rerun then",
             flush=True,
         )
-    if remaining != 0:
-        try:
+    callbacks = [budget, ProgressLine(spec.metric)]
+    if spec.fidelity is not None:
+        callbacks.insert(0, Promote(spec.fidelity))
+        Promote(spec.fidelity)(study, None)  # promotions that a worker stopped before queueing
+    objective = Objective(spec, overrides, conf_dir, budget)
+    try:
+        while remaining != 0 or queued(study):
             # No local trial count: the budget callback stops this worker when the study (all
-            # workers, queued retries included) has started its n_trials.
+            # workers, queued retries and promotions included) has started its n_trials.
             study.optimize(
-                Objective(spec, overrides),
-                timeout=spec.timeout,
-                catch=(Exception,),
-                callbacks=[budget, ProgressLine(spec.metric)],
-                gc_after_trial=True,
+                objective, timeout=spec.timeout, catch=(Exception,), callbacks=callbacks, gc_after_trial=True
             )
-        except KeyboardInterrupt:
-            print(
-                f"[{spec.study}] interrupted; the running trial is queued again: rerun the same command to resume",
-                file=sys.stderr,
-                flush=True,
-            )
-            raise SystemExit(130) from None
+            remaining = budget.remaining(study)
+            if spec.fidelity is None or spec.timeout is not None:
+                break
+            # Successive halving: trials running elsewhere may still promote configurations; wait for them.
+            while not queued(study) and _running(study):
+                time.sleep(POLL_S)
+                fail_stale_trials(study)
+            if not queued(study):
+                break
+    except KeyboardInterrupt:
+        print(
+            f"[{spec.study}] interrupted; the running trial is queued again: rerun the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(130) from None
     # The W&B report run is logged by the worker that sees the study finished (or by report_only).
     busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     path = report.write(study, spec, None if busy else _wandb_cfg(spec, overrides))

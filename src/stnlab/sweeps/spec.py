@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError
+from stnlab.sweeps.fidelity import Fidelity, TimeLimit, parse_fidelity, parse_time_limit
 from stnlab.sweeps.space import Param, parse_space
 
 SWEEPS_DIR = CONF_DIR.parent / "sweeps"
@@ -56,6 +57,19 @@ class SweepSpec:
     out_dir: Path
     report_only: bool
     heartbeat: dict[str, int]
+    fidelity: Fidelity | None = None
+    time_limit: TimeLimit | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two workers run the same study (kept in the study's storage, checked on joining)."""
+        return {
+            "metric": self.metric,
+            "direction": self.direction,
+            "params": {name: _param_text(p) for name, p in self.params.items()},
+            "overrides": list(self.overrides),
+            "fidelity": self.fidelity.as_dict() if self.fidelity else None,
+            "time_limit": self.time_limit.as_dict() if self.time_limit else None,
+        }
 
     @property
     def study_dir(self) -> Path:
@@ -82,6 +96,10 @@ class SweepSpec:
         """Total trials this study may hold: ``n_trials``, at most the grid's size for a grid."""
         sizes = [n for n in (self.n_trials, self.grid_size()) if n is not None]
         return min(sizes) if sizes else None
+
+
+def _param_text(param: Param) -> str:
+    return f"{param.distribution!r} labels={param.labels} when={param.when}"
 
 
 def default_storage(out_dir: Path | str | None = None) -> str:
@@ -242,6 +260,8 @@ def build(cfg: DictConfig, name: str) -> SweepSpec:
         out_dir=out_dir,
         report_only=bool(cfg.report_only),
         heartbeat=_heartbeat(cfg.heartbeat),
+        fidelity=parse_fidelity(OmegaConf.to_container(cfg.fidelity, resolve=True) if cfg.fidelity else None),
+        time_limit=parse_time_limit(OmegaConf.to_container(cfg.time_limit, resolve=True) if cfg.time_limit else None),
     )
     if spec.is_grid:
         if spec.enqueue:
@@ -249,6 +269,8 @@ def build(cfg: DictConfig, name: str) -> SweepSpec:
         spec.grid_space()  # raises when a parameter has no finite grid
     elif spec.budget() is None and spec.timeout is None:
         raise ConfigError(f"sweep {name} has neither n_trials nor timeout; set n_trials=N or timeout=SECONDS")
+    if spec.fidelity is not None and spec.is_grid:
+        raise ConfigError("fidelity (successive halving) draws configurations from a sampler; it cannot run a grid")
     if spec.budget() is not None and len(spec.enqueue) > spec.budget():
         raise ConfigError(f"{len(spec.enqueue)} enqueued trials exceed n_trials={spec.budget()}; raise n_trials")
     for entry in spec.enqueue:

@@ -8,6 +8,7 @@ Every worker beats a heartbeat while its trial runs; a trial whose worker died (
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import random
 import time
 import warnings
@@ -20,7 +21,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from stnlab.errors import ConfigError
-from stnlab.sweeps.spec import SweepSpec
+from stnlab.sweeps.fidelity import constraints
+from stnlab.sweeps.spec import SweepSpec, target_class
 
 
 def with_driver(url: str) -> str:
@@ -94,7 +96,15 @@ def make_storage(
 def sampler_of(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if spec.is_grid:
         return instantiate(spec.sampler, search_space=spec.grid_space())
-    return instantiate(spec.sampler)
+    extra = {}
+    if (
+        spec.time_limit is not None
+        and "constraints_func" in inspect.signature(target_class(spec.sampler["_target_"])).parameters
+    ):
+        extra["constraints_func"] = constraints  # configurations over the time limit are violations
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # constraints_func is "experimental"
+        return instantiate(spec.sampler, **extra)
 
 
 def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:

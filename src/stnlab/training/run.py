@@ -248,6 +248,9 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
     metrics["time/fit_s"] = fit_seconds
+    for key, split in (("data/train_images", datamodule.train), ("data/val_images", datamodule.val)):
+        if split is not None:
+            metrics[key] = len(split)
     metrics["model/params"] = sum(p.numel() for p in module.net.parameters())
     if throughput.last is not None:
         metrics["perf/train_img_per_s"] = throughput.last
