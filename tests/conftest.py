@@ -125,3 +125,41 @@ def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, time
         text=True,
         timeout=timeout,
     )
+
+
+# --- sweeps ---------------------------------------------------------------------------------------------
+
+# Small network, 16 px; no per-trial test report (confusion plots): seconds per trial.
+FAST = ["model=no_st", "data.image_size=16", "++callbacks.test_report=null"]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny batches on a shared 2-core machine: one intra-op thread is ~10x faster than two contending."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sweep_args(tiny_overrides, tmp_path):
+    """Sweep options + training overrides for the tiny mirror (trials write under tmp_path/sweeps)."""
+    train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
+    return [f"out_dir={tmp_path / 'sweeps'}", *train]
+
+
+def write_spec(tmp_path: Path, name: str, **fields) -> Path:
+    from omegaconf import OmegaConf
+
+    path = tmp_path / f"{name}.yaml"
+    OmegaConf.save(OmegaConf.create({"study": name, **fields}), path)
+    return path
+
+
+def load_study(tmp_path: Path, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")

@@ -39,21 +39,22 @@ def _dims(rng):
 def make_archives(
     folder: Path,
     classes: int = 3,
-    tracks: int = 3,
+    tracks: int | list[int] = 3,
     frames: int = 4,
     test_images: int = 12,
     with_test: bool = True,
     with_gt: bool = True,
     seed: int = 0,
 ) -> Path:
-    """Write GTSRB_Final_Training_Images.zip (+ test and GT archives) into ``folder``."""
+    """Write GTSRB_Final_Training_Images.zip (+ test and GT archives) into ``folder``; ``tracks`` per class may be
+    one number or one per class (uneven class frequencies)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(folder / "GTSRB_Final_Training_Images.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         for c in range(classes):
             d = f"GTSRB/Final_Training/Images/{c:05d}/"
             lines = [HEADER]
-            for t in range(tracks):
+            for t in range(tracks if isinstance(tracks, int) else tracks[c]):
                 for f in range(frames):
                     name = f"{t:05d}_{f:05d}.ppm"
                     w, h, roi = _dims(rng)

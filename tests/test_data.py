@@ -101,6 +101,36 @@ def test_channel_stats_and_normaliser():
     assert local.shape == images.shape and torch.isfinite(local).all()
 
 
+def test_per_image_standardisation_makes_a_dark_and_a_bright_copy_alike():
+    """normalize=per_image: each image by its own mean and std, so a sign photographed at a tenth of the light
+    reaches the network as the well-lit one does; a blank image stays finite (floored std)."""
+    bright = torch.randint(60, 250, (1, 3, 16, 16), dtype=torch.uint8)
+    dark = (bright.float() / 10).round()
+    norm = InputNormalizer(3, global_norm=False, local_norm=False, per_image=True)
+    out = norm(torch.cat([bright.float(), dark, torch.full_like(dark, 7)]))
+    assert torch.allclose(out[0], out[1], atol=0.1)
+    assert out[0].mean().abs() < 1e-5 and out[0].std() == pytest.approx(1.0, abs=1e-4)
+    assert torch.equal(out[2], torch.zeros_like(out[2]))
+    with pytest.raises(ValueError, match="per_image=true replaces the global statistics"):
+        InputNormalizer(3, global_norm=True, per_image=True)
+
+
+def test_photometric_jitter_changes_gain_and_contrast_within_its_bounds():
+    from stnlab.data.augment import RandomJitter
+
+    torch.manual_seed(0)
+    x = torch.full((256, 3, 8, 8), 100.0)
+    x[:, :, :4] = 50.0
+    out = RandomJitter(rotation=0, scale=(1, 1), translation=0, brightness=0.2, contrast=0.0)(x)
+    gain = out.mean(dim=(1, 2, 3)) / x.mean(dim=(1, 2, 3))
+    assert 0.8 - 1e-4 <= gain.min() < 0.85 and 1.15 < gain.max() <= 1.2 + 1e-4
+    out = RandomJitter(rotation=0, scale=(1, 1), translation=0, brightness=0.0, contrast=0.3)(x)
+    spread = out.std(dim=(1, 2, 3)) / x.std(dim=(1, 2, 3))
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-3)
+    assert 0.7 - 1e-4 <= spread.min() < 0.75 and 1.25 < spread.max() <= 1.3 + 1e-4
+    assert torch.equal(RandomJitter(rotation=0, scale=(1, 1), translation=0)(x), x)  # photometric off by default
+
+
 @pytest.mark.parametrize("served", ["folder", "http"])
 def test_datamodule_fetches_splits_and_caches(served, gtsrb_mirror, http_mirror, tmp_path):
     mirror = str(gtsrb_mirror) if served == "folder" else http_mirror

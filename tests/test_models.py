@@ -101,6 +101,16 @@ def test_compact_backbone_halves_the_size_per_block(size):
     assert bb.head(feats).shape == (4, 43)
 
 
+def test_compact_backbone_takes_one_depth_per_block():
+    from stnlab.models.backbone import CompactBackbone
+
+    net = CompactBackbone(3, 32, 43, widths=(8, 16, 32), depth=[1, 2, 3])
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in block) for block in net.blocks]
+    assert convs == [1, 2, 3]
+    with pytest.raises(ValueError, match="one entry per block"):
+        CompactBackbone(3, 32, 43, widths=(8, 16, 32), depth=[1, 2])
+
+
 def test_compact_backbone_rejects_too_many_blocks_for_the_image():
     from stnlab.models import CompactBackbone
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, ROOT, run_app
+from conftest import CONF, FAST, ROOT, load_study, run_app, write_spec
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
 from stnlab.sweeps import dashboard
@@ -26,36 +25,8 @@ from stnlab.sweeps.space import override_value, parse_param
 from stnlab.sweeps.storage import make_storage, sampler_of
 from stnlab.tracking.runfile import read_run
 
-# Small network, 16 px; no per-trial test report (confusion plots): seconds per trial.
-FAST = ["model=no_st", "data.image_size=16", "++callbacks.test_report=null"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny batches on a shared 2-core machine: one intra-op thread is ~10x faster than two contending."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def sweep_args(tiny_overrides, tmp_path):
-    """Sweep options + training overrides for the tiny mirror (trials write under tmp_path/sweeps)."""
-    train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
-    return [f"out_dir={tmp_path / 'sweeps'}", *train]
-
-
-def write_spec(tmp_path: Path, name: str, **fields) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    OmegaConf.save(OmegaConf.create({"study": name, **fields}), path)
-    return path
-
-
-def load_study(tmp_path: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
+# Tiny batches on a shared 2-core machine: one intra-op thread is ~10x faster than two contending.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:

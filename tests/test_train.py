@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF, compose, run_script
+from conftest import CONF, compose, run_script, tiny_run_overrides
+from gtsrb_fixture import make_archives
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.run import train
@@ -140,3 +141,72 @@ def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_pat
     with torch.no_grad():
         loss = F.cross_entropy(module(dm.test.images), dm.test.labels).item()
     assert abs(loss - metrics["test/loss"]) < 1e-4
+
+
+def test_val_acc_weighted_is_validation_accuracy_weighted_by_training_class_frequencies(tmp_path):
+    """val/acc_weighted of the last epoch, recomputed by hand from the checkpoint's predictions on the validation
+    split: sum_c p_c acc_c / sum_c p_c with p_c the share of class c among all training images (classes of 2, 3
+    and 6 tracks here, so the weights are not uniform)."""
+    import torch
+
+    from stnlab.data.datamodule import GTSRBDataModule
+    from stnlab.training.module import build_module
+
+    mirror = make_archives(tmp_path / "uneven", tracks=[2, 3, 6])
+    overrides = tiny_run_overrides(mirror, tmp_path / "data", tmp_path / "run") + [
+        "model=compact_no_st",
+        "trainer.max_epochs=2",
+        "optim=adam",
+        "optim.lr=0.003",
+    ]
+    metrics = train(compose(overrides + ["data.val_tracks_per_class=1", "data.balance=0.0"]))
+    ckpt = torch.load(Path(metrics["best_checkpoint"]).with_name("last.ckpt"), map_location="cpu", weights_only=False)
+    cfg = ckpt["hyper_parameters"]["cfg"]
+    module = build_module(cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    dm = GTSRBDataModule(**{k: v for k, v in cfg["data"].items() if k != "_target_"})
+    dm.setup("fit")
+    with torch.no_grad():
+        predicted = module(dm.val.images).argmax(1)
+    labels_all = torch.cat([dm.train.labels, dm.val.labels])
+    assert torch.bincount(labels_all).tolist() == [8, 12, 24]
+    expected_num, expected_den = 0.0, 0.0
+    for c in dm.val.labels.unique().tolist():
+        p_c = float((labels_all == c).sum()) / len(labels_all)
+        of_c = dm.val.labels == c
+        acc_c = float((predicted[of_c] == c).float().mean())
+        expected_num, expected_den = expected_num + p_c * acc_c, expected_den + p_c
+    assert metrics["val/acc_weighted"] == pytest.approx(expected_num / expected_den, abs=1e-6)
+    assert metrics["val/acc"] == pytest.approx(float((predicted == dm.val.labels).float().mean()), abs=1e-6)
+
+
+def test_a_run_without_validation_checkpoints_its_last_epoch_and_says_so(tiny_overrides, tmp_path, caplog):
+    """A refit on every training image (data.val_tracks_per_class=0) has nothing to select on: the last epoch is the
+    checkpoint the test scores, and no validation metric is monitored."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    overrides = tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=3", "data.val_tracks_per_class=0"]
+    metrics = train(compose(overrides))
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert ckpts == ["epoch-02.ckpt", "last.ckpt"]
+    assert metrics["best_checkpoint"].endswith("epoch-02.ckpt") and "test/acc" in metrics
+    assert not any(k.startswith("val/") for k in metrics) and metrics["data/val_images"] == 0
+    assert "no validation split: checkpointing the last epoch" in caplog.text
+    assert metrics["data/train_images"] == 36  # every image of the tiny archive (3 classes x 3 tracks x 4 frames)
+
+
+def test_test_false_leaves_the_test_set_unseen(tiny_overrides, capsys):
+    metrics = train(compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=1", "test=false"]))
+    assert not any(k.startswith("test/") for k in metrics) and "val/acc_weighted" in metrics
+    assert "test/acc - (test=false)" in capsys.readouterr().out
+
+
+def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tiny_overrides):
+    metrics = train(
+        compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=2", "checkpoint.monitor=val/acc_weighted"])
+    )
+    assert Path(metrics["best_checkpoint"]).name.startswith("best-")
+    with pytest.raises(ConfigError, match="checkpoint.monitor=val/acc_weigted is not logged"):
+        train(compose(tiny_overrides + ["model=compact_no_st", "checkpoint.monitor=val/acc_weigted"]))

@@ -16,9 +16,9 @@ workers never wait for a rung to fill. The sampler draws only rung-0 configurati
 finished trial (a promoted configuration's longer run counts as one more good observation of it).
 
 The time limit: a configuration is feasible when its full run, on every training image and at the
-speed of a whole machine, is projected to fit ``minutes``. The projection scales the trial's measured fit
-time by the epochs and images of the full run and divides by ``speedup`` (a 1-thread trial against the
-machine's cores). Infeasible trials are reported to the sampler as violated constraints (TPE's
+speed of a whole machine, is projected to fit ``minutes``. The projection takes the trial's measured
+training speed (images per second), times ``speedup`` (a 1-thread trial against the machine's cores),
+over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (TPE's
 ``constraints_func``) and are never promoted.
 """
 
@@ -36,6 +36,8 @@ from stnlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RUNG, PARENT = "rung", "parent"
+# Minutes a full run spends beside its training epochs (start, data, checkpoints, the test of 12,630 images).
+OVERHEAD_MIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,16 @@ class TimeLimit:
     def as_dict(self) -> dict[str, Any]:
         return {"minutes": self.minutes, "speedup": self.speedup}
 
-    def projected_minutes(self, metrics: dict[str, Any], epochs_run: int, full_epochs: int) -> float | None:
-        """The full run's minutes: this run's fit time x (full epochs / epochs run) x (every training image /
-        this run's training images) / speedup. None when the run did not report its time."""
-        fit_s = metrics.get("time/fit_s")
+    def projected_minutes(self, metrics: dict[str, Any], full_epochs: int) -> float | None:
+        """The full run's minutes: its epochs over every training image (a refit: no validation) at the trial's
+        measured training speed times ``speedup``, plus ``OVERHEAD_MIN`` (start, checkpoints, the test). None
+        when the run did not report its speed. Training speed rather than the trial's whole fit time: a short
+        trial's start and per-epoch validation would be multiplied into the projection."""
+        speed = metrics.get("perf/train_img_per_s")
         train, val = metrics.get("data/train_images"), metrics.get("data/val_images") or 0
-        if not fit_s or not train or not epochs_run:
+        if not speed or not train:
             return None
-        return fit_s / 60 * (full_epochs / epochs_run) * ((train + val) / train) / self.speedup
+        return full_epochs * (train + val) / (speed * self.speedup) / 60 + OVERHEAD_MIN
 
 
 def parse_time_limit(node: Any) -> TimeLimit | None:

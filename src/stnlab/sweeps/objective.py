@@ -251,7 +251,7 @@ class Objective:
         full = (
             int(cfg.sweep.get("full_length", epochs)) if fidelity and fidelity.key == "trainer.max_epochs" else epochs
         )
-        projected = limit.projected_minutes(metrics, epochs, full)
+        projected = limit.projected_minutes(metrics, full)
         if projected is not None:
             trial.set_user_attr("projected_minutes", round(projected, 2))
             trial.set_user_attr("constraints", [projected - limit.minutes])
