@@ -200,7 +200,8 @@ def test_a_run_without_validation_checkpoints_its_last_epoch_and_says_so(tiny_ov
 def test_test_false_leaves_the_test_set_unseen(tiny_overrides, capsys):
     metrics = train(compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=1", "test=false"]))
     assert not any(k.startswith("test/") for k in metrics) and "val/acc_weighted" in metrics
-    assert "test/acc - (test=false)" in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "test/acc - (test=false)" in line and "(val: test=false)" in line
 
 
 def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tiny_overrides):

@@ -17,8 +17,8 @@ finished trial (a promoted configuration's longer run counts as one more good ob
 
 The time limit: a configuration is feasible when its full run, on every training image and at the
 speed of a whole machine, is projected to fit ``minutes``. The projection takes the trial's measured
-training speed (images per second), times ``speedup`` (a 1-thread trial against the machine's cores),
-over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (TPE's
+training speed (images per second of its CPU time), times ``speedup`` (a 1-thread trial against the
+machine's cores), over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (TPE's
 ``constraints_func``) and are never promoted.
 """
 
@@ -93,9 +93,14 @@ class TimeLimit:
     def projected_minutes(self, metrics: dict[str, Any], full_epochs: int) -> float | None:
         """The full run's minutes: its epochs over every training image (a refit: no validation) at the trial's
         measured training speed times ``speedup``, plus ``OVERHEAD_MIN`` (start, checkpoints, the test). None
-        when the run did not report its speed. Training speed rather than the trial's whole fit time: a short
-        trial's start and per-epoch validation would be multiplied into the projection."""
-        speed = metrics.get("perf/train_img_per_s")
+        when the run did not report its speed.
+
+        The speed is images per second of the trial's CPU time (``perf/train_img_per_cpu_s``; wall time where
+        a run did not report it): other work on the machine, the other workers included, slows a trial's wall
+        clock but not its CPU time, and a 1-thread trial's CPU time is its wall time alone. Training speed
+        rather than the trial's whole fit time: a short trial's start and per-epoch validation would be
+        multiplied into the projection."""
+        speed = metrics.get("perf/train_img_per_cpu_s") or metrics.get("perf/train_img_per_s")
         train, val = metrics.get("data/train_images"), metrics.get("data/val_images") or 0
         if not speed or not train:
             return None

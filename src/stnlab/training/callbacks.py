@@ -13,29 +13,38 @@ log = logging.getLogger(__name__)
 class EpochThroughput(pl.Callback):
     """Logs ``perf/train_img_per_s`` (images per second of wall time) for every training epoch, and
     ``time/elapsed_min``, the wall minutes since fit started, validation included (time-to-accuracy curves).
-    A resumed run counts from its own start."""
+    A resumed run counts from its own start.
+
+    Also ``perf/train_img_per_cpu_s``: images per second of this process's CPU time (all its threads). Other
+    processes on the machine slow the wall-clock figure but hardly this one, so a sweep projects a run's
+    length alone on the machine from it."""
 
     def __init__(self):
         self.images = 0
         self.start = 0.0
+        self.cpu_start = 0.0
         self.fit_start: float | None = None
         self.last: float | None = None
+        self.last_cpu: float | None = None
 
     def on_train_start(self, trainer, pl_module):  # a run resumed mid-epoch gets no on_train_epoch_start
-        self.images, self.start = 0, time.perf_counter()
+        self.images, self.start, self.cpu_start = 0, time.perf_counter(), time.process_time()
         self.fit_start = self.start
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.images, self.start = 0, time.perf_counter()
+        self.images, self.start, self.cpu_start = 0, time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.images += len(batch[1])
 
     def on_train_epoch_end(self, trainer, pl_module):
-        elapsed = time.perf_counter() - self.start
+        elapsed, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
         if elapsed > 0 and self.images:
             self.last = self.images * trainer.world_size / elapsed
             pl_module.log("perf/train_img_per_s", self.last, rank_zero_only=True)
+        if cpu > 0 and self.images:
+            self.last_cpu = self.images / cpu  # this process's own images: per rank
+            pl_module.log("perf/train_img_per_cpu_s", self.last_cpu, rank_zero_only=True)
         if self.fit_start is not None:  # on_train_epoch_end runs after the epoch's validation
             pl_module.log("time/elapsed_min", (time.perf_counter() - self.fit_start) / 60, rank_zero_only=True)
 

@@ -28,6 +28,7 @@ RUN_METRICS = (
     "time/fit_s",
     "model/params",
     "perf/train_img_per_s",
+    "perf/train_img_per_cpu_s",
     "data/train_images",
     "data/val_images",
 )

@@ -252,6 +252,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         if split is not None:
             metrics[key] = len(split)
     metrics["model/params"] = sum(p.numel() for p in module.net.parameters())
+    if throughput.last_cpu is not None:
+        metrics["perf/train_img_per_cpu_s"] = throughput.last_cpu
     if throughput.last is not None:
         metrics["perf/train_img_per_s"] = throughput.last
     elif "perf/train_img_per_s" in done:
@@ -293,7 +295,7 @@ def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: 
     elif metrics.get("val/acc_best") is not None:
         parts.append(
             f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['val/acc_best'] - IDSIA_COMMITTEE_ACC:+.2f} pts "
-            "(val: no test labels)"
+            f"(val: {'test=false' if has_test else 'no test labels'})"
         )
     parts.append(f"fit {metrics['time/fit_s'] / 60:.1f} min")
     return " | ".join(parts)
