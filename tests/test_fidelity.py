@@ -223,3 +223,22 @@ def test_successive_halving_over_real_runs(tmp_path, sweep_args):
     for t in study.trials:
         assert t.state == TrialState.COMPLETE and t.user_attrs["metrics"]["val/acc_weighted"] == t.value
     assert (tmp_path / "sweeps" / "real" / "curves.png").stat().st_size > 1000
+
+
+def test_a_trial_projected_far_over_the_time_limit_stops_after_its_first_batches(tiny_overrides):
+    """TimeLimitGuard measures the first batches' CPU-time speed; a configuration projected beyond the limit ends
+    as a pruned trial with its projection and reason, long before its rung would end."""
+    from conftest import compose
+    from stnlab.sweeps.fidelity import TimeLimitGuard
+    from stnlab.training.run import train
+
+    study = optuna.create_study()
+    trial = study.ask()
+    guard = TimeLimitGuard(TimeLimit(minutes=1e-4, speedup=1.0), full_epochs=100, trial=trial, skip=1, measure=2)
+    cfg = compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=3", "logger=csv"])
+    with pytest.raises(optuna.TrialPruned):
+        train(cfg, extra_callbacks=[guard])
+    assert guard.batches == 3  # of 15 (3 epochs of 5 batches)
+    attrs = study.trials[0].user_attrs
+    assert attrs["projected_minutes"] > 1e-4 and attrs["constraints"][0] > 0
+    assert attrs["prune_reason"].startswith("over the time limit: full run projected at")

@@ -25,9 +25,11 @@ machine's cores), over the full run's epochs of every training image. Infeasible
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import lightning.pytorch as pl
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -119,6 +121,38 @@ def parse_time_limit(node: Any) -> TimeLimit | None:
     if minutes <= 0 or speedup <= 0:
         raise ConfigError(f"time_limit.minutes={minutes} and time_limit.speedup={speedup} must be positive")
     return TimeLimit(minutes, speedup)
+
+
+class TimeLimitGuard(pl.Callback):
+    """Ends a trial as pruned once its first batches project the configuration's full run beyond the limit by
+    more than ``margin``: such a configuration can never be promoted, and running its rung to the end would
+    spend the most expensive trials of a search on nothing. Its projection is recorded either way."""
+
+    def __init__(self, limit: TimeLimit, full_epochs: int, trial: optuna.Trial, skip: int = 10, measure: int = 30):
+        self.limit, self.full_epochs, self.trial = limit, full_epochs, trial
+        self.skip, self.measure, self.margin = skip, measure, 1.1
+        self.batches, self.images, self.cpu_start = 0, 0, 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1
+        if self.batches == self.skip:  # after the first batches' allocations
+            self.images, self.cpu_start = 0, time.process_time()
+            return
+        self.images += len(batch[1])
+        if self.batches != self.skip + self.measure:
+            return
+        dm = trainer.datamodule
+        speed = self.images / max(time.process_time() - self.cpu_start, 1e-9)
+        sizes = {"data/train_images": len(dm.train), "data/val_images": len(dm.val) if dm.val is not None else 0}
+        projected = self.limit.projected_minutes({"perf/train_img_per_cpu_s": speed, **sizes}, self.full_epochs)
+        if projected is not None and projected > self.limit.minutes * self.margin:
+            self.trial.set_user_attr("projected_minutes", round(projected, 2))
+            self.trial.set_user_attr("constraints", [projected - self.limit.minutes])
+            self.trial.set_user_attr(
+                "prune_reason",
+                f"over the time limit: full run projected at {projected:.0f} min > {self.limit.minutes:g}",
+            )
+            raise optuna.TrialPruned("over the time limit")
 
 
 def constraints(trial: FrozenTrial) -> list[float]:

@@ -26,7 +26,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
-from stnlab.sweeps.fidelity import RUNG, duplicate_of, rung_of
+from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.run_identity import run_name
@@ -225,6 +225,8 @@ class Objective:
             callbacks = [RecordTrialState(trial)]
             if self.spec.fidelity is None:  # rungs compare finished runs: no pruning inside a trial
                 callbacks.insert(0, PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor))
+            if self.spec.time_limit is not None:
+                callbacks.append(TimeLimitGuard(self.spec.time_limit, self._full_epochs(cfg), trial))
             metrics = train(cfg, extra_callbacks=callbacks)
             numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             trial.set_user_attr("metrics", numbers)
@@ -243,15 +245,19 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
             raise
 
-    def _record_time_limit(self, trial: optuna.Trial, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-        limit, fidelity = self.spec.time_limit, self.spec.fidelity
-        if limit is None:
-            return
+    def _full_epochs(self, cfg: DictConfig) -> int:
+        """The epochs of the configuration's full run (this trial's, unless its rung runs a fraction of them)."""
         epochs = int(cfg.trainer.get("max_epochs") or 0)
-        full = (
+        fidelity = self.spec.fidelity
+        return (
             int(cfg.sweep.get("full_length", epochs)) if fidelity and fidelity.key == "trainer.max_epochs" else epochs
         )
-        projected = limit.projected_minutes(metrics, full)
+
+    def _record_time_limit(self, trial: optuna.Trial, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+        limit = self.spec.time_limit
+        if limit is None:
+            return
+        projected = limit.projected_minutes(metrics, self._full_epochs(cfg))
         if projected is not None:
             trial.set_user_attr("projected_minutes", round(projected, 2))
             trial.set_user_attr("constraints", [projected - limit.minutes])

@@ -205,6 +205,17 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         if every
         else []
     )
+    if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
+        step_checkpoints.append(
+            ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints" / "epochs"),
+                filename="epoch-{epoch:02d}",
+                monitor=None,
+                save_top_k=-1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
     throughput = EpochThroughput()
     callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [
         build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
