@@ -21,6 +21,7 @@ from stnlab.sweeps.fidelity import (
     TimeLimit,
     cost,
     due_promotions,
+    duplicate_of,
     parse_fidelity,
     parse_time_limit,
     sh_trials,
@@ -242,3 +243,23 @@ def test_a_trial_projected_far_over_the_time_limit_stops_after_its_first_batches
     attrs = study.trials[0].user_attrs
     assert attrs["projected_minutes"] > 1e-4 and attrs["constraints"][0] > 0
     assert attrs["prune_reason"].startswith("over the time limit: full run projected at")
+
+
+def test_an_interrupted_promotion_runs_again_and_only_a_live_twin_is_a_duplicate():
+    f = Fidelity("trainer.max_epochs", (0.5, 1.0), eta=2)
+    study = optuna.create_study(direction="maximize")
+    _finished(study, 0.1, 0.90)
+    _finished(study, 0.2, 0.80)
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL, params={"optim.lr": 0.1}, distributions=LR, user_attrs={"rung": 1, "parent": 0}
+        )
+    )
+    assert [t.number for t in due_promotions(study, f)] == [0]  # the failed run of the promotion does not count
+    Promote(f)(study, None)
+    retry = study.ask()
+    assert retry.user_attrs == {"rung": 1, "parent": 0} and duplicate_of(retry) is None
+    twin_queue = study.enqueue_trial({"optim.lr": 0.1}, user_attrs={"rung": 1, "parent": 0})  # a second worker's
+    assert twin_queue is None
+    twin = study.ask()
+    assert duplicate_of(twin) == retry.number

@@ -168,9 +168,18 @@ def rung_of(trial: FrozenTrial | optuna.Trial) -> int:
     return int(trial.user_attrs.get(RUNG, 0))
 
 
+def _is_duplicate(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.PRUNED and str(trial.user_attrs.get("prune_reason", "")).startswith("duplicate")
+
+
 def _promoted(trials: list[FrozenTrial]) -> set[tuple[int, int]]:
-    """(parent trial, rung) of every promotion made so far, queued or run."""
-    return {(int(t.user_attrs[PARENT]), rung_of(t)) for t in trials if PARENT in t.user_attrs}
+    """(parent trial, rung) of every promotion made so far that is queued, running or ran (a failed one whose
+    retry is queued counts through its retry; one that failed for good is due again)."""
+    return {
+        (int(t.user_attrs[PARENT]), rung_of(t))
+        for t in trials
+        if PARENT in t.user_attrs and t.state != TrialState.FAIL and not _is_duplicate(t)
+    }
 
 
 def due_promotions(study: optuna.Study, fidelity: Fidelity) -> list[FrozenTrial]:
@@ -201,7 +210,8 @@ class Promote:
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
-    """Two workers may queue the same promotion at once; the lower-numbered copy runs, this one returns it."""
+    """Two workers may queue the same promotion at once; the lower-numbered copy runs, this one returns it. A
+    failed copy (a dead or interrupted worker's, queued again) is no twin: its retry runs."""
     parent = trial.user_attrs.get(PARENT)
     if parent is None:
         return None
@@ -210,7 +220,10 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
             t.number < trial.number
             and t.user_attrs.get(PARENT) == parent
             and rung_of(t) == rung_of(trial)
-            and t.state != TrialState.WAITING
+            and (
+                t.state in (TrialState.RUNNING, TrialState.COMPLETE)
+                or (t.state == TrialState.PRUNED and not _is_duplicate(t))
+            )
         ):
             return t.number
     return None
