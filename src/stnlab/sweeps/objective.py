@@ -29,7 +29,7 @@ from stnlab.errors import ConfigError
 from stnlab.sweeps.fidelity import RUNG, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
-from stnlab.tracking.run_identity import run_name
+from stnlab.tracking.run_identity import mark_modified, run_name
 
 
 def one_line(e: BaseException) -> str:
@@ -164,7 +164,8 @@ class Objective:
 
     def trial_config(self, number: int, params: dict[str, Any], rung: int = 0) -> DictConfig:
         spec = self.spec
-        cfg = compose_train(spec.overrides + self.overrides + overrides_of(spec.params, params), self.conf_dir)
+        overrides = spec.overrides + self.overrides + overrides_of(spec.params, params)
+        cfg = compose_train(overrides, self.conf_dir)
         sweep: dict[str, Any] = {"study": spec.study, "trial": number, "params": params, "rung": rung}
         with open_dict(cfg):
             if spec.fidelity is not None:
@@ -173,7 +174,9 @@ class Objective:
                     raise ConfigError(
                         f"fidelity.key={spec.fidelity.key} is {full!r} in the trial's config; it must be a positive integer"
                     )
-                OmegaConf.update(cfg, spec.fidelity.key, spec.fidelity.budget(full, rung), merge=False)
+                length = spec.fidelity.budget(full, rung)
+                OmegaConf.update(cfg, spec.fidelity.key, length, merge=False)
+                mark_modified(cfg, [*overrides, f"{spec.fidelity.key}={length}"])
                 sweep["full_length"] = full
             cfg.run_dir = str(spec.study_dir / f"trial_{number}")
             cfg.wandb.group = spec.study

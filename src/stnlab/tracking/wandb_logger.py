@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.tracking.run_identity import run_name, run_tags
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     )
     kw.pop("mode")
     logger = WandbLogger(save_dir=kw.pop("dir"), offline=mode != "online", **kw)
+    # Lightning passes anonymous=None, which W&B 0.31 warns has no effect; W&B's default is to leave it out.
+    logger._wandb_init.pop("anonymous", None)
     try:
         run = logger.experiment
     except Exception as e:  # noqa: BLE001 - a rejected key or a failing server must not stop the run
@@ -172,14 +174,6 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     return logger
 
 
-def baseline_delta(metrics: dict[str, float]) -> tuple[float, str] | None:
-    """Points above the 99.46% committee: test accuracy if measured, else validation; None when neither."""
-    for key, on in (("test/acc", "test"), ("val/acc_best", "val")):
-        if metrics.get(key) is not None:
-            return 100 * metrics[key] - IDSIA_COMMITTEE_ACC, on
-    return None
-
-
 def write_summary(logger, metrics: dict[str, float], baseline: bool = True) -> None:
     """Final numbers into the run summary, with (``baseline``: GTSRB runs only) the delta to the 99.46%
     committee in points."""
@@ -188,7 +182,7 @@ def write_summary(logger, metrics: dict[str, float], baseline: bool = True) -> N
     summary = logger.experiment.summary
     for k, v in metrics.items():
         summary[k] = v
-    ref = metrics.get("test/acc", metrics.get("val/acc_best"))
-    if ref is not None and baseline:
-        summary["baseline/delta_vs_idsia"] = 100 * ref - IDSIA_COMMITTEE_ACC
-        summary["baseline/delta_measured_on"] = "test" if "test/acc" in metrics else "val"
+    delta, on = committee_delta(metrics)
+    if delta is not None and baseline:
+        summary["baseline/delta_vs_idsia"] = delta
+        summary["baseline/delta_measured_on"] = on
