@@ -7,10 +7,10 @@ summary lines, and every warning not listed here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-
-import torch
+from collections.abc import Iterator
 
 # (message regex, category) of each warning, with why it is harmless here.
 _WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
@@ -46,6 +46,8 @@ def silence_known_noise() -> None:
 def silence_exporters() -> None:
     """The exporters' chatter: torch.jit.trace's TracerWarnings for the transforms' shape tests (constant for a
     given network, so freezing them into the trace is right), and the ONNX stack's per-op INFO lines."""
+    import torch  # only where something is exported: the sweeps' dashboard imports this module without it
+
     silence_known_noise()
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     # The ONNX exporter warns once per torchvision op it cannot register (torchvision is not installed here).
@@ -55,3 +57,14 @@ def silence_exporters() -> None:
     warnings.filterwarnings(
         "ignore", message=r".*torch\.jit\.(trace|load|trace_method).* is deprecated", category=DeprecationWarning
     )
+
+
+@contextlib.contextmanager
+def optuna_experimental() -> Iterator[None]:
+    """Around the Optuna features stnlab relies on that Optuna marks experimental (heartbeats and retries,
+    TPE constraints, metric names): its ExperimentalWarning concerns Optuna's API, not the user's sweep."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -20,12 +19,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import CategoricalDistribution
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
+from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import RUNG, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
@@ -144,8 +143,7 @@ def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
 
 def requeue(trial: optuna.Trial) -> None:
     """Queue a copy of an interrupted trial (same params), as the heartbeat does for a dead worker's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with optuna_experimental():
         RetryHeartbeatStaleTrialCallback()(trial.study, _frozen(trial))
 
 
@@ -193,8 +191,7 @@ class Objective:
             return
         trials = trial.study.get_trials(deepcopy=False)
         me = next(t for t in trials if t.number == trial.number)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with optuna_experimental():
             if RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None:
                 return  # a retry runs its own point again
         point = me.system_attrs.get("grid_id")
