@@ -27,12 +27,19 @@ def _help(app: str, *argv: str, cwd) -> str:
 
 @pytest.mark.parametrize("app", APPS)
 def test_help_lists_the_keys_of_the_app_and_writes_nothing(app, tmp_path):
+    from stnlab.config import compose
+    from stnlab.tracking.run_identity import flat_config
+
     text = _help(app, cwd=tmp_path)
     config = CONF / f"{app}.yaml"
     if config.is_file():  # an app whose config is named after it: each of its keys, with its default
         keys = [k for k in OmegaConf.load(config) if k not in ("defaults", "hydra")]
         missing = [k for k in keys if not re.search(rf"^  {re.escape(str(k))}[=.]", text, re.M)]
         assert not missing, text
+        # Every leaf it composes (placed configs such as data.* included), each with a line of meaning.
+        leaves = flat_config(OmegaConf.to_container(compose(app), resolve=False))
+        described = {m.group(1) for m in re.finditer(r"^  ([\w./-]+)=\S*  +\S", text, re.M)}
+        assert not [k for k in leaves if k not in described], text
     assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/, no log file
 
 
