@@ -231,6 +231,7 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
         and record.name == "custom-no_st-affine-gtsrb32-s2-eval-test"
     )
     assert record.config["eval.split"] == "test" and record.config["model.name"] == "no_st"
+    assert record.config["wandb.mode"] == "offline"  # the mode this run logged in, not the training run's null
     assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"]) == pytest.approx(report.accuracy)
     (table,) = record.media("test/errors")
     assert table["nrows"] == len(report.errors) > 0

@@ -115,6 +115,8 @@ def open_run(
     mode = resolve_mode(mode or wb.get("mode"))
     if mode == "disabled":
         return None
+    if "wandb.mode" in config:  # the logged run config says the mode this run logs in, not a null
+        config = {**config, "wandb.mode": "offline" if mode in ("offline", "dryrun") else mode}
     extra: dict[str, Any] = {}
     if run_id:
         extra = {"id": run_id, "resume": "allow"}

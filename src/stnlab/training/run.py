@@ -126,7 +126,7 @@ def make_loggers(resolved: dict, run_dir: Path) -> list:
         if logger is not None:
             loggers.append(logger)
     for wandb_logger in _wandb_loggers(loggers):  # the mode it runs in, not the null that means "the default"
-        config["wandb.mode"] = wandb_logger.experiment.settings.mode
+        config["wandb.mode"] = "offline" if wandb_logger.experiment.offline else "online"  # W&B says "dryrun"
     for logger in loggers:
         logger.log_hyperparams(config)
     return loggers
