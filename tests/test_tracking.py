@@ -192,6 +192,17 @@ def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp
     assert [p.name for p in jobs] == ["0-no_st-affine-s1", "1-conv_st-affine-s1"]
     groups = {_offline(job).group for job in jobs}
     assert len(groups) == 1 and groups.pop().startswith("multirun-")
+    # train.py's command line modifies the run (not its data paths): identity.modified, from Hydra's overrides.
+    modified = _offline(jobs[0]).config["identity.modified"].split()
+    assert "model=no_st" in modified and "trainer.max_epochs=1" in modified
+    assert not [m for m in modified if m.startswith(("data.mirror=", "data.root=", "trainer.enable_"))]
+    # compare.py: the multirun group is a column, and identity.modified is read back from .hydra/overrides.yaml.
+    from stnlab.evaluation.compare import read_runs, table
+
+    runs = read_runs(jobs)
+    rows, columns = table(runs)
+    assert columns[:3] == ["run", "identity", "group"] and {r["group"] for r in rows} == {_offline(jobs[0]).group}
+    assert [r.config["identity.modified"].split() for r in runs][0] == modified
     # Each job ends with its one summary line.
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("stnlab: run ")]
     assert len(lines) == 2 and all("val/acc_best" in ln and "test/acc" in ln and "Δ vs 99.46" in ln for ln in lines)
