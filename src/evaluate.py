@@ -34,6 +34,12 @@ def options(cfg: DictConfig) -> dict:
     )
 
 
+def resampled(groups: int, report) -> str:
+    """What the bootstrap drew: whole tracks (training and validation images), or single images (the test set
+    has no tracks, so each image is its own group)."""
+    return f"{groups} resampled {'tracks' if groups < report.num_images else 'images'}"
+
+
 def evaluate(cfg: DictConfig) -> None:
     import logging
 
@@ -54,7 +60,7 @@ def evaluate(cfg: DictConfig) -> None:
     )
     ci = report.interval
     spread = (
-        (f" ({100 * ci.level:.0f}% interval {100 * ci.low:.2f}-{100 * ci.high:.2f}% over {ci.groups} resampled tracks)")
+        f" ({100 * ci.level:.0f}% interval {100 * ci.low:.2f}-{100 * ci.high:.2f}% over {resampled(ci.groups, report)})"
         if ci
         else ""
     )
@@ -67,7 +73,7 @@ def evaluate(cfg: DictConfig) -> None:
         print(
             f"  minus baseline {c['run']} ({100 * c['accuracy']:.2f}%): {100 * d['estimate']:+.2f} points "
             f"({100 * d['level']:.0f}% interval {100 * d['low']:+.2f} to {100 * d['high']:+.2f}, paired over "
-            f"{d['groups']} resampled tracks)"
+            f"{resampled(d['groups'], report)})"
         )
     for pair in report.most_confused(values["top_pairs"]):
         print(f"  {pair['count']:5d} x  {pair['true']} ({pair['true_id']}) -> {pair['pred']} ({pair['pred_id']})")

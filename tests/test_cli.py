@@ -10,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, run_script
 from stnlab.cli import checks
 from stnlab.cli.help import help_text, read
 from stnlab.errors import ConfigError
@@ -18,24 +18,28 @@ from stnlab.errors import ConfigError
 APPS = sorted(p.stem for p in (ROOT / "src").glob("*.py"))
 
 
+def _help(app: str, *argv: str, cwd) -> str:
+    """``python src/<app>.py <argv> --help``, as a user runs it."""
+    res = run_script(f"{app}.py", *argv, "--help", cwd=cwd, env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
 @pytest.mark.parametrize("app", APPS)
 def test_help_lists_the_keys_of_the_app_and_writes_nothing(app, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / f"{app}.py"), "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    from stnlab.config import compose
+    from stnlab.tracking.run_identity import flat_config
+
+    text = _help(app, cwd=tmp_path)
     config = CONF / f"{app}.yaml"
     if config.is_file():  # an app whose config is named after it: each of its keys, with its default
         keys = [k for k in OmegaConf.load(config) if k not in ("defaults", "hydra")]
-        missing = [k for k in keys if not re.search(rf"^  {re.escape(str(k))}[=.]", res.stdout, re.M)]
-        assert not missing, res.stdout
+        missing = [k for k in keys if not re.search(rf"^  {re.escape(str(k))}[=.]", text, re.M)]
+        assert not missing, text
+        # Every leaf it composes (placed configs such as data.* included), each with a line of meaning.
+        leaves = flat_config(OmegaConf.to_container(compose(app), resolve=False))
+        described = {m.group(1) for m in re.finditer(r"^  ([\w./-]+)=\S*  +\S", text, re.M)}
+        assert not [k for k in leaves if k not in described], text
     assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/, no log file
 
 
@@ -60,6 +64,32 @@ def test_help_reads_comments_nested_keys_groups_and_placed_configs(tmp_path):
         ("bits.size", "3", "The size."),
     ]
     assert "$${oc.env:HOME}" in help_text("app", tmp_path)  # '$' is special in Hydra's help template
+
+
+@pytest.mark.parametrize("argv", [[], ["experiment=compact"]], ids=["defaults", "experiment=compact"])
+def test_train_help_lists_every_leaf_key_of_the_composed_config_with_its_value_and_meaning(argv, tmp_path):
+    from stnlab.config import compose_train
+    from stnlab.tracking.run_identity import flat_config
+
+    text = _help("train", *argv, cwd=tmp_path)
+    leaves = flat_config(OmegaConf.to_container(compose_train(argv), resolve=False))
+    lines = {m.group(1): m.group(2) for m in re.finditer(r"^  ([\w./-]+)=(\S*)(?:  +(\S.*))?$", text, re.M)}
+    described = {m.group(1) for m in re.finditer(r"^  ([\w./-]+)=\S*  +\S", text, re.M)}
+    missing = [k for k in leaves if k not in lines]
+    assert not missing, missing
+    assert not [k for k in leaves if k not in described]  # each with its line of meaning
+    # The values are this command line's: the recipe's step size, model and one-cycle schedule.
+    assert ("optim.lr", "0.112") in lines.items() if argv else ("optim.lr", "0.01") in lines.items()
+    assert ("data.image_size", "32" if argv else "48") in lines.items()
+    assert any(k.startswith("trainer.") for k in lines) and any(k.startswith("data.") for k in lines)
+    assert ("scheduler.pct_start" in lines) == bool(argv)
+    assert all(len(line) <= 120 or "=" in line.split()[0] for line in text.splitlines())
+
+
+def test_visualize_help_describes_n_and_scale(tmp_path):
+    text = _help("visualize", cwd=tmp_path)
+    assert re.search(r"^  n=16 +Images shown, spread over the split's classes", text, re.M)
+    assert re.search(r"^  scale=4 +Enlargement of each image pixel", text, re.M)
 
 
 def test_train_help_lists_the_config_groups_with_their_options():

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
+from PIL import Image
 
 from conftest import run_app
 from stnlab.errors import ConfigError
-from stnlab.evaluation.compare import find_runs, markdown, read_config, read_run, table
+from stnlab.evaluation.compare import (
+    Run,
+    all_gtsrb,
+    differing_keys,
+    find_runs,
+    headers,
+    markdown,
+    read_config,
+    read_run,
+    table,
+)
+from stnlab.evaluation.plots import plot_val_curves, val_curves_figure
 
 
 def _compare_main(argv):
@@ -32,25 +45,91 @@ def test_table_of_two_runs(short_runs):
     runs = [read_run(p) for p in find_runs([str(short_runs["run_a"].parent)])]
     assert {r.path.name for r in runs} == {"run_a", "run_b"}
     rows, columns = table(runs, sort="lr", ascending=True)
-    assert [r["run"].split("/")[-1] for r in rows] == ["run_a", "run_b"]
+    assert [r["run"] for r in rows] == ["run_a", "run_b"]  # the shortest end of the path that tells them apart
     a, b = rows
-    assert (a["variant"], a["transform"], a["optim"], a["lr"], a["seed"]) == ("no_st", "affine", "Adam", 0.003, 1)
-    assert (b["optim"], b["lr"], b["seed"], b["epochs"], b["size"]) == ("SGD", 0.02, 2, 4, 32)
+    assert (a["identity"], a["optim._target_"], a["optim.lr"], a["seed"]) == ("custom", "Adam", 0.003, 1)
+    assert (b["optim._target_"], b["optim.lr"], b["seed"], b["optim.momentum"]) == ("SGD", 0.02, 2, 0.9)
     for row, run in zip(rows, runs if runs[0].path.name == "run_a" else runs[::-1]):
         m = run.metrics
         assert row["val/acc_best"] == m["val/acc_best"] and row["test/acc"] == m["test/acc"]
-        assert row["delta"] == pytest.approx(100 * m["test/acc"] - 99.46) and row["delta_on"] == "test"
+        assert row["delta"] is None  # 12 test images: not the official test set
         assert row["params"] == m["model/params"] and row["train_s"] == m["time/fit_s"]
         assert row["img_per_s"] == m["perf/train_img_per_s"]
-    # Hyperparameters that differ between the runs become columns; paths and fixed columns do not.
-    assert "optim.momentum" in columns and "seed" in columns and "data.split_seed" not in columns
-    assert not any("root" in c or "run_dir" in c or "mirror" in c for c in columns)
+    # Identity first, then only the keys that differ, then the results; no class-path or path noise.
+    assert columns[:2] == ["run", "identity"] and columns[-6:][0] == "val/acc_best"
+    keys = columns[2:-6]
+    assert keys[:2] == ["optim._target_", "optim.lr"] and keys[-1] == "seed" and "optim.momentum" in keys
+    assert not [k for k in keys if k.endswith(("_partial_", "root", "mirror", "run_dir")) or k.startswith("identity.")]
+    assert "model.name" not in keys and "data.split_seed" not in keys  # equal in both runs
     desc, _ = table(runs, sort="lr")
-    assert [r["lr"] for r in desc] == [0.02, 0.003]
+    assert [r["optim.lr"] for r in desc] == [0.02, 0.003]
     text = markdown(rows, columns)
     header, rule, first, second = text.splitlines()
-    assert "Δ vs 99.46 (pts)" in header and "val acc best %" in header and rule.count("|") == len(columns) + 1
-    assert f"{100 * a['test/acc'] - 99.46:+.2f}" in first and "| Adam | 0.003 |" in first
+    assert "Δ 99.46" in header and "val %" in header and "| optim " in header and re.search(r"\| +lr \|", header)
+    assert rule.count("|") == len(columns) + 1 and all(len(line) <= 120 for line in text.splitlines())
+    assert "| Adam " in first and " 0.003 |" in first and "–" in first  # no delta
+
+
+def test_every_key_with_all(short_runs):
+    runs = [read_run(p) for p in find_runs([str(short_runs["run_a"].parent)])]
+    rows, columns = table(runs, every_key=True)
+    assert {"data.root", "optim._target_", "model.name", "data.split_seed", "group"} <= set(columns)
+    text = markdown(rows, columns, width=None)
+    assert "| data.split_seed |" in text.splitlines()[0]  # full key names
+
+
+def _run(path, **config) -> Run:
+    return Run(path, {"data.name": "gtsrb", **config}, {"val/acc_best": 0.9, "time/fit_s": 60.0})
+
+
+def test_copies_of_a_key_and_class_paths_beside_names_are_shown_once(tmp_path):
+    runs = [
+        _run(tmp_path / "a", **{"model.name": "no_st", "sweep.params.model": "no_st", "model._target_": "x.Net"}),
+        _run(tmp_path / "b", **{"model.name": "two_st", "sweep.params.model": "two_st", "model._target_": "y.Net"}),
+    ]
+    for r, size in zip(runs, (32, 48)):
+        r.config.update({"data.image_size": size, "model.image_size": size})
+    assert differing_keys(runs) == ["model.name", "data.image_size"]
+    rows, columns = table(runs)
+    assert headers(columns)["model.name"] == "model" and headers(columns)["data.image_size"] == "size"
+
+
+def test_a_wide_comparison_fits_120_columns_and_names_what_it_left_out(tmp_path):
+    runs = [_run(tmp_path / f"run{i}", **{f"module.knob_{k}": i * 10 + k for k in range(12)}, seed=i) for i in range(3)]
+    rows, columns = table(runs)
+    text = markdown(rows, columns)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 120
+    shown = [c for c in columns if c.startswith("module.") and re.search(rf"\| +{c.split('.')[-1]} \|", lines[0])]
+    assert shown and len(shown) < 12
+    note = " ".join(lines[lines.index("") + 1 :])
+    assert note.startswith("Also differing, left out to fit 120 columns: module.knob_") and "all=true" in note
+
+
+def test_the_multirun_group_is_a_column(tmp_path):
+    job = tmp_path / "outputs" / "multirun" / "2026-12-06" / "05-55-31" / "0-no_st-affine-s1"
+    runs = [_run(job, seed=1), _run(tmp_path / "single", seed=2, **{"wandb.group": "study_x"})]
+    rows, columns = table(runs, sort="seed", ascending=True)
+    assert columns[:3] == ["run", "identity", "group"]
+    assert [r["group"] for r in rows] == ["multirun-2026-12-06_05-55-31", "study_x"]
+
+
+def test_committee_line_only_when_every_run_is_gtsrb(tmp_path):
+    gtsrb, synth = _run(tmp_path / "a"), _run(tmp_path / "b", **{"data.name": "synth"})
+    assert all_gtsrb([gtsrb]) and not all_gtsrb([gtsrb, synth])
+
+
+def test_val_curves_figure_is_titled_from_zero_and_draws_the_committee_only_when_asked(tmp_path):
+    fig = val_curves_figure({"run_a (no_st)": [(0, 0.5)]}, "epoch", committee=False)
+    (ax,) = fig.axes
+    assert ax.get_title() == "Validation accuracy of 1 run, per epoch"
+    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 1  # one epoch: a point at 1 on a readable axis
+    assert [line.get_label() for line in ax.lines] == ["run_a (no_st)"]
+    with_line = val_curves_figure({"a": [(0, 0.5), (1, 0.7)]}, "minutes", committee=True)
+    assert any("IDSIA committee" in line.get_label() for line in with_line.axes[0].lines)
+    path = plot_val_curves({"a": [(0, 0.5), (1, 0.7)]}, tmp_path / "curves.png")
+    width, height = Image.open(path).size
+    assert 600 <= width <= 900 and 350 <= height <= 600
 
 
 def test_compare_cli_writes_markdown_and_curves(short_runs, tmp_path, capsys):

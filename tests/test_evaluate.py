@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from conftest import ROOT, run_app
@@ -34,19 +35,20 @@ def _one_thread():
 
 
 class FixedLogits(nn.Module):
-    """Reads the image's index from its first pixel and returns that image's fixed logits (N, 43)."""
+    """Reads the image's index from its first pixel and returns that image's fixed logits (N, 43): by default
+    PREDS with a confidence rising with the index."""
 
-    def __init__(self):
+    def __init__(self, preds: torch.Tensor = PREDS):
         super().__init__()
-        self.logits = torch.full((6, 43), -5.0)
-        self.logits[torch.arange(6), PREDS] = torch.arange(6, dtype=torch.float) + 1
+        self.logits = torch.full((len(preds), 43), -5.0)
+        self.logits[torch.arange(len(preds)), preds] = torch.arange(len(preds), dtype=torch.float) + 1
 
     def forward(self, images):
         return self.logits[images[:, 0, 0, 0].long()]
 
 
-def _images() -> torch.Tensor:
-    return torch.arange(6, dtype=torch.uint8)[:, None, None, None].expand(6, 3, 8, 8).contiguous()
+def _images(n: int = 6) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 3, 8, 8).contiguous()
 
 
 def test_report_of_fixed_predictions_matches_hand_computed_figures():
@@ -121,6 +123,45 @@ def test_error_gallery_keeps_the_most_confident_errors_across_batches():
     assert only.index == 5
 
 
+def _captions_overlap(fig) -> list:
+    """Pairs of axes titles whose drawn boxes intersect, and titles drawn outside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title(loc="left")]
+    inside = fig.bbox
+    clashes = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    return clashes + [b for b in boxes if b.x0 < inside.x0 - 1 or b.x1 > inside.x1 + 1 or b.y1 > inside.y1 + 1]
+
+
+def test_error_gallery_shows_whole_class_names_without_overlap(tmp_path):
+    from stnlab.evaluation.plots import errors_figure, plot_errors
+
+    labels = torch.tensor([10, 42, 41, 16, 11, 20, 21, 24, 27, 30, 31, 32])
+    preds = torch.tensor([42, 10, 16, 41, 42, 21, 20, 27, 24, 31, 30, 10])  # every one wrong, long names
+    report = evaluate(FixedLogits(preds), _images(12), labels, max_errors=12)
+    fig = errors_figure(report, title="The 12 most confident of 12 errors, test split, 12 images")
+    assert fig._suptitle.get_text() == "The 12 most confident of 12 errors, test split, 12 images"
+    titles = [" ".join(ax.get_title(loc="left").split()) for ax in fig.axes if ax.get_title(loc="left")]
+    assert len(titles) == 12
+    longest = "end of no passing for vehicles over 3.5t"  # class 42, the longest GTSRB name
+    assert any(f"true: {longest}" in t for t in titles) and any(f"pred: {longest}" in t for t in titles)
+    assert not _captions_overlap(fig)
+    width, height = Image.open(plot_errors(report, tmp_path / "errors.png")).size
+    assert 1000 <= width <= 1400 and 400 <= height <= 900
+
+
+def test_confusion_figure_is_titled_with_the_split_and_images(tmp_path):
+    from stnlab.evaluation.plots import confusion_figure
+
+    report = evaluate(FixedLogits(), _images(), LABELS)
+    paths = write_report(report, tmp_path, "val")
+    assert Image.open(paths["confusion"]).size[0] > 300 and Image.open(paths["errors"]).size[1] > 150
+    title = confusion_figure(report).axes[0].get_title()
+    assert title == "6 images: accuracy 66.67%, macro F1 65.56%"
+
+
 def test_report_files(tmp_path):
     report = evaluate(FixedLogits(), _images(), LABELS)
     paths = write_report(report, tmp_path, "val", meta={"checkpoint": "x.ckpt"})
@@ -190,6 +231,7 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
         and record.name == "custom-no_st-affine-gtsrb32-s2-eval-test"
     )
     assert record.config["eval.split"] == "test" and record.config["model.name"] == "no_st"
+    assert record.config["wandb.mode"] == "offline"  # the mode this run logged in, not the training run's null
     assert record.summary["test/acc"] == pytest.approx(metrics["test/acc"]) == pytest.approx(report.accuracy)
     (table,) = record.media("test/errors")
     assert table["nrows"] == len(report.errors) > 0
@@ -198,10 +240,33 @@ def test_evaluation_logs_to_its_own_wandb_run(short_runs, tmp_path):
 def test_evaluate_val_split_defaults_to_the_run_folder(short_runs):
     run = short_runs["run_a"]
     run_app("evaluate", [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "split=val"])
-    report = json.loads((run / "eval" / "val_report.json").read_text())
+    report = json.loads((run / "eval" / "last" / "val_report.json").read_text())  # beside the test stage's
     assert report["split"] == "val" and report["num_images"] == 12  # 1 track of 4 frames per class, 3 classes
     interval = report["accuracy_interval"]
     assert interval["groups"] == 3 and interval["low"] <= report["accuracy"] <= interval["high"]
+
+
+def test_evaluate_takes_a_run_folder_says_images_for_the_test_set_and_keeps_the_test_stage_report(
+    short_runs, tmp_path, capsys
+):
+    run = short_runs["run_b"]
+    best = Path(json.loads((run / "metrics.json").read_text())["best_checkpoint"])
+    stage = (run / "eval" / "test_report.json").read_text()
+    run_app("evaluate", [f"ckpt={run}", "split=test"])  # a run folder, as resume= takes: its best checkpoint
+    printed = capsys.readouterr().out
+    assert "over 12 resampled images)" in printed and "tracks" not in printed.splitlines()[0]
+    report = json.loads((run / "eval" / best.stem / "test_report.json").read_text())
+    assert report["checkpoint"] == str(best.resolve()) and report["source"] == "evaluate.py"
+    assert (run / "eval" / "test_report.json").read_text() == stage  # the training run's own report, untouched
+    with pytest.raises(SystemExit) as exit_info:
+        run_app("evaluate", [f"ckpt={run}", "split=test", f"out={run / 'eval'}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "test_report.json is the training run's own test report; evaluate.py does not overwrite it" in err
+    run_app("evaluate", [f"ckpt={run}", "split=test"])  # its own earlier report is replaced
+    with pytest.raises(SystemExit):
+        run_app("evaluate", [f"ckpt={tmp_path}"])
+    assert f"{tmp_path} is a folder without checkpoints/; pass ckpt= a run folder" in capsys.readouterr().err
 
 
 def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
@@ -213,7 +278,8 @@ def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "custom-no_st-affine-gtsrb32-s2"
     assert vs["difference"]["estimate"] == pytest.approx(report["accuracy"] - vs["accuracy"])
     assert vs["difference"]["low"] <= vs["difference"]["estimate"] <= vs["difference"]["high"]
-    assert "minus baseline custom-no_st-affine-gtsrb32-s2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "minus baseline custom-no_st-affine-gtsrb32-s2" in printed and "paired over 3 resampled tracks" in printed
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,9 @@ projective and TPS STs and both image sizes; the rest marked slow: each export t
 from __future__ import annotations
 
 import json
+import os
+import stat
+import warnings
 from pathlib import Path
 
 import pytest
@@ -69,7 +72,11 @@ def test_every_preset_is_covered():
 
 def test_torchscript_loads_and_matches(tmp_path):
     classifier = _classifier("compact_two_st", "tps", 32)  # TPS: its constant cache must be filled before tracing
-    path = export_classifier(classifier, "torchscript", tmp_path / "m.torchscript.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_classifier(classifier, "torchscript", tmp_path / "m.torchscript.pt")
+    # The trace's TracerWarnings (the transforms' shape tests) and torch's pytree FutureWarning are known noise.
+    assert not [w for w in caught if issubclass(w.category, (torch.jit.TracerWarning, FutureWarning))]
     run = load_exported(path)
     assert max_difference(classifier, run, batches=(3, 1, 5)) < TOLERANCE
     assert max_difference(classifier, run, "float32", batches=(2,)) < TOLERANCE  # float images too
@@ -104,6 +111,10 @@ def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
     assert [(a.name, a.type) for a in artifacts] == [("custom-two_st-projective-synth32-s1-exported_program", "model")]
     assert sorted(e.path for e in artifacts[0].manifest.contents) == ["last.pt2", "last.pt2.json"]
     assert not list((run_dir / "export").glob(".*.part"))
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (path, path.with_name("last.pt2.json")):  # the mode of every other output, not mkstemp's 0600
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
 
 
 def test_bad_export_options(tmp_path):

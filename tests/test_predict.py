@@ -18,6 +18,7 @@ from conftest import CONF, ROOT, TINY_TWO_ST
 from query_checkpoint import save_checkpoint, untrained
 from stnlab.data.gtsrb import Row, decode
 from stnlab.errors import StnlabError
+from stnlab.query.figures import COLOURS, LABEL_GREEN, TEXT
 from stnlab.query.images import MIN_SIDE, InputError, decode_image, network_pixels, read_query
 from stnlab.query.predict_app import predict
 
@@ -128,6 +129,13 @@ def test_predict_video_and_track_animate(ckpt, tmp_path):
     payload = predict(_cfg(ckpt=ckpt, input=video, top_k=2, show_st=True, out=out, device="cpu", display_size=64))
     assert payload["kind"] == "video" and len(payload["items"]) == 4 and len(payload["sequence"]["top"]) == 2
     assert Image.open(out / "st.gif").n_frames == 4
+    # Captions keep the PNG's colours in every GIF frame, however many colours the pictures take ("ST input"
+    # in the outline's green, not the nearest photo colour).
+    gif = Image.open(out / "st.gif")
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        colours = {c for _, c in gif.convert("RGB").getcolors(1 << 16)}
+        assert {LABEL_GREEN, TEXT, COLOURS[1]} <= colours, i
     import av
 
     with av.open(str(out / "st.mp4")) as c:
@@ -138,6 +146,28 @@ def test_predict_video_and_track_animate(ckpt, tmp_path):
         _image(30 + 4 * i, 28 + 4 * i, seed=i).save(track / f"00003_{i:05d}.ppm")
     payload = predict(_cfg(ckpt=ckpt, input=track, show_st=True, out=tmp_path / "track_out", device="cpu"))
     assert payload["kind"] == "track" and Image.open(tmp_path / "track_out" / "st.gif").n_frames == 3
+
+
+def test_a_folder_with_an_unreadable_file_goes_on_and_counts_it(ckpt, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, name in enumerate(("a.png", "b.png", "c.png")):
+        _image(30 + i, 34, seed=i).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    payload = predict(_cfg(ckpt=ckpt, input=folder, out=tmp_path / "out", device="cpu"))
+    assert [item["name"] for item in payload["items"]] == ["a.png", "b.png", "c.png"]
+    ((skipped),) = payload["skipped"]
+    assert skipped["file"] == str(folder / "broken.png") and "not an image" in skipped["reason"]
+    assert "skipped 1 of 4 files (unreadable" in capsys.readouterr().out
+    with pytest.raises(InputError, match="broken.png is not an image"):
+        predict(_cfg(ckpt=ckpt, input=folder, out=tmp_path / "stop", device="cpu", on_error="stop"))
+    assert not (tmp_path / "stop").exists()
+    with pytest.raises(StnlabError, match="on_error=later must be skip or stop"):
+        predict(_cfg(ckpt=ckpt, input=folder, out=tmp_path / "bad", device="cpu", on_error="later"))
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).unlink()
+    with pytest.raises(InputError, match="none of the 1 images of .* is readable; first: .*broken.png"):
+        predict(_cfg(ckpt=ckpt, input=folder, out=tmp_path / "none", device="cpu"))
 
 
 def test_bad_inputs_are_one_line_errors_and_write_nothing(ckpt, tmp_path):

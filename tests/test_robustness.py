@@ -265,3 +265,21 @@ def test_robustness_cli_bad_values_are_one_line_before_any_work(arg, message, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"stnlab: error: {message}" or (err.startswith(f"stnlab: error: {message}") and "\n" not in err)
+
+
+def test_robustness_figure_says_its_split_and_number_of_images(tmp_path):
+    from PIL import Image
+
+    from stnlab.evaluation.plots import plot_robustness, robustness_figure
+
+    curves = {
+        "rotation": {"two_st": [(0, 0.98), (30, 0.9)], "no_st": [(0, 0.97), (30, 0.7)]},
+        "scale": {"two_st": [(0.6, 0.8), (1, 0.98)], "no_st": [(0.6, 0.6), (1, 0.97)]},
+    }
+    units = {"rotation": "degrees", "scale": "zoom factor"}
+    fig = robustness_figure(curves, units, "val", 300)
+    assert fig._suptitle.get_text() == "Accuracy under distortions: val split, 300 images per point"
+    assert [ax.get_xlabel() for ax in fig.axes] == ["degrees", "zoom factor"]
+    assert fig.axes[0].get_legend() is not None and fig.axes[0].get_ylabel() == "accuracy (%)"
+    width, height = Image.open(plot_robustness(curves, units, tmp_path / "r.png", "val", 300)).size
+    assert 800 <= width <= 1100 and 350 <= height <= 500

@@ -30,7 +30,7 @@ def test_training_run_file_holds_history_summary_and_config(short_runs):
     )
     assert summary["time/fit_s"] == pytest.approx(metrics["time/fit_s"])
     assert summary["val/acc"] == {"max": pytest.approx(metrics["val/acc_best"])}  # define_metric(summary="max")
-    assert summary["baseline/delta_vs_idsia"] == pytest.approx(100 * metrics["test/acc"] - 99.46)
+    assert "baseline/delta_vs_idsia" not in summary  # 12 test images: not the whole official test set
     # Config: flat keys, filterable in the dashboard.
     assert record.config["model.name"] == "no_st" and record.config["optim.lr"] == 0.003
     assert record.config["data.image_size"] == 32 and record.config["seed"] == 1

@@ -147,7 +147,7 @@ def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overr
     )
     for t in done:
         assert (tmp_path / "sweeps" / "pg" / f"trial_{t.number}" / "metrics.json").is_file()
-    assert "| 1 | (fixed config) | 4 |" in (tmp_path / "sweeps" / "pg" / "report.md").read_text()
+    assert "| 1 | (fixed config) | 0 | 4 |" in (tmp_path / "sweeps" / "pg" / "report.md").read_text()
     print(
         "trials per worker:",
         {w: sum(t.user_attrs["worker"] == w for t in done) for w in {t.user_attrs["worker"] for t in done}},

@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import ROOT, compose, run_script
 from stnlab.errors import ConfigError
+from stnlab.tracking.run_identity import identity_of, logged_config, run_name, run_tags
 from stnlab.tracking.runfile import read_run
 from stnlab.training.module import NonFiniteLossError
 from stnlab.training.run import train
@@ -36,12 +38,20 @@ def test_a_run_is_named_tagged_and_configured_once(tiny_overrides, tmp_path):
         )
     )
     record = _offline(tmp_path / "run")
-    assert record.name == "pilot-conv_st-affine-gtsrb32-s4"
-    assert {"experiment:pilot", "variant:conv_st", "transform:affine", "dataset:gtsrb", "size:32", "seed:4"} <= set(
-        record.tags
-    )
+    # Overrides beyond the seed (and the paths, logging and progress bar) modify the experiment.
+    assert record.name == "pilot+modified-conv_st-affine-gtsrb32-s4"
+    tags = {"experiment:pilot+modified", "variant:conv_st", "transform:affine", "dataset:gtsrb", "size:32", "seed:4"}
+    assert tags <= set(record.tags)
     config = record.config
     assert config["identity.experiment"] == "pilot" and config["model.name"] == "conv_st"
+    modified = config["identity.modified"].split()
+    assert {"model=conv_st", "optim.momentum=0.9", "scheduler=cosine", "data.image_size=32"} <= set(modified)
+    assert not [m for m in modified if m.split("=")[0] in ("seed", "data.mirror", "data.root", "run_dir")]
+    # Each key once: no copies of the wandb, identity and transform sections; paths absolute; the mode in use.
+    copies = ("logger.wandb.settings", "logger.wandb.identity", "model.default_transform")
+    assert not [k for k in config if k.removeprefix("impl.").startswith(copies)]
+    assert config["wandb.project"] == "stnlab" and config["identity.seed"] == 4
+    assert config["wandb.mode"] == "offline" and Path(config["paths.data.mirror"]).is_absolute()
     assert not any(k == "cfg" or k.startswith("cfg.") for k in config)  # no nested blob besides the flat keys
     assert not [k for k in config if k.endswith("_target_") and not k.startswith("impl.")]
     assert config["impl.optim._target_"] == "torch.optim.SGD" and "paths.data.root" in config
@@ -49,7 +59,58 @@ def test_a_run_is_named_tagged_and_configured_once(tiny_overrides, tmp_path):
     backbone, locnet = record.metric("lr-SGD/backbone"), record.metric("lr-SGD/locnet")
     assert len(backbone) >= 2 and backbone[0] == pytest.approx(0.01)
     assert locnet[0] == pytest.approx(0.005) and backbone[-1] < backbone[0]
-    assert record.summary["baseline/delta_vs_idsia"] is not None
+    assert "baseline/delta_vs_idsia" not in record.summary  # a test over 12 images claims no delta
+
+
+def _identity(overrides: list[str]) -> tuple[str, str, str, list[str]]:
+    cfg = OmegaConf.to_container(compose(overrides), resolve=True)
+    i = identity_of(cfg)
+    return i["experiment"], i["modified"], run_name(cfg), run_tags(cfg)
+
+
+def test_only_runs_that_differ_by_their_seed_share_an_identity():
+    runs = {
+        "s1": ["experiment=compact", "seed=1"],
+        "s2": ["experiment=compact", "seed=2", "data.root=/elsewhere", "speed.threads=1", "wandb.tags=[mine]"],
+        "s3": ["experiment=compact", "seed=3", "trainer.enable_progress_bar=false", "run_dir=/tmp/x", "test=false"],
+        "one_epoch_s5": ["experiment=compact", "seed=5", "trainer.max_epochs=1"],
+        "one_epoch_s6": ["trainer.max_epochs=1", "seed=6", "experiment=compact"],
+        "no_st": ["experiment=compact", "model=compact_no_st"],
+        "no_st_one_epoch": ["experiment=compact", "model=compact_no_st", "trainer.max_epochs=1"],
+        "custom": ["seed=4"],
+        "custom_lr": ["optim.lr=0.1"],
+    }
+    identities = {name: _identity(overrides) for name, overrides in runs.items()}
+    groups: dict[tuple[str, str], set[str]] = {}
+    for name, (experiment, modified, _, _) in identities.items():
+        groups.setdefault((experiment, modified), set()).add(name)
+    assert sorted(map(sorted, groups.values())) == [
+        ["custom"],
+        ["custom_lr"],
+        ["no_st"],
+        ["no_st_one_epoch"],
+        ["one_epoch_s5", "one_epoch_s6"],
+        ["s1", "s2", "s3"],
+    ]
+    assert identities["no_st_one_epoch"][1] == "model=compact_no_st trainer.max_epochs=1"  # sorted by key
+    _, _, name, tags = identities["one_epoch_s5"]
+    assert name == "compact+modified-compact_two_st-affine-gtsrb32-s5" and "experiment:compact+modified" in tags
+    assert (
+        identities["s2"][2] == "compact-compact_two_st-affine-gtsrb32-s2"
+        and "experiment:compact" in identities["s2"][3]
+    )
+    assert identities["custom_lr"][2] == "custom-two_st-affine-gtsrb48-s1"  # no named experiment: custom, as before
+
+
+def test_logged_paths_are_absolute_and_copied_sections_logged_once(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.to_container(compose(["data.mirror=../shared/gtsrb", "data.root=data"]), resolve=True)
+    logged = logged_config(cfg)
+    assert logged["paths.data.mirror"] == str(tmp_path.parent / "shared" / "gtsrb")
+    assert logged["paths.data.root"] == str(tmp_path / "data")
+    assert not [k for k in logged if ".settings." in k or "logger.wandb.identity" in k or "default_transform" in k]
+    assert logged["identity.experiment"] == "custom" and logged["wandb.project"] == "stnlab"
+    assert logged["transform.name"] == "affine" and logged["impl.transform._target_"].endswith("Affine")
 
 
 def test_logger_group_selects_the_loggers(tiny_overrides, tmp_path):
@@ -131,6 +192,17 @@ def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp
     assert [p.name for p in jobs] == ["0-no_st-affine-s1", "1-conv_st-affine-s1"]
     groups = {_offline(job).group for job in jobs}
     assert len(groups) == 1 and groups.pop().startswith("multirun-")
+    # train.py's command line modifies the run (not its data paths): identity.modified, from Hydra's overrides.
+    modified = _offline(jobs[0]).config["identity.modified"].split()
+    assert "model=no_st" in modified and "trainer.max_epochs=1" in modified
+    assert not [m for m in modified if m.startswith(("data.mirror=", "data.root=", "trainer.enable_"))]
+    # compare.py: the multirun group is a column, and identity.modified is read back from .hydra/overrides.yaml.
+    from stnlab.evaluation.compare import read_runs, table
+
+    runs = read_runs(jobs)
+    rows, columns = table(runs)
+    assert columns[:3] == ["run", "identity", "group"] and {r["group"] for r in rows} == {_offline(jobs[0]).group}
+    assert [r.config["identity.modified"].split() for r in runs][0] == modified
     # Each job ends with its one summary line.
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("stnlab: run ")]
     assert len(lines) == 2 and all("val/acc_best" in ln and "test/acc" in ln and "Δ vs 99.46" in ln for ln in lines)

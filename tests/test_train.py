@@ -10,9 +10,11 @@ import pytest
 
 from conftest import CONF, compose, run_script, tiny_run_overrides
 from gtsrb_fixture import make_archives
+from stnlab import committee_delta
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
-from stnlab.training.run import train
+from stnlab.training.callbacks import shorter_runs
+from stnlab.training.run import summary_line, train
 
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
@@ -70,7 +72,8 @@ def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_override
     assert record.name == "custom-conv_st-affine-gtsrb32-s3" and "variant:conv_st" in record.tags
     assert record.config["model.name"] == "conv_st" and record.config["optim.lr"] == 0.01
     assert len(record.metric("train/loss_step")) == 6 and len(record.metric("val/acc")) == 2
-    assert record.summary["baseline/delta_vs_idsia"] == pytest.approx(100 * metrics["test/acc"] - 99.46)
+    # 12 test images are not the official 12,630: no delta to the committee is claimed.
+    assert metrics["data/test_images"] == 12 and "baseline/delta_vs_idsia" not in record.summary
     assert record.summary["val/acc_best"] == pytest.approx(metrics["val/acc_best"])
 
 
@@ -201,7 +204,7 @@ def test_test_false_leaves_the_test_set_unseen(tiny_overrides, capsys):
     metrics = train(compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=1", "test=false"]))
     assert not any(k.startswith("test/") for k in metrics) and "val/acc_weighted" in metrics
     line = capsys.readouterr().out
-    assert "test/acc - (test=false)" in line and "(val: test=false)" in line
+    assert "test/acc - (test=false)" in line and "(val: no test result)" in line
 
 
 def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tiny_overrides):
@@ -211,3 +214,22 @@ def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tin
     assert Path(metrics["best_checkpoint"]).name.startswith("best-")
     with pytest.raises(ConfigError, match="checkpoint.monitor=val/acc_weigted is not logged"):
         train(compose(tiny_overrides + ["model=compact_no_st", "checkpoint.monitor=val/acc_weigted"]))
+
+
+def test_summary_line_claims_a_committee_delta_only_on_the_whole_official_test_set(tmp_path):
+    base = {"val/acc_best": 0.99, "time/fit_s": 60.0}
+    whole = summary_line(tmp_path, {**base, "test/acc": 0.9890, "data/test_images": 12630}, True, True)
+    assert "Δ vs 99.46 -0.56 pts (test)" in whole
+    smoke = summary_line(tmp_path, {**base, "test/acc": 0.95, "data/test_images": 320}, True, True)
+    assert "no Δ vs 99.46 (test on 320 of 12630 images)" in smoke and "pts" not in smoke
+    no_test = summary_line(tmp_path, base, True, True, test=False)
+    assert "test/acc - (test=false)" in no_test and "Δ vs 99.46 -0.46 pts (val: no test result)" in no_test
+    assert "no Δ vs 99.46 (not GTSRB)" in summary_line(tmp_path, {**base, "test/acc": 0.5}, False, True)
+    # Runs written before the count existed are taken as tested on the whole set.
+    assert committee_delta({"test/acc": 0.99}) == (pytest.approx(-0.46), "test")
+
+
+def test_the_speed_line_suggests_the_cpu_recipe_only_outside_it():
+    assert "experiment=compact (~15 min" in shorter_runs("custom") and "debug=limit" in shorter_runs("custom")
+    inside = shorter_runs("compact")
+    assert "experiment=compact" not in inside and inside == "shorter runs: trainer.max_epochs=N, or debug=limit"

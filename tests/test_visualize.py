@@ -13,12 +13,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import ROOT, TINY_TWO_ST, compose
-from stnlab.errors import ConfigError
+from stnlab.checkpoints import CheckpointError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.module import build_module
 from stnlab.training.run import train
 from stnlab.viz import border_points, panel_grid, trace_sts
-from stnlab.viz.panels import OUTLINE, panel
+from stnlab.viz.panels import OUTLINE, labelled_grid, panel, save_png
+from stnlab.viz.visualize import spread_over_classes
 
 SYNTH = ["data=synth", "data.num_train=48", "data.num_val=16", "data.num_test=0", "data.batch_size=16"]
 
@@ -92,10 +93,12 @@ def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     out = trained_run / "visualize"
-    for st in ("input", "conv2"):
+    for st, where in (("input", "input ST"), ("conv2", "ST after conv block 2, drawn on the image")):
         img = Image.open(out / f"{st}.png")
-        # 4 panels in a row: [32x32 input x4 on a 32 px margin | output], 2 px inside, 6 px between.
-        assert img.size == (4 * (192 + 2 + 128) + 3 * 6, 192)
+        # 4 panels in a row, each [32x32 input x4 on a 32 px margin | output] and 6 px apart, under a title and
+        # a legend, each over its class name.
+        assert img.width == 4 * (192 + 2 + 128 + 6) and 192 + 40 < img.height < 192 + 120
+        assert img.text["Title"] == f"ST '{st}' ({where}) of custom-two_st-affine-synth32-s1: 4 val images of 4 classes"
     assert str(out / "input.png") in res.stdout
     assert not list(tmp_path.iterdir())  # nothing written in the working directory
 
@@ -121,11 +124,38 @@ def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path)
     ]
 
 
-def test_visualize_rejects_a_missing_checkpoint(tmp_path):
+def test_visualize_rejects_a_missing_checkpoint_and_takes_a_run_folder(trained_run, tmp_path):
     from stnlab.viz.visualize import visualize
 
-    with pytest.raises(ConfigError, match="is not a file; pass ckpt=PATH"):
+    with pytest.raises(CheckpointError, match="not found; pass ckpt= a run folder"):
         visualize(_compose_visualize([f"ckpt={tmp_path / 'none.ckpt'}"]))
+    written = visualize(_compose_visualize([f"ckpt={trained_run}", "n=2", f"out={tmp_path / 'out'}"]))
+    assert sorted(p.name for p in written) == ["conv2.png", "input.png"]
+
+
+def test_images_are_spread_over_the_classes():
+    labels = torch.arange(43).repeat_interleave(30)  # 43 classes of 30 images, in class order
+    one_each = spread_over_classes(labels, 16)
+    classes = labels[one_each]
+    assert len(one_each) == 16 and len(classes.unique()) == 16 and classes[0] == 0 and classes[-1] == 42
+    # More images than classes: every class once, then a second image of each, far from its first.
+    both = spread_over_classes(labels[:90], 6)  # 3 classes
+    assert labels[both].tolist() == [0, 1, 2, 0, 1, 2]
+    assert (both[3:] - both[:3]).tolist() == [15, 15, 15]
+    assert spread_over_classes(torch.zeros(4, dtype=torch.long), 10).tolist() == [0, 1, 2, 3]
+
+
+def test_labelled_grid_has_a_title_legend_and_a_caption_per_panel(zooming_module, tmp_path):
+    view = trace_sts(zooming_module, torch.zeros(3, 3, 32, 32, dtype=torch.uint8))[0]
+    captions = ["14 stop", "42 end of no passing for vehicles over 3.5t", "0 speed limit 20"]
+    grid = labelled_grid(view, captions, "ST 'input' of a run: 3 val images", "left: input; right: output", cols=2)
+    assert grid.info["Title"] == "ST 'input' of a run: 3 val images"  # set on the image, before saving
+    plain = panel_grid(view, cols=2, scale=4)
+    assert grid.width >= plain.width and grid.height > plain.height + 40  # the text rows
+    saved = Image.open(save_png(grid, tmp_path / "grid.png"))
+    assert saved.size == grid.size and saved.text["Title"] == grid.info["Title"]
+    rows = [y for y in range(grid.height) if any(grid.getpixel((x, y)) == (0, 0, 0) for x in range(0, 150))]
+    assert rows and rows[0] < 16  # the title's black text at the top
 
 
 def test_border_points_go_round_the_square_and_close():

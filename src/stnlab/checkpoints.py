@@ -46,11 +46,47 @@ def pick_device(name: str | None = "auto") -> torch.device:
     return device
 
 
+def resolve_checkpoint(path: Path | str) -> Path:
+    """``ckpt=`` as given: a checkpoint file, or a run folder (or its ``checkpoints/``), which means the run's
+    chosen checkpoint (``best_checkpoint`` of its metrics.json, else its latest ``best-*.ckpt``, else the
+    last epoch's); a CheckpointError that says what to pass otherwise."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if path.is_dir() and folder.name == "checkpoints":
+        chosen = _chosen_in(folder)
+        if chosen is not None:
+            return chosen
+        raise CheckpointError(f"{folder} holds no .ckpt file; pass ckpt= a checkpoint file or a finished run's folder")
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder without checkpoints/; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) "
+            "or a checkpoint file"
+        )
+    raise CheckpointError(
+        f"checkpoint {path} not found; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) or a file in "
+        "its checkpoints/ (best-*.ckpt, last.ckpt)"
+    )
+
+
+def _chosen_in(folder: Path) -> Path | None:
+    try:
+        recorded = json.loads((folder.parent / "metrics.json").read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded and (folder / Path(recorded).name).is_file():
+        return folder / Path(recorded).name
+    for pattern in ("best-*.ckpt", "epoch-*.ckpt", "last.ckpt"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[-1]
+    return None
+
+
 def read_checkpoint(path: Path | str) -> dict:
     """The checkpoint's dict (on the CPU), or a CheckpointError naming the fix."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt")
+    path = resolve_checkpoint(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace

@@ -6,7 +6,8 @@ its ``hydra`` node): the sweep trials, the benchmark and the tests build their r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from stnlab.errors import ConfigError
+from stnlab.tracking.run_identity import mark_modified
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -34,29 +36,58 @@ def message_line(e: BaseException) -> str:
     return out[:600] or type(e).__name__
 
 
+@contextlib.contextmanager
+def _hydra_at(conf_dir: Path | None) -> Iterator[None]:
+    """Hydra set up on ``conf_dir`` (default: the checkout's ``conf/``, or a running app's own search path)."""
+    if conf_dir is None and GlobalHydra.instance().is_initialized():  # in a running app: its path is conf/
+        yield
+        return
+    # Inside a running app (a sweep composing from its study's snapshot), the app's Hydra is set aside and put
+    # back afterwards.
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base="1.3"):
+            yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
 def compose(config_name: str, overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
     """``<conf_dir>/<config_name>.yaml`` with ``overrides`` applied (``conf_dir`` defaults to the checkout's
     ``conf/``; a sweep passes its study's snapshot); overrides that do not compose raise a ConfigError."""
     try:
-        if conf_dir is None and GlobalHydra.instance().is_initialized():  # in a running app: its path is conf/
+        with _hydra_at(conf_dir):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
-        # Inside a running app (a sweep composing from its study's snapshot), the app's Hydra is set aside
-        # and put back afterwards.
-        backup = get_gh_backup()
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base="1.3"):
-                return hydra_compose(config_name=config_name, overrides=list(overrides))
-        finally:
-            restore_gh_from_backup(backup)
     except (HydraException, OmegaConfBaseException) as e:
         given = " ".join(overrides)
         raise ConfigError(f"overrides {given} of conf/{config_name}.yaml do not compose: {message_line(e)}") from None
 
 
+def config_files(
+    config_name: str, overrides: Sequence[str] = (), conf_dir: Path | None = None
+) -> list[tuple[str, str]]:
+    """The files that ``compose(config_name, overrides)`` merges, in order, as ``(config path, package)``:
+    ``("data/gtsrb", "data")``, ``("backbone/idsia", "model.backbone")``, ``("experiment/compact", "")``.
+    Hydra's own (``hydra/...``) are left out."""
+    from hydra.types import RunMode
+
+    with _hydra_at(conf_dir):
+        loader = GlobalHydra.instance().config_loader()
+        found = loader.compute_defaults_list(config_name, list(overrides), RunMode.RUN).defaults
+    return [
+        (d.config_path, d.package or "")
+        for d in found
+        if d.config_path and not d.config_path.startswith("hydra/") and d.config_path != "_dummy_empty_config_"
+    ]
+
+
 def compose_train(overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
-    """The run config of ``python src/train.py <overrides>`` (composed from ``conf_dir`` when given)."""
-    return compose("train", overrides, conf_dir)
+    """The run config of ``python src/train.py <overrides>`` (composed from ``conf_dir`` when given), with
+    ``identity.modified`` saying which of ``overrides`` change the run beyond its experiment and seed."""
+    cfg = compose("train", overrides, conf_dir)
+    mark_modified(cfg, overrides)
+    return cfg
 
 
 def group_options(group: str) -> list[str]:

@@ -20,6 +20,7 @@ import torch
 
 from stnlab.cli import checks
 from stnlab.errors import ConfigError, StnlabError
+from stnlab.noise import silence_known_noise
 
 QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
 # Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).
@@ -142,12 +143,13 @@ def _run_config(model: str, size: int, batch: int) -> dict:
 
 
 def _quiet() -> None:
+    silence_known_noise()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings(
         "ignore",
         message=".*(does not have many workers|smaller than the logging interval"
-        "|LeafSpec|litlogger|TensorCores|tensor cores|no `val_dataloader`).*",
+        "|TensorCores|tensor cores|no `val_dataloader`).*",
     )
 
 

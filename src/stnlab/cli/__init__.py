@@ -41,7 +41,8 @@ def hydra_entry(main: Callable[[], Any]) -> Any:
     register_resolver()
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv) and not any(a.startswith("hydra/help=") for a in argv):
-        sys.argv.append("hydra/help=stnlab")
+        # First, beside the other overrides: argparse takes one run of them (`x=1 --help y=2` is an error).
+        sys.argv.insert(1, "hydra/help=stnlab")
     # Hydra then raises what it would print (and sys.exit(1)): the message is made one line here.
     with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
         try:

@@ -1,22 +1,27 @@
 """``--help`` of the stnlab commands, written from the comments of their config files.
 
 Hydra's help template is ``${stnlab.help:<config name>}`` (``conf/hydra/help/stnlab.yaml``), which
-:func:`help_text` fills from ``conf/<config name>.yaml``: the file's first comment block (usage and summary),
-one line per key (``key=default`` and the comment above the key, or beside it; every top-level key, and the
-nested keys that have a comment, dotted), then the config groups of its defaults list with their options.
-A config that the defaults list places under a key (``- cli/data@data``) is documented as that key's part.
+:func:`help_text` fills: the first comment block of ``conf/<config name>.yaml`` (usage and summary), then every
+key the app takes, as this command line composes it (``train.py experiment=compact --help`` shows the recipe's
+values), including the keys of the config groups (``data.*``, ``optim.*``, ``trainer.*``, ...): one line each,
+``key=default`` and the comment above the key (or beside it) in the last file of the defaults list that
+documents it, else in another option of its group, else a line for Hydra's ``_target_``/``_partial_``. A mapping with a comment (or at the top) gets a ``key.*`` line. Then the config groups with their
+options.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from stnlab.config import CONF_DIR, group_options
+from stnlab.config import CONF_DIR, compose, config_files, group_options
 
 RESOLVER = "stnlab.help"
 WIDTH = 120
@@ -45,9 +50,28 @@ class ConfigDoc:
     groups: list[Entry]
 
 
+# Lines for Hydra's special keys, which no config file comments.
+SPECIAL = {
+    "_target_": "the class (or function) this node builds",
+    "_partial_": "built by the run, which adds the arguments it alone knows",
+    "_requires_": "the package this option needs",
+}
+# STs are named per model preset (input, conv1, conv2, ...); their keys mean the same whatever the name.
+_ST_NAME = re.compile(r"(transformers\.)[^.]+")
+
+
 def register_resolver() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, help_text)
+        OmegaConf.register_new_resolver(RESOLVER, _resolve)
+
+
+def _resolve(config_name: str, _root_: DictConfig) -> str:
+    """The help template's resolver: ``_root_`` is the config this command line composed (with ``hydra``)."""
+    composed = OmegaConf.to_container(_root_, resolve=False)
+    hydra = composed.pop("hydra", None) or {}
+    overrides = list((hydra.get("overrides") or {}).get("task") or [])
+    choices = (hydra.get("runtime") or {}).get("choices") or {}
+    return help_text(config_name, None, composed, overrides, choices)
 
 
 def read(path: Path) -> ConfigDoc:
@@ -66,7 +90,8 @@ def read(path: Path) -> ConfigDoc:
             continue
         block_indent = None
         if not text or text.startswith("#"):  # a blank line ends a comment block
-            comments = comments + [text[1:].strip()] if text else []
+            if not text.startswith("# @package"):  # Hydra's directive, not a description
+                comments = comments + [text[1:].strip()] if text else []
             continue
         while parents and parents[-1][0] >= indent:
             parents.pop()
@@ -146,11 +171,137 @@ def _rows(entries: list[Entry]) -> list[str]:
     return rows
 
 
-def help_text(config_name: str, conf: Path = CONF_DIR) -> str:
-    """The ``--help`` of the app whose config is ``conf/<config_name>.yaml`` ('$' doubled for Hydra's template)."""
-    doc = read(conf / f"{config_name}.yaml")
-    lines = [*doc.header, "", "Keys (key=default):", *_rows(doc.keys)]
+@dataclass
+class Docs:
+    """Descriptions by full dotted key: of values (``keys``) and of mappings (``sections``)."""
+
+    keys: dict[str, str]
+    sections: dict[str, str]
+
+    def add(self, other: Docs) -> None:
+        """``other``'s descriptions win (a later file of the defaults list)."""
+        self.keys.update({k: v for k, v in other.keys.items() if v})
+        self.sections.update({k: v for k, v in other.sections.items() if v})
+
+
+def file_docs(path: Path, package: str, group: str = "") -> Docs:
+    """The comments of one config file, under the package it is merged at (``""``: the root). Its header
+    describes the package's node; a file of a single mapping (``test_report: {...}``), that mapping; a global
+    file of group G (``scheduler/none.yaml``), the key G."""
+    doc = read(path)
+    first = doc.keys[0] if doc.keys else None
+    if group and not doc.header and first is not None and first.value is not None and first.doc:
+        # A group option's first comment, right above its first key (_target_, name), describes the option.
+        doc.header, doc.keys[0] = [first.doc], Entry(first.name, first.value, "")
+    prefix = f"{package}." if package else ""
+    docs = Docs({}, {})
+    for e in doc.keys:
+        bucket = docs.sections if e.value is None else docs.keys
+        bucket[prefix + e.name] = e.doc
+        if e.doc:  # also under the ST-independent name (model.transformers.*.position)
+            bucket.setdefault(_ST_NAME.sub(r"\1*", prefix + e.name), e.doc)
+    top = [e for e in doc.keys if "." not in e.name]
+    single = top[0] if len(top) == 1 and (package or top[0].name == group) else None
+    target = prefix + single.name if single else package
+    bucket = docs.keys if single is not None and single.value is not None else docs.sections
+    if doc.header and target and not bucket.get(target):
+        bucket[target] = " ".join(doc.header)
+    return docs
+
+
+def _package_of(path: Path, group: str) -> str:
+    """The package a group option merges at: its ``# @package`` line, else its group."""
+    for line in path.read_text().splitlines()[:3]:
+        if line.startswith("# @package"):
+            package = line.split(None, 2)[2].strip()
+            return "" if package == "_global_" else group if package == "_group_" else package
+    return group
+
+
+def every_option(conf: Path) -> Docs:
+    """The descriptions in every option of every config group (for keys whose chosen option has none)."""
+    docs = Docs({}, {})
+    for path in sorted(conf.glob("*/*.yaml")):
+        group = path.parent.name
+        if group in ("hydra", "cli", "experiment", "debug"):
+            continue
+        docs.add(file_docs(path, _package_of(path, group), group))
+    return docs
+
+
+def chosen_files(files: list[tuple[str, str]], conf: Path) -> Docs:
+    docs = Docs({}, {})
+    for config_path, package in files:
+        path = conf / f"{config_path}.yaml"
+        # An experiment's or debug preset's comments say why it chose a value, not what the key means.
+        if path.is_file() and not config_path.startswith(("experiment/", "debug/")):
+            docs.add(file_docs(path, package, config_path.split("/")[0] if "/" in config_path else ""))
+    return docs
+
+
+def describe(key: str, chosen: Docs, others: Docs) -> str:
+    """A key's line of meaning (see the module docstring)."""
+    general = _ST_NAME.sub(r"\1*", key)
+    for docs in (chosen, others):
+        for k in (key, general):
+            if docs.keys.get(k):
+                return docs.keys[k]
+    return SPECIAL.get(key.rsplit(".", 1)[-1], "")
+
+
+def shown(value: Any) -> str:
+    """A value as written on a command line: ``null``, ``true``, ``[8,8,8]``, ``${data.image_size}``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":")).replace('"', "")
+    return str(value)
+
+
+def key_entries(composed: dict, chosen: Docs, others: Docs, prefix: str = "") -> list[Entry]:
+    """Every leaf of ``composed`` as ``key=value`` with its description, under a ``key.*`` line for each top-level
+    or described mapping."""
+    out: list[Entry] = []
+    for k, v in composed.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            text = chosen.sections.get(key) or others.sections.get(key) or ""
+            if text or not prefix:
+                out.append(Entry(key, None, text))
+            out += key_entries(v, chosen, others, key + ".")
+        else:
+            out.append(Entry(key, shown(v), describe(key, chosen, others)))
+    return out
+
+
+def _choice(group: Entry, choices: dict[str, Any] | None) -> str | None:
+    """The option this command line chose for ``group`` (its default when not known)."""
+    chosen = (choices or {}).get(group.name, group.value)
+    return shown(chosen) if isinstance(chosen, (list, type(None))) else str(chosen)
+
+
+def help_text(
+    config_name: str,
+    conf: Path | None = CONF_DIR,
+    composed: dict | None = None,
+    overrides: Sequence[str] = (),
+    choices: dict[str, Any] | None = None,
+) -> str:
+    """The ``--help`` of the app whose config is ``conf/<config_name>.yaml`` ('$' doubled for Hydra's template).
+
+    ``composed``: the config the command line composed (``overrides``, which chose the group options
+    ``choices``); by default ``conf/<config_name>.yaml`` alone. ``conf=None``: the running app's config folder."""
+    folder = conf or CONF_DIR
+    if composed is None:
+        composed = OmegaConf.to_container(compose(config_name, overrides, conf), resolve=False)  # type: ignore[assignment]
+    doc = read(folder / f"{config_name}.yaml")
+    chosen = chosen_files(config_files(config_name, overrides, conf), folder)
+    entries = key_entries(composed, chosen, every_option(folder))
+    lines = [*doc.header, "", "Keys (key=default, as this command line sets them):", *_rows(entries)]
     if doc.groups:
-        lines += ["", "Config groups (group=option):", *_rows(doc.groups)]
+        chosen_groups = [Entry(g.name, _choice(g, choices), g.doc) for g in doc.groups]
+        lines += ["", "Config groups (group=option):", *_rows(chosen_groups)]
     lines += ["", *textwrap.wrap(FOOTER, WIDTH, break_on_hyphens=False)]
     return "\n".join(lines).replace("$", "$$") + "\n"

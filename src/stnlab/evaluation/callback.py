@@ -47,7 +47,9 @@ class TestReport(pl.Callback):
         if not trainer.is_global_zero:
             return
         out_dir = Path(self.out_dir) if self.out_dir else Path(trainer.default_root_dir) / "eval"
-        self.paths = write_report(report, out_dir, "test", meta={"checkpoint": getattr(trainer, "ckpt_path", None)})
+        self.paths = write_report(
+            report, out_dir, "test", meta={"source": "test stage", "checkpoint": getattr(trainer, "ckpt_path", None)}
+        )
         log.info("test report: %s", self.paths["json"])
         if self.log_media:
             for logger in trainer.loggers:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from stnlab.checkpoints import data_config, load_module, load_split, pick_device
+from stnlab.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
@@ -15,6 +16,7 @@ from stnlab.tracking.run_identity import logged_config, run_name, run_tags
 from stnlab.tracking.wandb_logger import open_run
 
 log = logging.getLogger(__name__)
+SOURCE = "evaluate.py"  # the "source" of the reports this module writes (the test stage's is "test stage")
 
 
 def start_wandb_run(
@@ -53,10 +55,14 @@ def evaluate_checkpoint(
     device: str = "auto",
     baseline: str | Path | None = None,
 ) -> tuple[Report, dict[str, Path]]:
-    """Evaluate ``ckpt`` on ``split`` of its own data (``data`` overrides it); write to ``out_dir``
-    (default ``<run_dir>/eval``). With ``baseline``, a second checkpoint is scored on the same
+    """Evaluate ``ckpt`` (a file, or a run folder: its chosen checkpoint) on ``split`` of its own data (``data``
+    overrides it); write to ``out_dir`` (default ``<run_dir>/eval/<checkpoint name>``, beside the test stage's
+    report in ``<run_dir>/eval``, which is never overwritten). With ``baseline``, a second checkpoint is scored on the same
     images and the report gets the paired difference. Returns the report and the written paths."""
     dev = pick_device(device)
+    ckpt = resolve_checkpoint(ckpt)
+    out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval" / ckpt.stem
+    refuse_test_stage_report(out, split)
     module = load_module(ckpt, dev)
     images_split = load_split(data_config(module.cfg, data), split)
     num_classes = module.num_classes
@@ -74,8 +80,7 @@ def evaluate_checkpoint(
         report.comparison = compare_on_same_images(
             module, load_module(baseline, dev), baseline, images_split, report, batch_size, dev
         )
-    out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval"
-    meta = {"checkpoint": str(Path(ckpt).resolve()), "run": run_name(module.cfg)}
+    meta = {"source": SOURCE, "checkpoint": str(ckpt.resolve()), "run": run_name(module.cfg)}
     paths = write_report(report, out, split, meta)
     if wandb_mode != "disabled":
         run = start_wandb_run(
@@ -98,6 +103,23 @@ def evaluate_checkpoint(
             run.summary.update(summary)
             run.finish()
     return report, paths
+
+
+def refuse_test_stage_report(out: Path, split: str) -> None:
+    """A report in ``out`` that evaluate.py did not write (the training run's test stage wrote
+    ``<run_dir>/eval/test_report.json``) is kept: one line, before any work."""
+    existing = out / f"{split}_report.json"
+    if not existing.is_file():
+        return
+    try:
+        source = json.loads(existing.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    if source != SOURCE:
+        raise ConfigError(
+            f"{existing} is the training run's own {split} report; evaluate.py does not overwrite it: "
+            "pass another out= (by default it writes to <run dir>/eval/<checkpoint name>/)"
+        )
 
 
 def compare_on_same_images(

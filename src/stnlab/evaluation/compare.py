@@ -17,6 +17,7 @@ import glob
 import json
 import logging
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,66 +26,59 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.errors import ConfigError
-from stnlab.tracking.run_identity import flat_config, unlogged
+from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
 
 log = logging.getLogger(__name__)
 
-# (column, header, format); the table's fixed columns, after which come the hyperparameters that vary.
-COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("run", "run", "s"),
-    ("experiment", "experiment", "s"),
-    ("variant", "variant", "s"),
-    ("transform", "transform", "s"),
-    ("optim", "optim", "s"),
-    ("lr", "lr", "g"),
-    ("batch", "batch", "g"),
-    ("size", "size", "g"),
-    ("augment", "augment", "s"),
-    ("scheduler", "scheduler", "s"),
-    ("epochs", "epochs", "g"),
-    ("seed", "seed", "g"),
-    ("val/acc_best", "val acc best %", "pct"),
-    ("test/acc", "test acc %", "pct"),
-    ("delta", f"Δ vs {IDSIA_COMMITTEE_ACC} (pts)", "delta"),
+WIDTH = 120  # the terminal width the default table fits in
+MAX_NAMED = 8  # differing keys named below a table that had no room for them
+# (column, header, format) of the measurements, after the run's identity and the keys that differ.
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("val/acc_best", "val %", "pct"),
+    ("test/acc", "test %", "pct"),
+    ("delta", f"Δ {IDSIA_COMMITTEE_ACC}", "delta"),
     ("params", "params", "int"),
-    ("train_s", "train time", "time"),
+    ("train_s", "train", "time"),
     ("img_per_s", "img/s", "int"),
 )
-FIXED_KEYS = {
-    "identity.experiment",
+IDENTITY_COLUMNS: tuple[tuple[str, str, str], ...] = (("run", "run", "s"), ("identity", "identity", "s"))
+GROUP_COLUMN = ("group", "group", "s")
+# Differing config keys shown first, in this order (then the others by name, the seed last).
+FIRST_KEYS = (
     "model.name",
     "transform.name",
+    "data.name",
+    "data.image_size",
     "optim._target_",
     "optim.lr",
     "data.batch_size",
-    "data.image_size",
-    "augment._target_",
-    "augment",
-    "scheduler._target_",
-    "scheduler",
     "trainer.max_epochs",
-    "seed",
-}
-# Flat config keys never shown as "varying": paths, logging and derived values.
-IGNORED_PARTS = (
-    "identity.",
-    "choices.",
-    "run_dir",
-    "root",
-    "mirror",
-    "wandb.",
-    "resume",
-    "hydra",
-    "_partial_",
-    "model.image_size",
-    "enable_progress_bar",
-    "enable_model_summary",
-    "download_",
-    "num_workers",
-    "T_max",
+    "augment._target_",
+    "scheduler._target_",
 )
+# Short names of columns, also accepted by sort=.
+ALIASES = {
+    "variant": "model.name",
+    "model": "model.name",
+    "transform": "transform.name",
+    "data": "data.name",
+    "size": "data.image_size",
+    "optim": "optim._target_",
+    "lr": "optim.lr",
+    "batch": "data.batch_size",
+    "epochs": "trainer.max_epochs",
+    "augment": "augment._target_",
+    "scheduler": "scheduler._target_",
+}
+# Flat config keys never shown as differing: the identity (its own column), where files lie, how the run was
+# logged and named, Hydra's choices (the values say it), a sweep's bookkeeping (its params are config keys
+# already), Hydra flags and speed-neutral settings.
+IGNORED_PREFIXES = ("identity.", "choices.", "wandb.", "logger.", "hydra.", "sweep.", "impl.", "paths.")
+IGNORED_KEYS = {"run_dir", "resume", "data.root", "data.mirror", "data.path", "data.num_workers"}
+IGNORED_SUFFIXES = ("_partial_", "_recursive_", "_convert_", ".download_timeout", ".download_retries")
+IGNORED_PARTS = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "T_max")
 
 
 @dataclass
@@ -116,9 +110,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         cfg = None
     if cfg is not None:
         try:
-            return flat_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+            nested = OmegaConf.to_container(cfg, resolve=True)
         except Exception:  # an interpolation that only resolves inside Hydra
-            return flat_config(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
+            nested = OmegaConf.to_container(cfg, resolve=False)
+        return _modified_from_overrides(run_dir, flat_config(without_copies(nested)))  # type: ignore[arg-type]
     hparams = run_dir / "csv" / "hparams.yaml"
     if hparams.is_file():
         data = yaml.safe_load(hparams.read_text()) or {}
@@ -131,6 +126,20 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
         return unlogged({k: v for k, v in read_run(offline, wait_s=0).config.items() if not k.startswith("_")})
     return {}
+
+
+def _modified_from_overrides(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Hydra saves a run's config before the run records ``identity.modified``: it comes from the command line
+    Hydra saved beside it (``.hydra/overrides.yaml``)."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if config.get("identity.modified") is None and overrides.is_file():
+        try:
+            given = yaml.safe_load(overrides.read_text())
+        except yaml.YAMLError:
+            given = None
+        if isinstance(given, list):
+            config["identity.modified"] = " ".join(modifications([str(o) for o in given]))
+    return config
 
 
 X_AXES = ("epoch", "minutes")
@@ -225,67 +234,114 @@ def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[P
     return found
 
 
-def _label(path: Path) -> str:
+def run_group(config: dict[str, Any], path: Path) -> str | None:
+    """The run's W&B group: its ``wandb.group``, else the multirun it is a job of (``multirun-<date>_<time>``,
+    as :func:`stnlab.training.run._join_multirun_group` names it; Hydra saved the config before that)."""
+    if config.get("wandb.group"):
+        return str(config["wandb.group"])
     parts = path.resolve().parts
-    return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)
+    for i in range(len(parts) - 3, -1, -1):
+        if parts[i] == "multirun":
+            return f"multirun-{parts[i + 1]}_{parts[i + 2]}"
+    return None
+
+
+def all_gtsrb(runs: Sequence[Run]) -> bool:
+    """Whether every run trained on GTSRB: only then is the committee's 99.46% a line to draw over them."""
+    return all(r.config.get("data.name", "gtsrb") == "gtsrb" for r in runs)
+
+
+def labels(paths: Sequence[Path]) -> list[str]:
+    """The shortest trailing parts of each path that tell the runs apart (``trial_3``, ``2026-12-06/05-55-31-x``)."""
+    parts = [p.resolve().parts for p in paths]
+    for n in range(1, max(map(len, parts), default=1) + 1):
+        names = ["/".join(ps[-n:]) for ps in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 def row(run: Run) -> dict[str, Any]:
-    """One table row of ``run``: the :data:`COLUMNS` keys (missing values are ``None``)."""
+    """What a table row shows of ``run`` besides its config keys: identity, group and results."""
     c, m = run.config, run.metrics
-    test, val = m.get("test/acc"), m.get("val/acc_best")
-    # The committee's 99.46% is a GTSRB figure: no delta for other data.
-    ref = (test if test is not None else val) if c.get("data.name", "gtsrb") == "gtsrb" else None
+    # The committee's 99.46% is a GTSRB figure (no delta for other data) measured on the whole test set.
+    delta, on = committee_delta(m) if c.get("data.name", "gtsrb") == "gtsrb" else (None, "")
+    identity = {"experiment": c.get("identity.experiment", "custom"), "modified": c.get("identity.modified")}
     return {
-        "run": _label(run.path),
-        "experiment": c.get("identity.experiment", "custom" if c else None),
+        "identity": experiment_label(identity) if c else None,
+        "group": run_group(c, run.path),
         "variant": c.get("model.name"),
-        "transform": c.get("transform.name", "affine" if c else None),
-        "optim": _short_target(c.get("optim._target_")) if c else None,
-        "lr": c.get("optim.lr"),
-        "batch": c.get("data.batch_size"),
-        "size": c.get("data.image_size"),
-        "augment": _short_target(c.get("augment._target_")) if c else None,
-        "scheduler": _short_target(c.get("scheduler._target_")) if c else None,
-        "epochs": c.get("trainer.max_epochs"),
-        "seed": c.get("seed"),
-        "val/acc_best": val,
-        "test/acc": test,
-        "delta": None if ref is None else 100 * ref - IDSIA_COMMITTEE_ACC,
-        "delta_on": None if ref is None else ("test" if test is not None else "val"),
+        "val/acc_best": m.get("val/acc_best"),
+        "test/acc": m.get("test/acc"),
+        "delta": delta,
+        "delta_on": on if delta is not None else None,
         "params": m.get("model/params"),
         "train_s": m.get("time/fit_s"),
         "img_per_s": m.get("perf/train_img_per_s"),
     }
 
 
-def varying_keys(runs: Sequence[Run]) -> list[str]:
-    """Flat config keys, other than the fixed columns' and :data:`IGNORED_PARTS`, whose values differ between runs."""
+def shown(config: dict[str, Any], key: str) -> Any:
+    """A config value as the table shows it: class paths by their class name (``torch.optim.SGD`` -> ``SGD``)."""
+    value = config.get(key)
+    return _short_target(value) if key.endswith("._target_") or key == "_target_" else value
+
+
+def _ignored(key: str) -> bool:
+    return (
+        key in IGNORED_KEYS
+        or key.startswith(IGNORED_PREFIXES)
+        or key.endswith(IGNORED_SUFFIXES)
+        or any(part in key for part in IGNORED_PARTS)
+    )
+
+
+def _same_values(runs: Sequence[Run], a: str, b: str) -> bool:
+    return all(_dump(shown(r.config, a)) == _dump(shown(r.config, b)) for r in runs)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def differing_keys(runs: Sequence[Run]) -> list[str]:
+    """Config keys whose values differ between ``runs``, once each: not the :func:`_ignored` ones, not
+    ``X._target_`` beside a differing ``X.name``, not a copy of an earlier key (``model.image_size`` beside
+    ``data.image_size``); :data:`FIRST_KEYS` first, the seed last."""
+    runs = [r for r in runs if r.config]  # a run whose config was not found differs in nothing we know
     if len(runs) < 2:
         return []
-    keys = sorted(set().union(*(r.config for r in runs)))
-    out = []
+    keys = [k for k in set().union(*(r.config for r in runs)) if not _ignored(k)]
+    keys = [k for k in keys if len({_dump(shown(r.config, k)) for r in runs}) > 1]
+    keys.sort(key=lambda k: (k == "seed", FIRST_KEYS.index(k) if k in FIRST_KEYS else len(FIRST_KEYS), k))
+    out: list[str] = []
     for k in keys:
-        if k in FIXED_KEYS or any(part in k for part in IGNORED_PARTS):
+        if k.endswith("._target_") and k.removesuffix("_target_") + "name" in keys:
             continue
-        values = {json.dumps(r.config.get(k), sort_keys=True, default=str) for r in runs}
-        if len(values) > 1:
-            out.append(k)
+        if any(k.rsplit(".", 1)[-1] == o.rsplit(".", 1)[-1] and _same_values(runs, k, o) for o in out):
+            continue
+        out.append(k)
     return out
 
 
-def table(runs: Sequence[Run], sort: str = "val/acc_best", ascending: bool = False) -> tuple[list[dict], list[str]]:
-    """Rows (with the varying hyperparameters added) sorted by ``sort``, missing values last; and the column keys."""
-    extra = varying_keys(runs)
+def table(
+    runs: Sequence[Run], sort: str = "val/acc_best", ascending: bool = False, every_key: bool = False
+) -> tuple[list[dict], list[str]]:
+    """Rows sorted by ``sort`` (missing values last) and the column keys: the run, its identity and group, the
+    config keys that differ between the runs (``every_key``: all of them), then the results."""
+    keys = sorted(k for k in set().union(*(r.config for r in runs))) if every_key else differing_keys(runs)
+    sort = ALIASES.get(sort, sort)
+    known = {k for r in runs for k in r.config} | {k for k, _, _ in RESULT_COLUMNS}
     rows = []
-    for r in runs:
-        d = row(r)
-        d.update({k: r.config.get(k) for k in extra})
+    for label, r in zip(labels([r.path for r in runs]), runs):
+        d = {"run": label, **row(r), **{k: shown(r.config, k) for k in keys}}
+        if sort in r.config:
+            d.setdefault(sort, shown(r.config, sort))
         rows.append(d)
-    split = [k for k, _, _ in COLUMNS].index("seed") + 1  # the varying hyperparameters go after the seed
-    columns = [k for k, _, _ in COLUMNS[:split]] + extra + [k for k, _, _ in COLUMNS[split:]]
-    if sort not in columns:
-        raise ConfigError(f"sort={sort} is not a column; choose from {', '.join(columns)}")
+    group = [GROUP_COLUMN[0]] if any(d["group"] for d in rows) or every_key else []
+    columns = [k for k, _, _ in IDENTITY_COLUMNS] + group + keys + [k for k, _, _ in RESULT_COLUMNS]
+    if sort not in known and sort not in columns:
+        raise ConfigError(f"sort={sort} is not a column or a config key; choose from {', '.join(columns)}")
 
     def missing(v):
         return v is None or (isinstance(v, float) and math.isnan(v))
@@ -310,21 +366,86 @@ def _fmt(value: Any, kind: str, d: dict) -> str:
         return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 
-def markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """A GitHub-flavoured markdown table; numbers right-aligned."""
-    spec = {k: (h, f) for k, h, f in COLUMNS}
-    heads = [spec.get(k, (k, "g"))[0] for k in columns]
-    align = ["---" if spec.get(k, (k, "g"))[1] == "s" else "---:" for k in columns]
-    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(align) + "|"]
-    for d in rows:
-        lines.append("| " + " | ".join(_fmt(d.get(k), spec.get(k, (k, "g"))[1], d) for k in columns) + " |")
+FIXED = {k: (h, f) for k, h, f in (*IDENTITY_COLUMNS, GROUP_COLUMN, *RESULT_COLUMNS)}
+
+
+def headers(columns: Sequence[str], full: bool = False) -> dict[str, str]:
+    """Column headers: the fixed ones, the short names of :data:`ALIASES`, else the shortest dotted suffix of the
+    key that no other column ends with (``full``: the keys as they are)."""
+    short = {key: name for name, key in ALIASES.items() if name != "variant"}
+    names = [c.removesuffix("._target_") for c in columns]
+    out = {}
+    for col, name in zip(columns, names):
+        if col in FIXED:
+            out[col] = FIXED[col][0]
+        elif full:
+            out[col] = col
+        elif col in short:
+            out[col] = short[col]
+        else:
+            out[col] = _unique_suffix(name, [n for n in names if n != name])
+    return out
+
+
+def _unique_suffix(name: str, others: Sequence[str]) -> str:
+    parts = name.split(".")
+    for n in range(1, len(parts)):
+        tail = ".".join(parts[-n:])
+        if not any(o == tail or o.endswith("." + tail) for o in others):
+            return tail
+    return name
+
+
+def markdown(rows: Sequence[dict], columns: Sequence[str], width: int | None = WIDTH) -> str:
+    """A GitHub-flavoured markdown table, padded to line up in a terminal, numbers right-aligned.
+
+    With a ``width``, long cells are cut and config-key columns are left out, from the last, until the table
+    fits; a line below names them. ``width=None``: every column, full key names."""
+    kinds = {c: FIXED[c][1] if c in FIXED else _kind(d.get(c) for d in rows) for c in columns}
+    cells = {c: [_cut(_fmt(d.get(c), kinds[c], d), 28 if width else None) for d in rows] for c in columns}
+    heads = headers(columns, full=width is None)
+    sizes = {c: max(len(heads[c]), *(len(v) for v in cells[c])) for c in columns}
+    shown_cols, left_out = list(columns), []
+    while width and sum(sizes[c] + 3 for c in shown_cols) + 1 > width:
+        keys = [c for c in shown_cols if c not in FIXED]
+        if not keys:
+            break
+        shown_cols.remove(keys[-1])
+        left_out.insert(0, keys[-1])
+
+    def cell(text: str, c: str) -> str:
+        return text.ljust(sizes[c]) if kinds[c] == "s" else text.rjust(sizes[c])
+
+    def line(texts: dict[str, str]) -> str:
+        return "| " + " | ".join(cell(texts[c], c) for c in shown_cols) + " |"
+
+    rule = "|" + "|".join("-" * (sizes[c] + 2) if kinds[c] == "s" else "-" * (sizes[c] + 1) + ":" for c in shown_cols)
+    lines = [line(heads), rule + "|"] + [line({c: cells[c][i] for c in columns}) for i in range(len(rows))]
+    if left_out:
+        named = ", ".join(left_out[:MAX_NAMED]) + (
+            f" and {len(left_out) - MAX_NAMED} more" if len(left_out) > MAX_NAMED else ""
+        )
+        note = f"Also differing, left out to fit {width} columns: {named} (all=true shows every key)."
+        lines += ["", *textwrap.wrap(note, width, break_on_hyphens=False)]
     return "\n".join(lines)
+
+
+def _kind(values) -> str:
+    """``s`` (left-aligned text) unless every value is a number or missing."""
+    numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+    return "g" if numbers else "s"
+
+
+def _cut(text: str, n: int | None) -> str:
+    return text if n is None or len(text) <= n else text[: n - 1] + "…"
 
 
 def curves(runs: Sequence[Run], rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:
     """Validation curves in the table's order, keyed ``<run> (<variant>)``."""
-    by_label = {_label(r.path): r.curve for r in runs}
+    by_label = dict(zip(labels([r.path for r in runs]), (r.curve for r in runs)))
     return {f"{d['run']} ({d['variant']})": by_label[d["run"]] for d in rows}

@@ -22,15 +22,16 @@ def write_report(
     data = {"split": split, **(meta or {}), **report.as_dict(top_pairs)}
     paths = {"json": out_dir / f"{split}_report.json"}
     paths["json"].write_text(json.dumps(data, indent=1))
+    images = f"{split} split, {report.num_images} images"
     paths["confusion"] = plot_confusion(
         report,
         out_dir / f"{split}_confusion.png",
-        title=f"{split}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
+        title=f"Confusion, {images}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
     )
     paths["errors"] = plot_errors(
         report,
         out_dir / f"{split}_errors.png",
-        title=f"{split}: {len(report.errors)} most confident of "
-        f"{report.num_images - int(report.confusion.diagonal().sum())} errors",
+        title=f"The {len(report.errors)} most confident of {report.num_images - int(report.confusion.diagonal().sum())} "
+        f"errors, {images}",
     )
     return paths

@@ -1,11 +1,13 @@
 """PNG figures of the evaluation: confusion matrix, error gallery, robustness curves, validation curves.
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot state, no display
-needed) and written to ``path``; each function returns the path it wrote.
+Each figure stands alone: a title saying what was measured, on which split and how many images, axes with
+units, class names, a legend. ``<name>_figure(...)`` builds a ``matplotlib.figure.Figure`` (no pyplot state,
+no display needed) and ``plot_<name>(..., path)`` writes it and returns the path.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from matplotlib.ticker import MaxNLocator
 
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.evaluation.metrics import Report
+
+# Characters per line of an error caption: the longest GTSRB name (40 characters) takes two lines.
+CAPTION_CHARS = 24
 
 
 def _save(fig: Figure, path: Path | str) -> Path:
@@ -29,7 +34,7 @@ def _short(name: str, n: int = 22) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
-def plot_confusion(report: Report, path: Path | str, title: str = "") -> Path:
+def confusion_figure(report: Report, title: str = "") -> Figure:
     """Row-normalised confusion matrix (fraction of each true class), log colour scale; classes seen or predicted only."""
     cm = report.confusion.numpy()
     keep = np.flatnonzero((cm.sum(0) + cm.sum(1)) > 0)
@@ -47,72 +52,123 @@ def plot_confusion(report: Report, path: Path | str, title: str = "") -> Path:
     ax.set_yticks(range(len(keep)), [f"{k} {_short(report.names[k])}" for k in keep], fontsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title or f"accuracy {100 * report.accuracy:.2f}%  macro F1 {100 * report.f1_macro:.2f}%")
-    return _save(fig, path)
+    ax.set_title(
+        title
+        or f"{report.num_images} images: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
+        fontsize=9,
+    )
+    return fig
 
 
-def plot_errors(report: Report, path: Path | str, cols: int = 8, title: str = "") -> Path:
-    """Gallery of the most confident errors: each image with its true and predicted names."""
+def plot_confusion(report: Report, path: Path | str, title: str = "") -> Path:
+    return _save(confusion_figure(report, title), path)
+
+
+def _caption(true: str, pred: str, confidence: float) -> str:
+    """Whole class names, wrapped: a cut name can hide which of two similar signs was meant."""
+    lines = textwrap.wrap(f"true: {true}", CAPTION_CHARS, subsequent_indent="  ")
+    lines += textwrap.wrap(f"pred: {pred} ({confidence:.2f})", CAPTION_CHARS, subsequent_indent="  ")
+    return "\n".join(lines)
+
+
+def errors_figure(report: Report, cols: int = 6, title: str = "") -> Figure:
+    """Gallery of the most confident errors: each image above its true and predicted class names, in full."""
     errors = report.errors
     cols = max(1, min(cols, len(errors)))
     rows = max(1, -(-len(errors) // cols))
-    fig = Figure(figsize=(1.9 * cols, 2.3 * rows))
+    captions = [_caption(report.names[e.true_id], report.names[e.pred_id], e.confidence) for e in errors]
+    lines = max((c.count("\n") + 1 for c in captions), default=2)
+    # Each cell: the image (1.3 in) and below it room for every caption line, so captions never meet.
+    fig = Figure(figsize=(1.9 * cols, (1.45 + 0.13 * lines) * rows + 0.4), layout="constrained")
     fig.suptitle(title or f"{len(errors)} most confident errors", fontsize=10)
     for k in range(rows * cols):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.axis("off")
         if k >= len(errors):
             continue
-        e = errors[k]
-        ax.imshow(e.image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(
-            f"true: {_short(report.names[e.true_id])}\npred: {_short(report.names[e.pred_id])} ({e.confidence:.2f})",
-            fontsize=6,
-        )
+        ax.imshow(errors[k].image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(captions[k], fontsize=6.5, loc="left", linespacing=1.1)
     if not errors:
         fig.axes[0].text(0.5, 0.5, "no errors", ha="center", va="center", transform=fig.axes[0].transAxes)
-    return _save(fig, path)
+    return fig
 
 
-def plot_robustness(
-    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], units: Mapping[str, str], path: Path | str
-) -> Path:
-    """``curves[distortion][model] = [(level, accuracy), ...]``: one panel per distortion, one line per model."""
+def plot_errors(report: Report, path: Path | str, cols: int = 6, title: str = "") -> Path:
+    return _save(errors_figure(report, cols, title), path)
+
+
+def robustness_figure(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
+    units: Mapping[str, str],
+    split: str,
+    num_images: int,
+) -> Figure:
+    """``curves[distortion][model] = [(level, accuracy), ...]``: one panel per distortion, one line per model,
+    titled with the split and the number of images every point was measured on."""
     names = list(curves)
-    fig = Figure(figsize=(4.2 * max(1, len(names)), 3.6))
+    fig = Figure(figsize=(4.2 * max(1, len(names)), 3.9), layout="constrained")
     axes = fig.subplots(1, max(1, len(names)), sharey=True, squeeze=False)[0]
     for ax, dist in zip(axes, names):
         for label, points in curves[dist].items():
             xs, ys = zip(*points)
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
-        ax.set_title(dist)
+        ax.set_title(dist, fontsize=9)
         ax.set_xlabel(units.get(dist, "level"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
     if names:
         axes[0].legend(fontsize=7)
-    return _save(fig, path)
+    fig.suptitle(f"Accuracy under distortions: {split} split, {num_images} images per point", fontsize=10)
+    return fig
 
 
-def plot_val_curves(
-    curves: Mapping[str, Sequence[tuple[float, float]]],
+def plot_robustness(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
+    units: Mapping[str, str],
     path: Path | str,
-    baseline: float = IDSIA_COMMITTEE_ACC,
-    x: str = "epoch",
+    split: str,
+    num_images: int,
 ) -> Path:
-    """``curves[run] = [(x, val_acc), ...]`` with the committee's accuracy (%) as a dashed line;
-    ``x`` is ``epoch`` or ``minutes`` (wall minutes of training, validation included)."""
-    fig = Figure(figsize=(7, 4.2))
+    return _save(robustness_figure(curves, units, split, num_images), path)
+
+
+def val_curves_figure(
+    curves: Mapping[str, Sequence[tuple[float, float]]], x: str = "epoch", committee: bool = True
+) -> Figure:
+    """``curves[run] = [(x, val_acc), ...]``; ``x`` is ``epoch`` (Lightning's, from 0: drawn as epochs done) or
+    ``minutes`` (wall minutes of training, validation included). ``committee``: the IDSIA committee's test
+    accuracy as a dashed line (GTSRB runs only: it means nothing for other data)."""
+    fig = Figure(figsize=(7, 4.4), layout="constrained")
     ax = fig.add_subplot()
+    shift = 1 if x == "epoch" else 0
+    right = 0.0
     for label, points in curves.items():
         if points:
             xs, ys = zip(*points)
+            xs = [v + shift for v in xs]
+            right = max(right, *xs)
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
-    ax.axhline(baseline, color="k", ls="--", lw=1, label=f"IDSIA committee {baseline:.2f}%")
+    if committee:
+        ax.axhline(
+            IDSIA_COMMITTEE_ACC, color="k", ls="--", lw=1, label=f"IDSIA committee, {IDSIA_COMMITTEE_ACC}% (test)"
+        )
+    # From 0, so that a run of one epoch (or one minute) is a point on a readable axis, not the axis' centre.
+    ax.set_xlim(0, max(right, 1.0) * 1.05)
     if x == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch" if x == "epoch" else "wall minutes (training + validation)")
+    ax.set_xlabel("epochs trained" if x == "epoch" else "wall minutes (training + validation)")
     ax.set_ylabel("validation accuracy (%)")
+    runs = sum(1 for p in curves.values() if p)
+    ax.set_title(
+        f"Validation accuracy of {runs} run{'s' if runs != 1 else ''}, per {'epoch' if x == 'epoch' else 'wall minute'}"
+    )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_val_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: Path | str, x: str = "epoch", committee: bool = True
+) -> Path:
+    return _save(val_curves_figure(curves, x, committee), path)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from stnlab.checkpoints import data_config, load_module, load_split, pick_device
+from stnlab.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
@@ -67,6 +67,7 @@ def run_robustness(
     if "scale" in chosen and min(chosen["scale"]) <= 0:
         raise ConfigError(f"scale levels {list(chosen['scale'])} must be positive zoom factors (1 = unchanged)")
     dev = pick_device(device)
+    ckpts = [resolve_checkpoint(c) for c in ckpts]  # run folders -> their chosen checkpoints
     table: dict[str, Any] = {
         "split": split,
         "camera_distance": CAMERA_DISTANCE,
@@ -118,7 +119,7 @@ def run_robustness(
     units = {n: DISTORTIONS[n].unit for n in names}
     paths = {"json": out / f"robustness_{split}.json"}
     paths["json"].write_text(json.dumps(table, indent=1))
-    paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png")
+    paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png", split, table["num_images"])
     if wandb_mode != "disabled":
         _log_wandb(table, cfgs, curves, units, out, wandb_mode, paths["png"])
     return table, paths

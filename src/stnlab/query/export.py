@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from stnlab.data.files import new_part, normal_mode
 from stnlab.errors import ConfigError, StnlabError
+from stnlab.noise import silence_exporters
 from stnlab.query.classifier import ImageClassifier
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,6 @@ def example_images(image_size: int, batch: int = 3, dtype: str = "uint8", seed: 
     return torch.randint(0, 256, (batch, 3, image_size, image_size), generator=g, dtype=torch.uint8).to(DTYPES[dtype])
 
 
-def _quiet_exporters() -> None:
-    # The ONNX exporter warns once per torchvision op it cannot register (torchvision is not installed here).
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    for name in ("onnx_ir", "onnxscript"):  # their optimiser logs every deduplicated initializer at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings(
-        "ignore", message=r".*torch\.jit\.(trace|load|trace_method).* is deprecated", category=DeprecationWarning
-    )
-
-
 def _write(classifier: ImageClassifier, fmt: str, path: Path, x: torch.Tensor, opset: int | None) -> None:
     batch = torch.export.Dim("batch", min=1)
     if fmt == "onnx":
@@ -110,18 +100,17 @@ def export_classifier(
     """Write ``classifier`` as ``fmt`` to ``path`` (through a temporary file: ``path`` appears only complete)."""
     check_format(fmt)
     check_opset(opset)
-    _quiet_exporters()
+    silence_exporters()
     path = Path(path)
     x = example_images(classifier.image_size, 3, dtype)
     classifier = classifier.eval()
     with torch.no_grad():
         classifier(x)  # fills the transforms' per-device constant caches, so a trace sees them as constants
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    part = new_part(path)
     try:
         with torch.no_grad():
-            _write(classifier, fmt, Path(part), x, opset)
+            _write(classifier, fmt, part, x, opset)
+        normal_mode(part)  # mkstemp's 0600: the exported file is read by servers and other users like any output
         os.replace(part, path)
     except StnlabError:
         raise
@@ -132,7 +121,7 @@ def export_classifier(
             "try another format= (exported_program is the most permissive)"
         ) from None
     finally:
-        Path(part).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     return path
 
 
@@ -149,7 +138,7 @@ def load_exported(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function images (N, 3, S, S) -> logits (N, 43) (CPU tensors) running the exported file ``path``."""
     fmt = fmt or format_of(path)
-    _quiet_exporters()
+    silence_exporters()
     if fmt == "onnx":
         import onnxruntime as ort
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module
-from stnlab.data.files import new_part
+from stnlab.checkpoints import load_module, resolve_checkpoint
+from stnlab.data.files import new_part, normal_mode
 from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import (
@@ -64,7 +64,7 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
 
 def export(cfg: DictConfig) -> Path:
     """Export the checkpoint ``cfg.ckpt``; returns the written file (its sidecar is ``<file>.json``)."""
-    ckpt = Path(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt"))
+    ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
     fmt = check_format(str(cfg.format))
     check_opset(cfg.get("opset"))
     dtype = check_dtype(str(cfg.dtype))
@@ -91,6 +91,7 @@ def export(cfg: DictConfig) -> Path:
     info_path = path.with_name(path.name + ".json")
     part = new_part(info_path)
     part.write_text(json.dumps(info, indent=2) + "\n")
+    normal_mode(part)
     os.replace(part, info_path)
     check = f" (max |logit difference| to PyTorch: {meta['max_abs_logit_difference']:.2g})" if cfg.verify else ""
     print(f"wrote {path}{check} and {info_path.name}")

@@ -25,6 +25,7 @@ COLOURS = (OUTLINE, (255, 140, 0), (0, 190, 255), (255, 0, 200), (255, 255, 0))
 GAP = 6
 TEXT = (0, 0, 0)
 BACKGROUND = (255, 255, 255)
+LABEL_GREEN = (0, 140, 0)  # the outline's green, darkened to be legible as text on white
 
 
 def st_views(module, pixels: torch.Tensor) -> tuple[list[STView], list[torch.Tensor]]:
@@ -76,7 +77,7 @@ def figure(
     for k, (p, label) in enumerate(panels):
         out.paste(p, (x, line))
         colour = TEXT if k == 0 else COLOURS[(k - 1) % len(COLOURS)]
-        draw.text((x, line + p.height + 2), label, fill=colour if colour != OUTLINE else (0, 140, 0), font=font)
+        draw.text((x, line + p.height + 2), label, fill=colour if colour != OUTLINE else LABEL_GREEN, font=font)
         x += p.width + GAP
     return out
 
@@ -98,7 +99,7 @@ def same_size(frames: Sequence[Image.Image], even: bool = False) -> list[Image.I
 
 
 def write_animation_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
-    return write_gif(same_size(frames), path, max(20, round(1000 / fps)))
+    return write_gif(same_size(frames), path, max(20, round(1000 / fps)), keep=(TEXT, LABEL_GREEN, *COLOURS))
 
 
 def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:

@@ -64,6 +64,8 @@ class Query:
     label: str
     frames: list[Frame] = field(default_factory=list)
     fps: float | None = None
+    # Files of a folder or track that could not be read and were left out: (where, why), in order.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def is_sequence(self) -> bool:
@@ -253,9 +255,11 @@ def read_query(
     track: str | None = None,
     max_frames: int | None = None,
     frame_step: int = 1,
+    skip_unreadable: bool = True,
 ) -> Query:
     """Decode everything ``input`` (with ``track``: inside it) names into frames; :class:`InputError` for any
-    problem, before anything is written."""
+    problem, before anything is written. In a folder or track, an unreadable image is left out (listed in
+    ``Query.skipped``) with ``skip_unreadable``, else it stops everything; a folder of nothing readable stops."""
     path = Path(str(input)).expanduser()
     if not path.exists():
         raise InputError(f"input={path} does not exist; pass an image, a folder of images, a video or a GTSRB folder")
@@ -272,6 +276,7 @@ def read_query(
             image_size,
             display_size,
             max_frames,
+            skip_unreadable,
         )
     if path.is_dir():
         source = _folder_images(path)
@@ -281,7 +286,7 @@ def read_query(
                 "pass a folder of images or an image file"
             )
         kind = "track" if _is_track([name for name, _, _ in source]) else "folder"
-        return _from_source(str(path), kind, path.name, source, image_size, display_size, max_frames)
+        return _from_source(str(path), kind, path.name, source, image_size, display_size, max_frames, skip_unreadable)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         frames, fps = _video_frames(path, max_frames, frame_step)
         query = Query(str(path), "video", path.stem, fps=fps)
@@ -297,7 +302,14 @@ def read_query(
 
 
 def _from_source(
-    source: str, kind: str, label: str, items: Source, image_size: int, display_size: int, max_frames: int | None
+    source: str,
+    kind: str,
+    label: str,
+    items: Source,
+    image_size: int,
+    display_size: int,
+    max_frames: int | None,
+    skip_unreadable: bool = False,
 ) -> Query:
     query = Query(source, kind, label)
     if max_frames is not None and len(items) > max_frames:
@@ -309,8 +321,21 @@ def _from_source(
         )
     for name, where, read in items[:max_frames]:
         try:
-            data = read()
-        except OSError as e:
-            raise InputError(f"cannot read {where} ({e.strerror or e}); check its permissions") from None
-        query.frames.append(make_frame(name, decode_image(data, where), image_size, display_size))
+            query.frames.append(make_frame(name, decode_image(_read(read, where), where), image_size, display_size))
+        except InputError as e:
+            if not skip_unreadable:
+                raise
+            log.warning("skipping %s: %s", where, e)
+            query.skipped.append((where, str(e)))
+    if not query.frames and query.skipped:
+        raise InputError(
+            f"none of the {len(query.skipped)} images of {source} is readable; first: {query.skipped[0][1]}"
+        )
     return query
+
+
+def _read(read: Callable[[], bytes], where: str) -> bytes:
+    try:
+        return read()
+    except OSError as e:
+        raise InputError(f"cannot read {where} ({e.strerror or e}); check its permissions") from None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module, pick_device
+from stnlab.checkpoints import load_module, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
@@ -71,9 +71,16 @@ def _print(query: Query, guesses: list[list[Guess]], sequence: list[Guess] | Non
         print(f"{query.kind} (mean over {len(guesses)} frames): " + _ranked(sequence))
 
 
+def on_error(value: Any) -> bool:
+    """``on_error``: skip (an unreadable file of a folder is left out) -> True, stop -> False."""
+    if value not in ("skip", "stop"):
+        raise ConfigError(f"on_error={value} must be skip or stop")
+    return value == "skip"
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Classify what ``cfg.input`` names with the checkpoint ``cfg.ckpt``; returns the JSON written."""
-    ckpt = required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt")
+    ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
     source = required(cfg, "input", "an image, a folder of images, a video or a GTSRB folder/zip with track=C/T")
     k = check_top_k(cfg.top_k)
     batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
@@ -90,7 +97,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             "the sign, as the whole image is classified",
             ckpt,
         )
-    query = read_query(source, predictor.image_size, display_size, cfg.get("track"), max_frames, frame_step)
+    skip = on_error(cfg.get("on_error", "skip"))
+    query = read_query(source, predictor.image_size, display_size, cfg.get("track"), max_frames, frame_step, skip)
     probs = predictor.probabilities(query.pixels)
     guesses = top_k(probs, k)
     sequence = top_k(probs.mean(0, keepdim=True), k)[0] if query.is_sequence else None
@@ -109,6 +117,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     }
     if sequence is not None:
         payload["sequence"] = {"frames": len(guesses), "top": [g.as_dict() for g in sequence]}
+    if query.skipped:
+        payload["skipped"] = [{"file": where, "reason": why} for where, why in query.skipped]
     out = Path(cfg.out) if cfg.get("out") else default_out(query)
     with Staging(out) as stage:
         if cfg.show_st:
@@ -132,6 +142,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         write_json(stage.path("predictions.json"), payload)
         written = stage.commit()
     _print(query, guesses, sequence)
+    if query.skipped:
+        print(
+            f"skipped {len(query.skipped)} of {len(query.skipped) + len(query.frames)} files (unreadable, listed in "
+            "predictions.json and above); on_error=stop stops at the first instead"
+        )
     print(
         f"wrote {', '.join(p.name for p in written if p.parent == out)}"
         f"{' and st/*.png' if any(p.parent.name == 'st' for p in written) else ''} to {out}"

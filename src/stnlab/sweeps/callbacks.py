@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import TextIO
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from stnlab.noise import optuna_experimental
+
 
 def _retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with optuna_experimental():
         return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -20,16 +19,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import CategoricalDistribution
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
+from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
-from stnlab.tracking.run_identity import run_name
+from stnlab.tracking.run_identity import mark_modified, run_name
 
 
 def one_line(e: BaseException) -> str:
@@ -144,8 +143,7 @@ def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
 
 def requeue(trial: optuna.Trial) -> None:
     """Queue a copy of an interrupted trial (same params), as the heartbeat does for a dead worker's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with optuna_experimental():
         RetryHeartbeatStaleTrialCallback()(trial.study, _frozen(trial))
 
 
@@ -164,7 +162,8 @@ class Objective:
 
     def trial_config(self, number: int, params: dict[str, Any], rung: int = 0) -> DictConfig:
         spec = self.spec
-        cfg = compose_train(spec.overrides + self.overrides + overrides_of(spec.params, params), self.conf_dir)
+        overrides = spec.overrides + self.overrides + overrides_of(spec.params, params)
+        cfg = compose_train(overrides, self.conf_dir)
         sweep: dict[str, Any] = {"study": spec.study, "trial": number, "params": params, "rung": rung}
         with open_dict(cfg):
             if spec.fidelity is not None:
@@ -173,7 +172,9 @@ class Objective:
                     raise ConfigError(
                         f"fidelity.key={spec.fidelity.key} is {full!r} in the trial's config; it must be a positive integer"
                     )
-                OmegaConf.update(cfg, spec.fidelity.key, spec.fidelity.budget(full, rung), merge=False)
+                length = spec.fidelity.budget(full, rung)
+                OmegaConf.update(cfg, spec.fidelity.key, length, merge=False)
+                mark_modified(cfg, [*overrides, f"{spec.fidelity.key}={length}"])
                 sweep["full_length"] = full
             cfg.run_dir = str(spec.study_dir / f"trial_{number}")
             cfg.wandb.group = spec.study
@@ -190,8 +191,7 @@ class Objective:
             return
         trials = trial.study.get_trials(deepcopy=False)
         me = next(t for t in trials if t.number == trial.number)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with optuna_experimental():
             if RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None:
                 return  # a retry runs its own point again
         point = me.system_attrs.get("grid_id")

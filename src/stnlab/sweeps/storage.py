@@ -11,16 +11,16 @@ import importlib.util
 import inspect
 import random
 import time
-import warnings
 from pathlib import Path
 
 import optuna
 from hydra.utils import instantiate
-from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
+from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from stnlab.errors import ConfigError
+from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import constraints
 from stnlab.sweeps.spec import SweepSpec, target_class
 
@@ -66,8 +66,7 @@ def make_storage(
     hb = heartbeat or {}
     for attempt in range(_RACE_ATTEMPTS):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
+            with optuna_experimental():  # heartbeat and retry
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=hb["max_retry"]) if hb else None
                 return RDBStorage(
                     url,
@@ -102,8 +101,7 @@ def sampler_of(spec: SweepSpec) -> optuna.samplers.BaseSampler:
         and "constraints_func" in inspect.signature(target_class(spec.sampler["_target_"])).parameters
     ):
         extra["constraints_func"] = constraints  # configurations over the time limit are violations
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)  # constraints_func is "experimental"
+    with optuna_experimental():  # constraints_func
         return instantiate(spec.sampler, **extra)
 
 
@@ -126,7 +124,8 @@ def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:
                 f"{spec.direction}; use another study=NAME"
             ) from None
         return study
-    study.set_metric_names([spec.metric])  # the dashboard's axis: val/acc_best, not "Objective 0"
+    with optuna_experimental():
+        study.set_metric_names([spec.metric])  # the dashboard's axis: val/acc_best, not "Objective 0"
     for params in spec.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     return study
@@ -134,8 +133,7 @@ def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Mark trials of dead workers FAIL (and queue their retries) now, not only when the next trial starts."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with optuna_experimental():
         optuna.storages.fail_stale_trials(study)
 
 

@@ -53,8 +53,9 @@ class RunTimeEstimate(pl.Callback):
     """One log line, ``after_s`` seconds into training: how long an epoch and the whole run will take on this
     machine at the speed measured so far, and how to get a shorter run. Validation time is not included."""
 
-    def __init__(self, after_s: float = 30.0, min_batches: int = 5):
+    def __init__(self, after_s: float = 30.0, min_batches: int = 5, experiment: str | None = None):
         self.after_s, self.min_batches = after_s, min_batches
+        self.shorter = shorter_runs(experiment)
         self.start: float | None = None
         self.batches = 0
         self.done = False
@@ -80,9 +81,17 @@ class RunTimeEstimate(pl.Callback):
         total = f", about {total_min:.{0 if total_min >= 10 else 1}f} min for {epochs} epochs" if epochs else ""
         rate = self.batches * len(batch[1]) * trainer.world_size / elapsed
         log.info(
-            "speed: %.0f img/s here, about %.1f min per epoch (training only)%s; shorter runs: "
-            "trainer.max_epochs=N, debug=limit, or experiment=compact (~15 min on 2 CPU cores)",
+            "speed: %.0f img/s here, about %.1f min per epoch (training only)%s; %s",
             rate,
             epoch_min,
             total,
+            self.shorter,
         )
+
+
+def shorter_runs(experiment: str | None) -> str:
+    """The speed line's advice; the CPU recipe is suggested only to runs that are not already it."""
+    ways = ["trainer.max_epochs=N", "debug=limit"]
+    if experiment != "compact":
+        ways.append("experiment=compact (~15 min on 2 CPU cores)")
+    return "shorter runs: " + ", ".join(ways[:-1]) + ", or " + ways[-1]

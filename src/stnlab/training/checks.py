@@ -31,6 +31,7 @@ RUN_METRICS = (
     "perf/train_img_per_cpu_s",
     "data/train_images",
     "data/val_images",
+    "data/test_images",
 )
 # What STNModule logs at the end of every validation epoch: what a sweep's pruner (`monitor`) can see there.
 VAL_EPOCH_METRICS = ("val/acc", "val/loss", "val/acc_best", "val/acc_weighted", "val/acc_weighted_best")

@@ -14,10 +14,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, We
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.noise import silence_known_noise
 from stnlab.run_dirs import check_run_dir_free, holds_run, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
-from stnlab.tracking.run_identity import identity_of, logged_config
+from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochThroughput, RunTimeEstimate
 from stnlab.training.checks import build, no_validation, sense, validate
@@ -35,7 +36,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     resume checkpoint, the data (downloaded, decoded and cached). A run stopped there leaves no run folder
     (Hydra's, holding only its .hydra/, is removed) and no W&B run."""
     _join_multirun_group(cfg)
+    _modified_by_the_command_line(cfg)
     _one_line_per_log_record()
+    silence_known_noise()
     resolved: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     hydra = _hydra_config()
     hydra_dir = Path(hydra.runtime.output_dir) if hydra is not None else None  # made by Hydra before train()
@@ -103,6 +106,14 @@ def _join_multirun_group(cfg: DictConfig) -> None:
         cfg.wandb.group = "multirun-" + "_".join(Path(hydra.sweep.dir).parts[-2:])
 
 
+def _modified_by_the_command_line(cfg: DictConfig) -> None:
+    """``identity.modified`` of a ``train.py`` run, from its command line (configs made by
+    :func:`stnlab.config.compose_train`, such as sweep trials', have it already)."""
+    hydra = _hydra_config()
+    if hydra is not None and cfg.get("identity") is not None and cfg.identity.get("modified") is None:
+        mark_modified(cfg, list(hydra.overrides.task))
+
+
 def make_loggers(resolved: dict, run_dir: Path) -> list:
     """The ``logger`` group's loggers, each completed with ``save_dir=<run dir>`` and given the flat config once
     (W&B's run config, the CSV log's hparams.yaml)."""
@@ -113,8 +124,11 @@ def make_loggers(resolved: dict, run_dir: Path) -> list:
         factory = build(node, f"logger.{name}")
         logger = factory(save_dir=str(run_dir)) if factory is not None else None
         if logger is not None:
-            logger.log_hyperparams(config)
             loggers.append(logger)
+    for wandb_logger in _wandb_loggers(loggers):  # the mode it runs in, not the null that means "the default"
+        config["wandb.mode"] = "offline" if wandb_logger.experiment.offline else "online"  # W&B says "dryrun"
+    for logger in loggers:
+        logger.log_hyperparams(config)
     return loggers
 
 
@@ -217,7 +231,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
             )
         )
     throughput = EpochThroughput()
-    callbacks = [checkpoint, *step_checkpoints, throughput, RunTimeEstimate()] + [
+    estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
+    callbacks = [checkpoint, *step_checkpoints, throughput, estimate] + [
         build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
     ]
     if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
@@ -258,6 +273,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
+        if "data/test_images" in metrics:
+            metrics["data/test_images"] = round(metrics["data/test_images"])
     metrics["time/fit_s"] = fit_seconds
     for key, split in (("data/train_images", datamodule.train), ("data/val_images", datamodule.val)):
         if split is not None:
@@ -299,14 +316,15 @@ def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: 
     else:
         why = "no test labels" if not has_test else "test=false" if not test else "the test stage did not run"
         parts.append(f"test/acc - ({why})")
-    if not gtsrb:
-        parts.append("no Δ vs 99.46 (not GTSRB)")
-    elif metrics.get("test/acc") is not None:
-        parts.append(f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['test/acc'] - IDSIA_COMMITTEE_ACC:+.2f} pts (test)")
-    elif metrics.get("val/acc_best") is not None:
-        parts.append(
-            f"Δ vs {IDSIA_COMMITTEE_ACC} {100 * metrics['val/acc_best'] - IDSIA_COMMITTEE_ACC:+.2f} pts "
-            f"(val: {'test=false' if has_test else 'no test labels'})"
-        )
+    parts.append(_delta_part(metrics, gtsrb))
     parts.append(f"fit {metrics['time/fit_s'] / 60:.1f} min")
     return " | ".join(parts)
+
+
+def _delta_part(metrics: dict[str, Any], gtsrb: bool) -> str:
+    if not gtsrb:
+        return f"no Δ vs {IDSIA_COMMITTEE_ACC} (not GTSRB)"
+    delta, on = committee_delta(metrics)
+    if delta is None:
+        return f"no Δ vs {IDSIA_COMMITTEE_ACC} ({on})"
+    return f"Δ vs {IDSIA_COMMITTEE_ACC} {delta:+.2f} pts ({'test' if on == 'test' else 'val: no test result'})"
