@@ -25,6 +25,7 @@ def compare(cfg: DictConfig) -> None:
     from stnlab.cli import checks
     from stnlab.errors import ConfigError
     from stnlab.evaluation.compare import (
+        CURVES,
         WIDTH,
         X_AXES,
         all_gtsrb,
@@ -40,10 +41,14 @@ def compare(cfg: DictConfig) -> None:
     if values["order"] not in ("asc", "desc"):
         raise ConfigError(f"order={values['order']} must be asc or desc")
     checks.one_of("x", values["x"], X_AXES)
+    checks.one_of("curve", values["curve"], CURVES)
     targets = checks.words("runs", values["runs"])
     outputs = Path(values["outputs"])
     runs = read_runs(
-        find_runs(targets, outputs), values["x"], include_debug=checks.boolean("include_debug", values["include_debug"])
+        find_runs(targets, outputs),
+        values["x"],
+        include_debug=checks.boolean("include_debug", values["include_debug"]),
+        curve=values["curve"],
     )
     every_key = checks.boolean("all", values["all"])
     rows, columns = table(runs, str(values["sort"]), ascending=values["order"] == "asc", every_key=every_key)
@@ -52,8 +57,11 @@ def compare(cfg: DictConfig) -> None:
     out = Path(values["out"]) if values["out"] else (outputs / "sweeps" / targets[0] if sweep else outputs / "compare")
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(f"# {len(rows)} runs, sorted by {values['sort']} ({values['order']})\n\n{text}\n")
-    name = f"compare_val_acc{'_minutes' if values['x'] == 'minutes' else ''}.png"
-    png = plot_val_curves(curves(runs, rows), out / name, x=values["x"], committee=all_gtsrb(runs))
+    stem = values["curve"].replace("/", "_")
+    name = f"compare_{stem}{'_minutes' if values['x'] == 'minutes' else ''}.png"
+    png = plot_val_curves(
+        curves(runs, rows), out / name, x=values["x"], committee=all_gtsrb(runs), metric=values["curve"]
+    )
     print(text)
     print(f"\nwrote {out / 'compare.md'}, {png}")
 

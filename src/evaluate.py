@@ -31,7 +31,31 @@ def options(cfg: DictConfig) -> dict:
         ckpt=str(values["ckpt"]),
         max_errors=checks.non_negative_int("max_errors", values["max_errors"]),
         top_pairs=checks.non_negative_int("top_pairs", values["top_pairs"]),
+        curve=checks.boolean("curve", values["curve"]),
     )
+
+
+def curve(values: dict) -> None:
+    """``curve=true``: every epoch checkpoint of the run scored on the split, against the run's wall minutes."""
+    from stnlab import IDSIA_COMMITTEE_ACC
+    from stnlab.evaluation.curve import first_passing, score_epochs, write_curve
+    from stnlab.run_dirs import run_dir_of_checkpoint
+
+    ckpt = Path(values["ckpt"])
+    run_dir = ckpt if (ckpt / "checkpoints").is_dir() else run_dir_of_checkpoint(ckpt)
+    split = values["split"]
+    points = score_epochs(run_dir, split, values["data"], values["batch_size"], str(values["device"]))
+    path = write_curve(points, Path(values["out"] or run_dir / "eval") / f"{split}_curve.csv", split)
+    for p in points:
+        at = "" if p.minutes is None else f" at {p.minutes:.1f} min"
+        print(f"{split}: epoch {p.epoch}{at}: accuracy {100 * p.accuracy:.2f}%")
+    passed = first_passing(points, IDSIA_COMMITTEE_ACC / 100)
+    if passed is None:
+        print(f"{split} accuracy never reached the committee's {IDSIA_COMMITTEE_ACC}%")
+    else:
+        at = "" if passed.minutes is None else f", {passed.minutes:.1f} wall minutes"
+        print(f"{split} accuracy first reached {IDSIA_COMMITTEE_ACC}% after epoch {passed.epoch}{at}")
+    print(f"wrote {path}")
 
 
 def resampled(groups: int, report) -> str:
@@ -45,6 +69,8 @@ def evaluate(cfg: DictConfig) -> None:
 
     values = options(cfg)
     logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
+    if values["curve"]:
+        return curve(values)
     from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 
     report, paths = evaluate_checkpoint(

@@ -353,3 +353,35 @@ def test_evaluate_bad_checkpoint_files_and_values_are_one_line(case, argv, messa
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stnlab: error:") and message.replace("FILE", str(path)) in err and len(err.splitlines()) == 1
+
+
+def test_curve_scores_every_epoch_checkpoint_against_the_runs_wall_minutes(tiny_overrides, tmp_path, capsys):
+    """checkpoint.every_epoch=true keeps one checkpoint per epoch; evaluate.py curve=true scores each on the test set
+    (the run itself never does) and compare.py curve=test/acc draws them against wall minutes."""
+    import csv
+
+    from conftest import compose, run_app
+    from stnlab.training.run import train
+
+    run = tmp_path / "run"
+    train(
+        compose(
+            tiny_overrides
+            + ["model=compact_no_st", "trainer.max_epochs=3", "checkpoint.every_epoch=true", "test=false"]
+        )
+    )
+    assert sorted(p.name for p in (run / "checkpoints" / "epochs").glob("*.ckpt")) == [
+        "epoch-00.ckpt",
+        "epoch-01.ckpt",
+        "epoch-02.ckpt",
+    ]
+    run_app("evaluate", [f"ckpt={run}", "curve=true", "device=cpu"])
+    out = capsys.readouterr().out
+    with (run / "eval" / "test_curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"] and all(0 <= float(r["test/acc"]) <= 1 for r in rows)
+    minutes = [float(r["time/elapsed_min"]) for r in rows]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert out.count("test: epoch ") == 3 and ("first reached 99.46%" in out or "never reached" in out)
+    run_app("compare", [f"runs=[{run}]", "x=minutes", "curve=test/acc", f"out={tmp_path / 'cmp'}"])
+    assert (tmp_path / "cmp" / "compare_test_acc_minutes.png").stat().st_size > 1000

@@ -24,9 +24,13 @@ RUN_MARKERS = ("metrics.json", "checkpoints", "csv")
 
 
 def run_dir_of_checkpoint(ckpt: Path | str) -> Path:
-    """The run folder of ``<run_dir>/checkpoints/x.ckpt``; for a checkpoint kept elsewhere, its own folder."""
+    """The run folder of ``<run_dir>/checkpoints/x.ckpt`` (or ``checkpoints/epochs/x.ckpt``); for a checkpoint
+    kept elsewhere, its own folder."""
     path = Path(ckpt).expanduser()
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    for folder in (path.parent, path.parent.parent):
+        if folder.name == "checkpoints":
+            return folder.parent
+    return path.parent
 
 
 def run_dir_of(cfg: Any) -> Path:

@@ -143,17 +143,25 @@ def _modified_from_overrides(run_dir: Path, config: dict[str, Any]) -> dict[str,
 
 
 X_AXES = ("epoch", "minutes")
+# The per-epoch accuracies compare.py can draw: validation from the CSV log, test from evaluate.py curve=true.
+CURVES = ("val/acc", "val/acc_weighted", "test/acc")
 
 
 def read_curve(
     run_dir: Path, x: str = "epoch", fit_s: float | None = None, metric: str = "val/acc"
 ) -> list[tuple[float, float]]:
-    """``[(x, metric), ...]`` from the CSV log (one point per validation; ``metric`` defaults to val/acc).
+    """``[(x, metric), ...]`` from the CSV log (one point per validation; ``metric`` defaults to val/acc), or for a
+    ``test/...`` metric from ``eval/test_curve.csv`` (``evaluate.py curve=true``: every epoch's checkpoint scored).
 
     ``x="minutes"``: wall minutes since fit started at the end of that epoch (``time/elapsed_min``);
     runs logged before that column existed spread ``fit_s`` evenly over their epochs instead.
     """
-    path = run_dir / "csv" / "metrics.csv"
+    split = metric.split("/")[0]
+    path = (
+        run_dir
+        / ("eval" if split in ("test", "train") else "csv")
+        / (f"{split}_curve.csv" if split in ("test", "train") else "metrics.csv")
+    )
     if not path.is_file():
         return []
     with path.open(newline="") as f:
@@ -170,21 +178,23 @@ def read_curve(
     return []
 
 
-def read_run(run_dir: Path, x: str = "epoch") -> Run:
+def read_run(run_dir: Path, x: str = "epoch", curve: str = "val/acc") -> Run:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if not isinstance(metrics, dict):
         raise ValueError("not a JSON object")
-    return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir, x, metrics.get("time/fit_s")))
+    return Run(run_dir, read_config(run_dir), metrics, read_curve(run_dir, x, metrics.get("time/fit_s"), curve))
 
 
-def read_runs(paths: Sequence[Path], x: str = "epoch", include_debug: bool = False) -> list[Run]:
+def read_runs(
+    paths: Sequence[Path], x: str = "epoch", include_debug: bool = False, curve: str = "val/acc"
+) -> list[Run]:
     """Every readable run of ``paths``; one that is not (a ``metrics.json`` being written or cut short, a
     corrupt CSV log) is skipped with a warning rather than failing the whole table; debug runs are left out
     unless ``include_debug``."""
     runs = []
     for path in paths:
         try:
-            runs.append(read_run(path, x))
+            runs.append(read_run(path, x, curve))
         except (
             OSError,
             ValueError,

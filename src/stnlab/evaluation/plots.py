@@ -133,7 +133,10 @@ def plot_robustness(
 
 
 def val_curves_figure(
-    curves: Mapping[str, Sequence[tuple[float, float]]], x: str = "epoch", committee: bool = True
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    x: str = "epoch",
+    committee: bool = True,
+    metric: str = "val/acc",
 ) -> Figure:
     """``curves[run] = [(x, val_acc), ...]``; ``x`` is ``epoch`` (Lightning's, from 0: drawn as epochs done) or
     ``minutes`` (wall minutes of training, validation included). ``committee``: the IDSIA committee's test
@@ -157,10 +160,12 @@ def val_curves_figure(
     if x == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epochs trained" if x == "epoch" else "wall minutes (training + validation)")
-    ax.set_ylabel("validation accuracy (%)")
+    what = CURVE_NAMES.get(metric, metric)
+    ax.set_ylabel(f"{what} (%)")
     runs = sum(1 for p in curves.values() if p)
     ax.set_title(
-        f"Validation accuracy of {runs} run{'s' if runs != 1 else ''}, per {'epoch' if x == 'epoch' else 'wall minute'}"
+        f"{what[0].upper()}{what[1:]} of {runs} run{'s' if runs != 1 else ''}, "
+        f"per {'epoch' if x == 'epoch' else 'wall minute'}"
     )
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -169,6 +174,17 @@ def val_curves_figure(
 
 
 def plot_val_curves(
-    curves: Mapping[str, Sequence[tuple[float, float]]], path: Path | str, x: str = "epoch", committee: bool = True
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: Path | str,
+    x: str = "epoch",
+    committee: bool = True,
+    metric: str = "val/acc",
 ) -> Path:
-    return _save(val_curves_figure(curves, x, committee), path)
+    return _save(val_curves_figure(curves, x, committee, metric), path)
+
+
+CURVE_NAMES = {
+    "val/acc": "validation accuracy",
+    "val/acc_weighted": "validation accuracy at the training class mix",
+    "test/acc": "test accuracy (official test set, every epoch's checkpoint)",
+}

@@ -1,0 +1,100 @@
+"""Accuracy against wall minutes, scored after the run: every epoch's checkpoint of a run on one split.
+
+A run with ``checkpoint.every_epoch=true`` keeps ``checkpoints/epochs/epoch-NN.ckpt``; its CSV log holds the wall
+minutes at the end of each epoch (``time/elapsed_min``). Scoring the checkpoints afterwards gives the
+time-to-accuracy curve of the test set without slowing the run itself, and without the run ever looking at
+the test set: the curve is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stnlab.checkpoints import CheckpointError, data_config, load_module, load_split
+
+EPOCH = re.compile(r"epoch-(\d+)\.ckpt$")
+
+
+@dataclass(frozen=True)
+class Point:
+    epoch: int  # epochs trained (1 after the first)
+    minutes: float | None  # wall minutes since fit started, at the end of that epoch (validation included)
+    accuracy: float
+
+
+def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(epochs trained, file) of ``checkpoints/epochs/epoch-NN.ckpt``, in order."""
+    folder = run_dir / "checkpoints" / "epochs"
+    found = sorted((int(m.group(1)) + 1, p) for p in folder.glob("epoch-*.ckpt") if (m := EPOCH.search(p.name)))
+    if not found:
+        raise CheckpointError(
+            f"{folder} holds no epoch checkpoints; train with checkpoint.every_epoch=true for a curve"
+        )
+    return found
+
+
+def elapsed_minutes(run_dir: Path) -> dict[int, float]:
+    """Epochs trained -> wall minutes at the end of that epoch, from the run's CSV log."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {
+            int(float(r["epoch"])) + 1: float(r["time/elapsed_min"])
+            for r in csv.DictReader(f)
+            if r.get("time/elapsed_min")
+        }
+
+
+@torch.no_grad()
+def accuracy(module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        logits = module(images[i : i + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == labels[i : i + batch_size]).sum())
+    return correct / max(len(labels), 1)
+
+
+def score_epochs(
+    run_dir: Path, split: str = "test", data: dict | None = None, batch_size: int = 1000, device: str = "cpu"
+) -> list[Point]:
+    """Every epoch checkpoint of ``run_dir`` scored on ``split`` of the run's own data."""
+    checkpoints = epoch_checkpoints(run_dir)
+    minutes = elapsed_minutes(run_dir)
+    points, images = [], None
+    for epoch, path in checkpoints:
+        module = load_module(path, device)
+        if images is None:  # every epoch's checkpoint holds the same data config
+            images = load_split(data_config(module.cfg, data), split)
+        points.append(
+            Point(
+                epoch,
+                minutes.get(epoch),
+                accuracy(module, images.images, images.labels, batch_size, torch.device(device)),
+            )
+        )
+    return points
+
+
+def write_curve(points: list[Point], path: Path, split: str) -> Path:
+    """``epoch, time/elapsed_min, <split>/acc`` rows (``compare.py curve=<split>/acc`` draws them), written whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "time/elapsed_min", f"{split}/acc"])
+        for p in points:
+            writer.writerow([p.epoch - 1, "" if p.minutes is None else f"{p.minutes:.4f}", f"{p.accuracy:.6f}"])
+    os.replace(tmp, path)
+    return path
+
+
+def first_passing(points: list[Point], threshold: float) -> Point | None:
+    """The first epoch whose accuracy reaches ``threshold`` (a fraction)."""
+    return next((p for p in points if p.accuracy >= threshold), None)
