@@ -590,7 +590,7 @@ def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     assert res.stderr.strip().splitlines() == [
         "stnlab: error: metric=val/acc_bets is not a number a run reports; use one of "
         "val/acc_best, val/acc_weighted_best, val/acc_weighted, val/acc, test/acc, test/loss, test/f1_macro, "
-        "time/fit_s, model/params, perf/train_img_per_s, data/train_images, data/val_images, data/test_images"
+        "time/fit_s, model/params, perf/train_img_per_s, perf/train_img_per_cpu_s, data/train_images, data/val_images, data/test_images"
     ]
     assert not (tmp_path / "sweeps").exists()
 

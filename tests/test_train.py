@@ -186,14 +186,17 @@ def test_val_acc_weighted_is_validation_accuracy_weighted_by_training_class_freq
 
 def test_a_run_without_validation_checkpoints_its_last_epoch_and_says_so(tiny_overrides, tmp_path, caplog):
     """A refit on every training image (data.val_tracks_per_class=0) has nothing to select on: the last epoch is the
-    checkpoint the test scores, and no validation metric is monitored."""
+    checkpoint the test scores, and no validation metric is monitored. Every epoch's weights can be kept beside it
+    (checkpoint.every_epoch, for a time-to-accuracy curve) without the two checkpoint callbacks colliding."""
     import logging
 
     caplog.set_level(logging.INFO)
     overrides = tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=3", "data.val_tracks_per_class=0"]
-    metrics = train(compose(overrides))
+    metrics = train(compose(overrides + ["checkpoint.every_epoch=true"]))
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     assert ckpts == ["epoch-02.ckpt", "last.ckpt"]
+    epochs = sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "epochs").glob("*.ckpt"))
+    assert epochs == ["epoch-00.ckpt", "epoch-01.ckpt", "epoch-02.ckpt"]
     assert metrics["best_checkpoint"].endswith("epoch-02.ckpt") and "test/acc" in metrics
     assert not any(k.startswith("val/") for k in metrics) and metrics["data/val_images"] == 0
     assert "no validation split: checkpointing the last epoch" in caplog.text

@@ -21,7 +21,8 @@ from stnlab.tracking.run_identity import run_name, run_tags
 
 log = logging.getLogger(__name__)
 
-SUMMARY_MAX = ("val/acc", "val/acc_best", "test/acc")
+# Per-epoch curves whose summary is their best epoch (val/acc_best is already a running maximum).
+SUMMARY_MAX = ("val/acc", "val/acc_weighted")
 
 
 def _has_credentials() -> bool:
@@ -184,7 +185,7 @@ def write_summary(logger, metrics: dict[str, float], baseline: bool = True) -> N
     summary = logger.experiment.summary
     for k, v in metrics.items():
         # The history's maximum stays the summary of a key defined so (SUMMARY_MAX); the last value goes beside it.
-        summary[f"{k}_last" if k in SUMMARY_MAX and k.startswith("val/") else k] = v
+        summary[f"{k}_last" if k in SUMMARY_MAX else k] = v
     delta, on = committee_delta(metrics)
     if delta is not None and baseline:
         summary["baseline/delta_vs_idsia"] = delta

@@ -6,8 +6,29 @@ import logging
 import time
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 log = logging.getLogger(__name__)
+
+
+class EpochCheckpoints(ModelCheckpoint):
+    """Keeps every epoch's weights (``checkpoint.every_epoch``) beside the run's own checkpoint, which in a run
+    without validation is also unmonitored: Lightning keys a checkpoint callback's state by its monitor and
+    cadence, so the two would collide without a key of their own."""
+
+    def __init__(self, dirpath: str) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="epoch-{epoch:02d}",
+            monitor=None,
+            save_top_k=-1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(every_epoch=True)
 
 
 class EpochThroughput(pl.Callback):

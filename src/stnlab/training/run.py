@@ -20,7 +20,7 @@ from stnlab.run_dirs import check_run_dir_free, holds_run, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
-from stnlab.training.callbacks import EpochThroughput, RunTimeEstimate
+from stnlab.training.callbacks import EpochCheckpoints, EpochThroughput, RunTimeEstimate
 from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.module import build_module
 from stnlab.training.resume import check_compatible, resolve_resume
@@ -220,16 +220,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         else []
     )
     if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
-        step_checkpoints.append(
-            ModelCheckpoint(
-                dirpath=str(run_dir / "checkpoints" / "epochs"),
-                filename="epoch-{epoch:02d}",
-                monitor=None,
-                save_top_k=-1,
-                auto_insert_metric_name=False,
-                enable_version_counter=False,
-            )
-        )
+        step_checkpoints.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
     throughput = EpochThroughput()
     estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
     callbacks = [checkpoint, *step_checkpoints, throughput, estimate] + [
