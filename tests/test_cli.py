@@ -10,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, run_script
 from stnlab.cli import checks
 from stnlab.cli.help import help_text, read
 from stnlab.errors import ConfigError
@@ -105,3 +105,21 @@ def test_value_checks():
         "disabled",
     ]
     assert checks.text([0, float("nan"), True, None]) == "[0,nan,true,null]"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["experiment=compct"],
+            "Could not find 'experiment/compct'; Available options in 'experiment': arcos_three_st",
+        ),
+        (["debug=limt"], "Could not find 'debug/limt'; Available options in 'debug': fdr, limit"),
+    ],
+)
+def test_a_misspelt_optional_group_choice_is_one_line_naming_the_choices(argv, message, tmp_path):
+    """experiment= and debug= default to none; a typo must not compose the default run and start hours of training."""
+    res = run_script("train.py", *argv, f"data.mirror={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr[-2000:]
+    assert res.stderr.startswith("stnlab: error: In 'train': " + message)
+    assert list(tmp_path.iterdir()) == []
