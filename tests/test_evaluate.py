@@ -259,8 +259,8 @@ def test_data_overrides_must_keep_the_model_size():
 @pytest.mark.parametrize(
     "case, argv, message",
     [
-        ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (UnpicklingError"),
-        ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+        ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (not a PyTorch checkpoint file)"),
+        ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (not a PyTorch checkpoint file)"),
         ("torch_file", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
         ("none", ["ckpt=x.ckpt", "batch_size=0"], "batch_size=0: expected a positive integer"),
         ("none", ["ckpt=x.ckpt", "batch_size=-3"], "batch_size=-3: expected a positive integer"),

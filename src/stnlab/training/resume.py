@@ -111,13 +111,13 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def check_compatible(ckpt: Path, cfg: dict) -> None:
     """Raise ConfigError when the checkpoint's network config differs from ``cfg``'s (its weights would not fit)."""
-    import torch
+    from stnlab.checkpoints import load_checkpoint_file, load_failure
 
     try:
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+        saved = load_checkpoint_file(ckpt, mmap=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace
         raise ConfigError(
-            f"resume: cannot read checkpoint {ckpt} ({type(e).__name__}: {e}); resume from another "
+            f"resume: cannot read checkpoint {ckpt} ({load_failure(ckpt, e)}); resume from another "
             "checkpoint or drop resume= to start afresh"
         ) from None
     if not isinstance(saved, dict) or "state_dict" not in saved or "epoch" not in saved:
