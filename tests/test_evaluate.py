@@ -287,3 +287,16 @@ def test_evaluate_bad_checkpoint_files_and_values_are_one_line(case, argv, messa
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stnlab: error:") and message.replace("FILE", str(path)) in err and len(err.splitlines()) == 1
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(short_runs, tmp_path, capsys):
+    metrics = json.loads((short_runs["run_b"] / "metrics.json").read_text())
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        run_app("evaluate", [f"ckpt={metrics['best_checkpoint']}", "split=val", f"out={tmp_path / 'notes.txt'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == f"stnlab: error: cannot write into {tmp_path / 'notes.txt'} (File exists); pass out= a writable folder"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"

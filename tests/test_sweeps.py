@@ -629,3 +629,15 @@ def test_report_rows_of_other_data_have_no_committee_delta():
     assert Row({"optim.lr": 0.1}, values=[0.9], tests=[0.8], gtsrb=False).delta("val/acc_best") == (None, "")
     delta, on = Row({"optim.lr": 0.1}, values=[0.9], tests=[0.8]).delta("val/acc_best")
     assert on == "test" and delta == pytest.approx(80 - 99.46)
+
+
+# --- study integrity, storage paths, Ctrl-C (issue 23) -------------------------------------------------------------
+
+
+def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    spec = write_spec(tmp_path, "nowhere", n_trials=1, pruner="none", overrides=FAST, params=GOOD_PARAMS)
+    storage = f"sqlite:///{tmp_path / 'notes.txt' / 'optuna.db'}"
+    with pytest.raises(ConfigError, match=rf"cannot make the folder {tmp_path / 'notes.txt'} of the study storage"):
+        main([f"sweep={spec}", f"storage={storage}", *sweep_args])
+    assert (tmp_path / "notes.txt").read_text() == "mine"

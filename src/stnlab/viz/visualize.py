@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab.checkpoints import data_config, load_module, load_split
 from stnlab.errors import ConfigError, StnlabError
+from stnlab.evaluation.files import writing_into
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.viz.panels import panel, panel_grid
 from stnlab.viz.trace import trace_sts
@@ -43,18 +44,18 @@ def visualize(cfg: DictConfig) -> list[Path]:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     images = load_images(module, data_cfg, cfg.split, int(cfg.n))
     out = Path(cfg.out) if cfg.get("out") else run_dir_of_checkpoint(ckpt) / "visualize"
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for view in trace_sts(module, images):
-        path = out / f"{view.name}.png"
-        panel_grid(view, int(cfg.cols), int(cfg.scale)).save(path)
-        written.append(path)
-        if cfg.get("per_image"):
-            (out / view.name).mkdir(exist_ok=True)
-            for i in range(len(images)):
-                p = out / view.name / f"{i:03d}.png"
-                panel(view, i, int(cfg.scale)).save(p)
-                written.append(p)
+    with writing_into(out):
+        for view in trace_sts(module, images):
+            path = out / f"{view.name}.png"
+            panel_grid(view, int(cfg.cols), int(cfg.scale)).save(path)
+            written.append(path)
+            if cfg.get("per_image"):
+                (out / view.name).mkdir(exist_ok=True)
+                for i in range(len(images)):
+                    p = out / view.name / f"{i:03d}.png"
+                    panel(view, i, int(cfg.scale)).save(p)
+                    written.append(p)
     log.info("wrote %d panel file(s) to %s", len(written), out)
     print("\n".join(str(p) for p in written if p.parent == out))
     return written
