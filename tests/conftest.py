@@ -125,3 +125,24 @@ def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, time
         text=True,
         timeout=timeout,
     )
+
+
+def _released_together(fn, arg, barrier, results) -> None:
+    barrier.wait()
+    results.put(fn(arg))
+
+
+def at_once(fn, arg, processes: int) -> set:
+    """``fn(arg)`` in ``processes`` forked processes released at the same instant (``fn`` at module level); the set
+    of what they returned."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_released_together, args=(fn, arg, barrier, results)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    out = {results.get(timeout=30) for _ in procs}
+    for p in procs:
+        p.join(10)
+    return out

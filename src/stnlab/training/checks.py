@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+from datetime import timedelta
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -139,6 +140,12 @@ def check_budget(cfg: dict) -> None:
                 f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
                 f"set trainer.{key} >= 1 (-1: no limit)"
             )
+    max_time = trainer.get("max_time")
+    if max_time is not None and _seconds(max_time) <= 0:
+        raise ConfigError(
+            f"trainer.max_time={max_time} trains nothing: the test would measure untrained weights; "
+            "set it to DD:HH:MM:SS above zero, or null for no limit"
+        )
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         v = trainer.get(key)
         if v is None:
@@ -161,6 +168,19 @@ def check_budget(cfg: dict) -> None:
             f"checkpoint.monitor={monitor} is not logged at the end of validation epochs; "
             f"use one of {', '.join(VAL_EPOCH_METRICS)}"
         )
+
+
+def _seconds(max_time: Any) -> float:
+    """``trainer.max_time`` (``DD:HH:MM:SS`` or ``{days: .., hours: ..}``, as Lightning takes it) in seconds."""
+    try:
+        if isinstance(max_time, dict):
+            return float(timedelta(**{k: float(v) for k, v in max_time.items()}).total_seconds())
+        days, hours, minutes, seconds = (float(part) for part in str(max_time).split(":"))
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"trainer.max_time={max_time} is not a duration; write DD:HH:MM:SS (00:12:00:00 is 12 hours) or null"
+        ) from None
 
 
 def no_validation(cfg: dict) -> list[str]:
