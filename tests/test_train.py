@@ -332,6 +332,27 @@ def test_new_training_settings_on_resume_are_refused(finished):
         train(compose([*overrides, "resume=last", f"run_dir={run_a}", "trainer.max_epochs=3", "optim.lr=0.1"]))
 
 
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 must be an integer >= 1"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 must be an integer >= 1"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
+        ("trainer.accelerator=tpu", "trainer.accelerator=tpu is not available on this machine"),
+        # One more than the cores (a larger count, unchecked, would start that many training processes).
+        (f"trainer.devices={(os.cpu_count() or 1) + 1}", "this machine has .* CPU cores; use at most"),
+        # Each DataLoader worker is a copy of the process: one over the bound (an unchecked 100000 exhausts memory).
+        (f"data.num_workers={4 * (os.cpu_count() or 1) + 1}", "CPU cores, and each worker is a copy of the training"),
+        ("model.backbone.widths=[-8,8,8]", r"model.backbone.widths=\[-8,8,8\] must be positive integers"),
+        ("module.label_smoothing=2", r"module.label_smoothing=2 must be in 0..1"),
+    ],
+)
+def test_values_that_would_crash_mid_run_are_one_line_before_any_work(override, problem, tiny_overrides, tmp_path):
+    with pytest.raises(ConfigError, match=problem):
+        train(compose(tiny_overrides + FAST + [override]))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
 def test_validation_interval_beyond_the_epoch_is_one_line(finished, tmp_path):
     overrides, _ = finished
     with pytest.raises(ConfigError, match=r"val_check_interval=1000 is beyond the epoch's 3 training batches"):
