@@ -479,7 +479,7 @@ def test_a_run_without_validation_says_so_and_completes(override, gtsrb_mirror, 
     with caplog.at_level(logging.WARNING, logger="stnlab"):
         metrics = train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", override, "trainer.max_epochs=1")))
     warned = [r.getMessage() for r in caplog.records if "no validation" in r.getMessage()]
-    assert len(warned) == 1 and override.split(".")[-1] in warned[0] and "last epoch's weights" in warned[0]
+    assert len(warned) == 1 and override.split(".")[-1] in warned[0] and "the last epoch is checkpointed" in warned[0]
     assert "val/acc_best" not in metrics and "test/acc" in metrics
     assert (tmp_path / "run" / "metrics.json").is_file()
 
