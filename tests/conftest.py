@@ -163,3 +163,24 @@ def load_study(tmp_path: Path, name: str):
     import optuna
 
     return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
+
+
+def _released_together(fn, arg, barrier, results) -> None:
+    barrier.wait()
+    results.put(fn(arg))
+
+
+def at_once(fn, arg, processes: int) -> set:
+    """``fn(arg)`` in ``processes`` forked processes released at the same instant (``fn`` at module level); the set
+    of what they returned."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_released_together, args=(fn, arg, barrier, results)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    out = {results.get(timeout=30) for _ in procs}
+    for p in procs:
+        p.join(10)
+    return out

@@ -135,3 +135,53 @@ def test_value_checks():
         "disabled",
     ]
     assert checks.text([0, float("nan"), True, None]) == "[0,nan,true,null]"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["experiment=compct"],
+            "Could not find 'experiment/compct'; Available options in 'experiment': arcos_three_st",
+        ),
+        (["debug=limt"], "Could not find 'debug/limt'; Available options in 'debug': fdr, limit"),
+    ],
+)
+def test_a_misspelt_optional_group_choice_is_one_line_naming_the_choices(argv, message, tmp_path):
+    """experiment= and debug= default to none; a typo must not compose the default run and start hours of training."""
+    res = run_script("train.py", *argv, f"data.mirror={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr[-2000:]
+    assert res.stderr.startswith("stnlab: error: In 'train': " + message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_multirun_goes_on_past_failed_jobs_lists_them_and_exits_non_zero(tiny_overrides, tmp_path):
+    """Job 1 fails with a user error (one line), job 2 with a traceback (a bug): job 3 still runs."""
+    train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
+    crash = "{_target_:test_reliability_runs.CrashAt,step:1}"
+    res = run_script(
+        "train.py",
+        "-m",
+        *train,
+        "model=no_st",
+        "model.backbone.widths=[8,8,8]",
+        "model.backbone.fc=16",
+        "data.image_size=16",
+        "trainer.max_epochs=1",
+        "wandb.mode=disabled",
+        "callbacks.test_report=null",
+        "hydra.sweep.dir=multirun",
+        "optim.lr=0.01,-1",
+        f"+callbacks.crash=null,{crash}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT / "tests")},
+    )
+    assert res.returncode == 1, res.stderr[-3000:]  # 1: a traceback among the failures (2 when all were user errors)
+    lines = res.stderr.strip().splitlines()
+    assert lines[-4:] == [
+        f"stnlab: failed: multirun job #1 (optim.lr=0.01 +callbacks.crash={crash}): Crash: injected crash after step 1",
+        "stnlab: failed: multirun job #2 (optim.lr=-1 +callbacks.crash=null): optim.lr=-1 must be positive (the reference uses 0.01)",
+        f"stnlab: failed: multirun job #3 (optim.lr=-1 +callbacks.crash={crash}): optim.lr=-1 must be positive (the reference uses 0.01)",
+        "stnlab: error: 3 of 4 multirun jobs failed (listed above)",
+    ]
+    assert (tmp_path / "multirun" / "0-no_st-affine-s1" / "metrics.json").is_file()  # the job that succeeded

@@ -9,7 +9,7 @@ import torch
 
 from stnlab.data import archives
 from stnlab.data.datamodule import GTSRBDataModule
-from stnlab.data.gtsrb import Row, Split, cached, parse_csv, read_train, scaled_roi, split_by_tracks
+from stnlab.data.gtsrb import Row, Split, cached, decode, parse_csv, read_train, scaled_roi, split_by_tracks
 from stnlab.data.normalize import InputNormalizer, channel_stats
 from stnlab.errors import DataError
 
@@ -50,6 +50,24 @@ def test_read_train_decodes_every_listed_image(gtsrb_mirror):
     # Cropped to the ROI, the class colour fills the image: class 0 is red.
     red = split.images[split.labels == 0].float().mean(dim=(0, 2, 3))
     assert red[0] > 150 and red[1] < 100
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    """A few hundred KB of PNG declaring 9000x9000 would take 243 MB once decoded: its header alone refuses it."""
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(png, format="PNG")
+    member = "GTSRB/Final_Training/Images/00000/00000_00000.png"
+    with zipfile.ZipFile(tmp_path / "train.zip", "w") as zf:
+        zf.writestr(member, png.getvalue())
+    with zipfile.ZipFile(tmp_path / "train.zip") as zf, pytest.raises(DataError) as e:
+        decode(zf, [Row(member, 9000, 9000, (0, 0, 8999, 8999), 0, 0)], 16, False, "train.zip")
+    assert str(e.value) == (
+        f"train.zip: unreadable image {member} (9000x9000 pixels, over the limit of 40 megapixels); replace the archive"
+    )
 
 
 def test_track_split_holds_out_whole_tracks():

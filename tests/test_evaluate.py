@@ -325,8 +325,8 @@ def test_data_overrides_must_keep_the_model_size():
 @pytest.mark.parametrize(
     "case, argv, message",
     [
-        ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (UnpicklingError"),
-        ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
+        ("text", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (not a PyTorch checkpoint file)"),
+        ("empty", ["ckpt=FILE"], "FILE is not an stnlab checkpoint (not a PyTorch checkpoint file)"),
         ("torch_file", ["ckpt=FILE"], "FILE is not an stnlab checkpoint ("),
         ("none", ["ckpt=x.ckpt", "batch_size=0"], "batch_size=0: expected a positive integer"),
         ("none", ["ckpt=x.ckpt", "batch_size=-3"], "batch_size=-3: expected a positive integer"),
@@ -385,3 +385,17 @@ def test_curve_scores_every_epoch_checkpoint_against_the_runs_wall_minutes(tiny_
     assert out.count("test: epoch ") == 3 and ("first reached 99.46%" in out or "never reached" in out)
     run_app("compare", [f"runs=[{run}]", "x=minutes", "curve=test/acc", f"out={tmp_path / 'cmp'}"])
     assert (tmp_path / "cmp" / "compare_test_acc_minutes.png").stat().st_size > 1000
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(short_runs, tmp_path, capsys):
+    metrics = json.loads((short_runs["run_b"] / "metrics.json").read_text())
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        run_app("evaluate", [f"ckpt={metrics['best_checkpoint']}", "split=val", f"out={tmp_path / 'notes.txt'}"])
+    assert exit_info.value.code == 2
+    # The last line: a log handler an earlier test of this process left on its closed capture may print above it.
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err == f"stnlab: error: cannot write into {tmp_path / 'notes.txt'} (File exists); pass out= a writable folder"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"

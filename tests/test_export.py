@@ -133,3 +133,61 @@ def test_bad_export_options(tmp_path):
         with pytest.raises(ConfigError, match=message):
             export(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]
+
+
+def _small_disk():
+    """In the child: writes past 64 kB fail with EFBIG, as on a full disk (or a quota)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "exported_program"])
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(fmt, tmp_path):
+    """torch's C++ file writer aborted the interpreter there (exit 134), leaving its .part behind."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    ckpt = save_checkpoint(untrained(TINY_TWO_ST), tmp_path / "m.ckpt")
+    out = tmp_path / "out" / f"m.{fmt}"
+    out.parent.mkdir()
+    env = dict(os.environ, WANDB_MODE="disabled")
+    env.pop("HYDRA_FULL_ERROR", None)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "export.py"), f"ckpt={ckpt}", f"format={fmt}", f"out={out}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_small_disk,
+    )
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"stnlab: error: cannot write {out} (File too large); pass out= a file in a writable folder with free space"
+    )
+    assert list(out.parent.iterdir()) == []
+
+
+def test_export_into_a_read_only_folder_is_one_line(tmp_path):
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from stnlab.query.export import ExportError
+    from stnlab.query.export_app import export
+
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    if os.access(folder, os.W_OK):  # root writes anywhere: sysfs refuses new files even to root
+        folder = Path("/sys")
+    ckpt = save_checkpoint(untrained(TINY_TWO_ST), tmp_path / "m.ckpt")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="export", overrides=[f"ckpt={ckpt}", "format=onnx", f"out={folder / 'm.onnx'}"])
+    with pytest.raises(ExportError, match=rf"cannot write {folder / 'm.onnx'} \((Permission denied|Read-only)"):
+        export(cfg)

@@ -225,3 +225,31 @@ def test_cli_prints_one_line_and_help_lists_keys(tmp_path):
     assert res.returncode == 0
     for key in ("ckpt=", "input=", "track=", "top_k=", "out=", "show_st=", "device=", "batch_size="):
         assert key in res.stdout
+
+
+def test_fifos_devices_and_oversized_images_are_refused_before_reading(ckpt, tmp_path):
+    """A FIFO would block the read forever and a device never end; an image is refused on its header's size,
+    before its pixels are decoded (a 9000x9000 PNG of a few hundred KB would take 243 MB)."""
+    os.mkfifo(tmp_path / "pipe.png")
+    Image.new("L", (9000, 9000)).save(tmp_path / "huge.png")
+    cases = [
+        (tmp_path / "pipe.png", f"input={tmp_path / 'pipe.png'} is not a regular file or folder"),
+        ("/dev/null", "input=/dev/null is not a regular file or folder"),
+        (tmp_path / "huge.png", "huge.png is 9000x9000 pixels, over the limit of 40 megapixels"),
+    ]
+    for source, message in cases:
+        with pytest.raises(InputError, match=message):
+            predict(_cfg(ckpt=ckpt, input=source, out=tmp_path / "out", device="cpu"))
+        assert not (tmp_path / "out").exists()
+    # A copy of every frame is kept at display_size: an unchecked 100000 would allocate 30 GB per frame.
+    with pytest.raises(StnlabError, match="display_size=1025: expected at most 1024 pixels"):
+        predict(_cfg(ckpt=ckpt, input=tmp_path / "huge.png", out=tmp_path / "out", device="cpu", display_size=1025))
+
+
+def test_top_k_beyond_the_checkpoints_classes_is_one_line(tmp_path):
+    three = save_checkpoint(untrained([*TINY_TWO_ST, "data.num_classes=3"]), tmp_path / "three.ckpt")
+    _image(40, 40).save(tmp_path / "sign.png")
+    with pytest.raises(StnlabError, match=rf"top_k=5 must be an integer in 1..3 \({three} tells 3 classes apart\)"):
+        predict(_cfg(ckpt=three, input=tmp_path / "sign.png", out=tmp_path / "out", device="cpu"))
+    payload = predict(_cfg(ckpt=three, input=tmp_path / "sign.png", out=tmp_path / "out", device="cpu", top_k=3))
+    assert sorted(g["class_id"] for g in payload["items"][0]["top"]) == [0, 1, 2]

@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from conftest import ROOT, compose, run_script
+from conftest import ROOT, at_once, compose, run_script
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.training.module import NonFiniteLossError, build_module
 from stnlab.training.run import train
@@ -382,25 +382,17 @@ def test_wandb_rejected_key_falls_back_to_offline(wandb_env, caplog, tmp_path):
 # --- run folders (issue 16, item 1) -------------------------------------------------------------------
 
 
-def _claim(default: str, barrier, results) -> None:
+def _claim(default: str) -> str:
     from stnlab.run_dirs import _run_dir_resolver
 
-    barrier.wait()
-    results.put(_run_dir_resolver(None, None, default))  # what hydra.run.dir resolves to in each process
+    return _run_dir_resolver(None, None, default)  # what hydra.run.dir resolves to in each process
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("processes", [2, 5])
 def test_runs_started_in_the_same_second_get_their_own_folders(processes, tmp_path):
-    ctx = mp.get_context("fork")
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
     default = str(tmp_path / "outputs" / "runs" / "2026-12-02" / "10-00-00-no_st")
-    procs = [ctx.Process(target=_claim, args=(default, barrier, results)) for _ in range(processes)]
-    for p in procs:
-        p.start()
-    dirs = {results.get(timeout=30) for _ in procs}
-    for p in procs:
-        p.join(10)
+    dirs = at_once(_claim, default, processes)
     assert dirs == {default} | {f"{default}-{k}" for k in range(2, processes + 1)}
     assert all(Path(d).is_dir() and not any(Path(d).iterdir()) for d in dirs)
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import requests
+import torch
 from PIL import Image
 
 from conftest import ROOT, TINY_TWO_ST
@@ -108,3 +109,49 @@ def test_round_trip_and_bad_uploads(server):
 
     again = requests.post(f"{server}/predict", files={"file": ("sign.ppm", good)}, timeout=30)
     assert again.status_code == 200 and again.json()["top"] == body["top"]
+
+
+def _hang_up_mid_upload(url: str) -> None:
+    """A client that announces a 100 kB upload, sends a little of it and disconnects."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.ppm"\r\n\r\n' + _ppm()[:20]
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 100000\r\n\r\n" + part
+        )
+        time.sleep(0.1)
+
+
+def test_oversized_images_and_hang_ups_cost_the_other_clients_nothing(server, tmp_path):
+    """Uploads declaring 81 megapixels (a few hundred kB each, 243 MB once decoded) are refused on their header
+    while sign-sized uploads go on being answered; a client hanging up is no traceback in the log."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    png = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(png, format="PNG")
+    huge, good = png.getvalue(), _ppm()
+
+    def post(data: bytes, name: str) -> requests.Response:
+        return requests.post(f"{server}/predict", files={"file": (name, data)}, timeout=60)
+
+    with ThreadPoolExecutor(16) as pool:
+        flood = [pool.submit(post, huge, "huge.png") for _ in range(12)]
+        normal = [pool.submit(post, good, "sign.ppm") for _ in range(6)]
+        refused, answered = [f.result() for f in flood], [f.result() for f in normal]
+    assert {r.status_code for r in answered} == {200}
+    assert {r.status_code for r in refused} == {400}
+    assert "is 9000x9000 pixels, over the limit of 40 megapixels" in refused[0].json()["detail"]
+    for _ in range(3):
+        _hang_up_mid_upload(server)
+    assert post(good, "sign.ppm").status_code == 200
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_top_k_beyond_the_checkpoints_classes_stops_serve_before_it_listens(tmp_path):
+    from stnlab.errors import ConfigError
+    from stnlab.query.server import build_server
+
+    three = save_checkpoint(untrained([*TINY_TWO_ST, "data.num_classes=3"]), tmp_path / "three.ckpt")
+    with pytest.raises(ConfigError, match=rf"top_k=5 must be an integer in 1..3 \({three} tells 3 classes apart\)"):
+        build_server(str(three), 5, 1.0, torch.device("cpu"))

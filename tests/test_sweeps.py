@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, FAST, ROOT, load_study, run_app, write_spec
+from conftest import CONF, FAST, ROOT, load_study, run_app, run_script, write_spec
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.errors import ConfigError
 from stnlab.sweeps import dashboard
@@ -604,3 +604,46 @@ def test_report_rows_of_other_data_have_no_committee_delta():
     # A smoke sweep's tests over part of the test set (trainer.limit_test_batches) claim nothing on test.
     partial = Row({"optim.lr": 0.1}, values=[0.9], tests=[0.8], full_test=False)
     assert partial.delta("val/acc_best") == (pytest.approx(90 - 99.46), "val")
+
+
+# --- study integrity, storage paths, Ctrl-C (issue 23) -------------------------------------------------------------
+
+
+def test_rerunning_a_study_with_another_metric_is_refused_naming_both(sweep_args, tmp_path):
+    """The old trials' values are val/acc_best: ranking them as test/acc would report wrong numbers."""
+    fields = {"n_trials": 1, "pruner": "none", "overrides": [*FAST, "wandb.mode=disabled"], "params": GOOD_PARAMS}
+    main([f"sweep={write_spec(tmp_path, 'kept', **fields)}", *sweep_args])  # one real trial, on val/acc_best
+    again = write_spec(tmp_path, "kept", **{**fields, "n_trials": 2, "metric": "test/acc"})
+    with pytest.raises(ConfigError) as err:
+        main([f"sweep={again}", *sweep_args])
+    assert str(err.value) == (
+        'study kept was started with metric="val/acc_best", this worker brings metric="test/acc"; run the '
+        "study's own spec, or use another study=NAME"
+    )
+    assert len(load_study(tmp_path, "kept").trials) == 1
+
+
+def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    spec = write_spec(tmp_path, "nowhere", n_trials=1, pruner="none", overrides=FAST, params=GOOD_PARAMS)
+    storage = f"sqlite:///{tmp_path / 'notes.txt' / 'optuna.db'}"
+    with pytest.raises(ConfigError, match=rf"cannot make the folder {tmp_path / 'notes.txt'} of the study storage"):
+        main([f"sweep={spec}", f"storage={storage}", *sweep_args])
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_stops_a_sweep_with_one_line_and_queues_its_trial_again(sweep_args, tmp_path):
+    """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/test_train.py's SignalAt)."""
+    spec = write_spec(
+        tmp_path, "ctrlc", n_trials=2, pruner="none", overrides=[*FAST, "wandb.mode=disabled"], params=GOOD_PARAMS
+    )
+    stop = "+callbacks.stop={_target_:test_train.SignalAt,step:2,signum:2}"
+    env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT / "tests")}
+    res = run_script("sweep.py", f"sweep={spec}", *sweep_args, stop, cwd=tmp_path, env=env)
+    assert res.returncode == 130, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        "[ctrlc] interrupted; the running trial is queued again: rerun the same command to resume"
+    )
+    states = [t.state for t in load_study(tmp_path, "ctrlc").trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING]

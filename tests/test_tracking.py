@@ -250,3 +250,30 @@ def test_sync_dry_run_lists_every_kind_and_skips_failed_and_debug(tiny_overrides
         "sync.py", "dry_run=true", "include_failed=true", "include_debug=true", "kinds=[train]", cwd=tmp_path
     )
     assert sum(ln.startswith("sync ") for ln in everything.stdout.splitlines()) == 3
+
+
+def test_sync_reports_a_corrupt_or_doubled_run_file_and_lists_the_others(tmp_path):
+    import shutil
+
+    from stnlab.tracking.wandb_logger import open_run
+
+    outputs = tmp_path / "outputs"
+    folders = {}
+    for name in ("good", "corrupt", "doubled"):
+        run = open_run({}, outputs / "robustness" / name, f"a-{name}", "robustness", {}, mode="offline")
+        run.finish()
+        (folders[name],) = (outputs / "robustness" / name).rglob("offline-run-*")
+    (corrupt,) = folders["corrupt"].glob("run-*.wandb")
+    corrupt.write_bytes(b"\0" * 4096)  # zeroed by a bad disk or copy
+    (doubled,) = folders["doubled"].glob("run-*.wandb")
+    shutil.copy(doubled, doubled.with_name("run-copy.wandb"))
+    res = _cli("sync.py", "dry_run=true", cwd=tmp_path)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert [ln.split()[3] for ln in lines if ln.startswith("sync ")] == ["a-good"]
+    skipped = {n: [ln for ln in lines if str(folders[n].relative_to(tmp_path)) in ln] for n in ("corrupt", "doubled")}
+    assert all(len(found) == 1 and found[0].startswith("skip ") for found in skipped.values()), lines
+    assert "(unreadable: ValueError: " in skipped["corrupt"][0] and "not a W&B run file" in skipped["corrupt"][0]
+    assert "holds 2 run-*.wandb files" in skipped["doubled"][0]
+    assert "1 of 3 offline run(s) to upload (dry run" in res.stdout
+    assert res.stderr.count("its W&B run file is unreadable") == 2

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 
-from conftest import CONF, compose, run_script, tiny_run_overrides
+from conftest import CONF, at_once, compose, run_script, tiny_run_overrides
 from gtsrb_fixture import make_archives
 from stnlab import committee_delta
 from stnlab.errors import ConfigError
@@ -236,3 +239,217 @@ def test_the_speed_line_suggests_the_cpu_recipe_only_outside_it():
     assert "experiment=compact (~15 min" in shorter_runs("custom") and "debug=limit" in shorter_runs("custom")
     inside = shorter_runs("compact")
     assert "experiment=compact" not in inside and inside == "shorter runs: trainer.max_epochs=N, or debug=limit"
+
+
+# --- run folders: one process each, nothing written by a refused start --------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+FAST = ["model=no_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16", "data.image_size=16"]
+
+
+def _snapshot(folder: Path) -> list[tuple[str, int, bytes]]:
+    """Every file under ``folder`` with its mtime and bytes: what "left untouched" compares."""
+    return sorted(
+        (str(p.relative_to(folder)), p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
+    )
+
+
+def _finished_run(folder: Path, model: str = "two_st") -> Path:
+    """A run folder as train.py leaves it (its .hydra/ names ``model``), without training one."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(f"model:\n  name: {model}\nseed: 4\n")
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- model={model}\n- seed=4\n")
+    (folder / "csv").mkdir()
+    (folder / "csv" / "metrics.csv").write_text("epoch,val/acc\n0,0.5\n")
+    (folder / "metrics.json").write_text('{"val/acc_best": 0.5}')
+    (folder / "train.log").write_text("theirs\n")
+    return folder
+
+
+def test_a_refused_run_dir_leaves_the_run_there_exactly_as_it_was(tmp_path):
+    """Hydra writes .hydra/ and its log before train() runs: the claim comes first, so a refused start changes
+    nothing there and the refusal names the run's own model (not the refused command's)."""
+    other = _finished_run(tmp_path / "other")
+    before = _snapshot(other)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    res = run_script(
+        "train.py", f"run_dir={other}", "model=no_st", "seed=9", cwd=tmp_path, env={"TMPDIR": str(scratch)}
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"stnlab: error: run_dir={other} already holds a run (model two_st)"), last
+    assert _snapshot(other) == before
+    assert not list(scratch.iterdir())  # Hydra's files of the refused start went to a scratch folder, since removed
+
+
+def test_run_dir_naming_a_file_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    res = run_script("train.py", f"run_dir={tmp_path / 'notes.txt'}", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"stnlab: error: the run folder {tmp_path / 'notes.txt'} is a file; pass run_dir= a new folder"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def finished(gtsrb_mirror, tmp_path_factory) -> tuple[list[str], Path]:
+    """A finished 2-epoch run: (its overrides less run_dir, its folder)."""
+    from conftest import tiny_run_overrides
+
+    root = tmp_path_factory.mktemp("finished")
+    overrides = [
+        o for o in tiny_run_overrides(gtsrb_mirror, root / "data", root / "run") if not o.startswith("run_dir")
+    ]
+    overrides += [*FAST, "trainer.max_epochs=2", "wandb.mode=disabled", "callbacks.test_report=null"]
+    train(compose([*overrides, f"run_dir={root / 'run'}"]))
+    return overrides, root / "run"
+
+
+def test_a_checkpoint_continues_its_own_run_or_starts_one_in_an_empty_folder(finished, tmp_path):
+    overrides, run_a = finished
+    a_before = _snapshot(run_a)
+    run_b = _finished_run(tmp_path / "b")
+    b_before = _snapshot(run_b)
+    ckpt = run_a / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        ConfigError, match=f"already holds a run \\(model two_st\\), and the checkpoint to resume is {run_a}'s"
+    ):
+        train(compose([*overrides, f"resume={ckpt}", f"run_dir={run_b}", "trainer.max_epochs=3"]))
+    assert _snapshot(run_b) == b_before
+    # A new, empty folder: a new run there, started from A's checkpoint; A is left as it was.
+    metrics = train(compose([*overrides, f"resume={ckpt}", f"run_dir={tmp_path / 'c'}", "trainer.max_epochs=3"]))
+    assert Path(metrics["best_checkpoint"]).parent == tmp_path / "c" / "checkpoints"
+    assert (tmp_path / "c" / "metrics.json").is_file() and _snapshot(run_a) == a_before
+
+
+def test_a_run_folder_held_by_another_process_is_refused(finished, tmp_path):
+    """The lock is the kernel's: held here (as a training process holds it), resume=last from another process is
+    refused, with run_dir= and without (the latest run under outputs/runs), and writes nothing."""
+    import shutil
+
+    from stnlab.run_dirs import claim_run, release_run
+
+    overrides, run_a = finished
+    run = tmp_path / "outputs" / "runs" / "2026-01-01" / "10-00-00-no_st"
+    shutil.copytree(run_a, run)
+    before = _snapshot(run)
+    claim_run(run, run)
+    try:
+        for extra in ([f"run_dir={run}"], []):
+            res = run_script("train.py", *overrides, "resume=last", "trainer.max_epochs=3", *extra, cwd=tmp_path)
+            assert res.returncode == 2, res.stderr[-2000:]
+            assert res.stderr.strip().splitlines()[-1] == (
+                f"stnlab: error: run_dir={'outputs/runs/2026-01-01/10-00-00-no_st' if not extra else run} is in use: "
+                "another process is training a run there; wait until it ends, then resume it again"
+            )
+    finally:
+        release_run(run)
+    assert _snapshot(run) == before
+
+
+def _new_folder(default: str) -> str:
+    from stnlab.run_dirs import _new_folder_resolver
+
+    return _new_folder_resolver(default)  # what hydra.sweep.dir resolves to in each multirun
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processes", [2, 4])
+def test_multiruns_started_in_the_same_second_get_their_own_folders(processes, tmp_path):
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(CONF / "train.yaml").hydra.sweep._get_node("dir")._value().startswith("${stnlab.new_dir:")
+    default = str(tmp_path / "outputs" / "multirun" / "2026-12-02" / "10-00-00")
+    folders = at_once(_new_folder, default, processes)
+    assert folders == {default} | {f"{default}-{k}" for k in range(2, processes + 1)}
+
+
+# --- exit codes that tell the truth -------------------------------------------------------------------------------
+
+
+class SignalAt(pl.Callback):
+    """Fault injection: the process sends itself ``signum`` at the start of the batch after global step ``step``."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_at_a_step_with_its_checkpoint_and_a_non_zero_status(
+    signum, status, finished, tmp_path
+):
+    import torch
+
+    overrides, _ = finished
+    run = tmp_path / "run"
+    stop = f"+callbacks.stop={{_target_:test_train.SignalAt,step:4,signum:{int(signum)}}}"
+    res = run_script(
+        "train.py",
+        *overrides,
+        f"run_dir={run}",
+        "trainer.max_epochs=3",
+        stop,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert res.returncode == status, res.stderr[-3000:]
+    name = signal.Signals(signum).name
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"stnlab: error: {name} stopped the run at step 5 (epoch 1); {run}/checkpoints/last.ckpt holds it: "
+        f"continue with resume=last run_dir={run}"
+    )  # the step under way when the signal came (step 5) was finished, then the fit stopped
+    assert "Traceback" not in res.stderr and not (run / "metrics.json").exists()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    resumed = run_script("train.py", *overrides, f"run_dir={run}", "trainer.max_epochs=3", "resume=last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["data/train_images"] > 0
+
+
+def test_a_run_that_would_train_nothing_is_refused(finished, tmp_path):
+    overrides, run_a = finished
+    with pytest.raises(ConfigError, match=r"trainer.max_time=00:00:00:00 trains nothing"):
+        train(compose([*overrides, f"run_dir={tmp_path / 'run'}", "trainer.max_time=00:00:00:00"]))
+    with pytest.raises(ConfigError, match=r"has trained 2 epochs, so trainer.max_epochs=2 leaves nothing to train"):
+        train(compose([*overrides, "resume=last", f"run_dir={run_a}"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_new_training_settings_on_resume_are_refused(finished):
+    """Lightning restores the optimizer (its lr), the schedule and the RNG from the checkpoint: a new optim.lr
+    would be recorded in hparams.yaml and never used."""
+    overrides, run_a = finished
+    with pytest.raises(ConfigError, match=r"other settings \(optim.lr: 0.01 in the checkpoint, 0.1 now\)"):
+        train(compose([*overrides, "resume=last", f"run_dir={run_a}", "trainer.max_epochs=3", "optim.lr=0.1"]))
+
+
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 must be an integer >= 1"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 must be an integer >= 1"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
+        ("trainer.accelerator=tpu", "trainer.accelerator=tpu is not available on this machine"),
+        # One more than the cores (a larger count, unchecked, would start that many training processes).
+        (f"trainer.devices={(os.cpu_count() or 1) + 1}", "this machine has .* CPU cores; use at most"),
+        # Each DataLoader worker is a copy of the process: one over the bound (an unchecked 100000 exhausts memory).
+        (f"data.num_workers={4 * (os.cpu_count() or 1) + 1}", "CPU cores, and each worker is a copy of the training"),
+        ("model.backbone.widths=[-8,8,8]", r"model.backbone.widths=\[-8,8,8\] must be positive integers"),
+        ("module.label_smoothing=2", r"module.label_smoothing=2 must be in 0..1"),
+    ],
+)
+def test_values_that_would_crash_mid_run_are_one_line_before_any_work(override, problem, tiny_overrides, tmp_path):
+    with pytest.raises(ConfigError, match=problem):
+        train(compose(tiny_overrides + FAST + [override]))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+def test_validation_interval_beyond_the_epoch_is_one_line(finished, tmp_path):
+    overrides, _ = finished
+    with pytest.raises(ConfigError, match=r"val_check_interval=1000 is beyond the epoch's 3 training batches"):
+        train(compose([*overrides, f"run_dir={tmp_path / 'run'}", "trainer.val_check_interval=1000"]))

@@ -13,8 +13,12 @@ one trained from the official server, then reads the local archives.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,47 @@ SPLITS = ("train", "val", "test")
 ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
 
 
+# A checkpoint is data: it is unpickled with torch.load(weights_only=True), which builds tensors and plain
+# containers only and refuses any other Python object (a crafted file's payload never runs). These are the
+# project's own additions to what it builds; every checkpoint src/train.py writes (optimizers, schedules, EMA,
+# early stopping, the RNG state) needs none, so the list stays empty unless a new one is needed.
+SAFE_GLOBALS: list[Any] = []
+
+
+# Where the classes a checkpoint's run config names (``_target_``) may come from: the network, its optimizer and
+# schedule, jitter, normalisation and data are rebuilt by instantiating that config.
+TARGET_PACKAGES = ("stnlab.", "torch.optim.")
+REBUILT = ("model", "optim", "scheduler", "augment", "normalize", "module", "data")  # the sections instantiated
+
+
 class CheckpointError(StnlabError):
     """A checkpoint path is missing or not an stnlab checkpoint."""
+
+
+def safe_loading():
+    """The context in which checkpoints are unpickled, Lightning's own loads included (resume, test)."""
+    return torch.serialization.safe_globals(SAFE_GLOBALS)
+
+
+def load_checkpoint_file(path: Path | str, mmap: bool = False) -> Any:
+    """``torch.load`` of a checkpoint as data only (on the CPU); raises what torch raises."""
+    with safe_loading():
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def load_failure(path: Path | str, error: BaseException) -> str:
+    """Why ``path`` did not load, in a few words: not torch's format, the objects a pickle would build, or torch's
+    first line."""
+    if not zipfile.is_zipfile(path):  # every checkpoint torch (and so Lightning) writes is a zip archive
+        return "not a PyTorch checkpoint file"
+    if isinstance(error, pickle.UnpicklingError):
+        with contextlib.suppress(Exception):  # the scan reads opcodes, it runs nothing
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            if names:
+                return (
+                    f"it would build Python objects ({', '.join(names[:3])}), which could run code and are never loaded"
+                )
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
 
 
 def pick_device(name: str | None = "auto") -> torch.device:
@@ -59,6 +102,10 @@ def resolve_checkpoint(path: Path | str) -> Path:
         if chosen is not None:
             return chosen
         raise CheckpointError(f"{folder} holds no .ckpt file; pass ckpt= a checkpoint file or a finished run's folder")
+    if path.exists() and not path.is_dir():  # a FIFO or a device: reading it could block or never end
+        raise CheckpointError(
+            f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
+        )
     if path.is_dir():
         raise CheckpointError(
             f"{path} is a folder without checkpoints/; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) "
@@ -87,19 +134,51 @@ def _chosen_in(folder: Path) -> Path | None:
 def read_checkpoint(path: Path | str) -> dict:
     """The checkpoint's dict (on the CPU), or a CheckpointError naming the fix."""
     path = resolve_checkpoint(path)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+    if not path.is_file():  # a folder, a FIFO or a device: reading it could block or never end
         raise CheckpointError(
-            f"{path} is not an stnlab checkpoint ({type(e).__name__}: {first}); pass one written by src/train.py"
+            f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
+        )
+    try:
+        saved = load_checkpoint_file(path)
+    except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
+        raise CheckpointError(
+            f"{path} is not an stnlab checkpoint ({load_failure(path, e)}); pass one written by src/train.py"
         ) from None
     cfg = (saved.get("hyper_parameters") or {}).get("cfg") if isinstance(saved, dict) else None
     if not isinstance(cfg, dict) or "model" not in cfg or "state_dict" not in saved:
         raise CheckpointError(
             f"{path} is not an stnlab checkpoint (no run config or weights in it); pass one written by src/train.py"
         )
+    for section in REBUILT:
+        check_targets(cfg.get(section), path, f"cfg.{section}")
     return saved
+
+
+def check_targets(node: Any, path: Path, where: str) -> None:
+    """Every ``_target_`` in a checkpoint's run config names a class of :data:`TARGET_PACKAGES`: the config is
+    instantiated to rebuild the module and its data, so a function there (``os.system``) would run code."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            check_targets(item, path, f"{where}[{i}]")
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "_target_" and not _is_allowed_class(value):
+            raise CheckpointError(
+                f"{path} is not an stnlab checkpoint: its config names {where}._target_={value}, not a class of "
+                f"{' or '.join(p.rstrip('.') for p in TARGET_PACKAGES)}; pass one written by src/train.py"
+            )
+        check_targets(value, path, f"{where}.{key}")
+
+
+def _is_allowed_class(target: Any) -> bool:
+    if not isinstance(target, str) or not target.startswith(TARGET_PACKAGES):
+        return False  # checked before importing anything it names
+    module, _, name = target.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module), name), type)
+    except (ImportError, AttributeError, ValueError):  # no such module or name
+        return False
 
 
 def upgrade_config(cfg: dict) -> dict:
@@ -135,9 +214,23 @@ def load_module(ckpt: Path | str, device: torch.device | str = "cpu"):
     saved = read_checkpoint(ckpt)
     from stnlab.training.module import build_module  # the training stack, only when a module is wanted
 
-    module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
-    module.load_state_dict(saved["state_dict"])
+    try:
+        module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
+        module.load_state_dict(saved["state_dict"])
+    except (StnlabError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
+        # An edited config, or weights of another network under this config: nothing to rebuild it from.
+        raise CheckpointError(
+            f"{ckpt}: its run config does not fit its weights ({_first_line(e)}); the file was altered: pass one "
+            "written by src/train.py"
+        ) from None
     return module.to(device).eval()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    # torch's load_state_dict lists every mismatch: "Error(s) in loading state_dict ...:" then one per line.
+    text = lines[1] if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else type(error).__name__)
+    return text[:200]
 
 
 def _present(location: Any) -> bool:

@@ -1,21 +1,33 @@
-"""Run folders: where a run writes, the run a checkpoint belongs to, and claiming a new one.
+"""Run folders: where a run writes, the run a checkpoint belongs to, and claiming one for this process.
 
 A run folder (``outputs/runs/<date>/<time>-<model>`` unless ``run_dir=``) holds ``.hydra/``,
 ``checkpoints/``, ``csv/``, ``wandb/``, ``eval/`` and ``metrics.json``. Checkpoints lie in
 ``<run_dir>/checkpoints/``. ``hydra.run.dir`` in ``conf/train.yaml`` resolves through
 ``stnlab.run_dir`` below: ``run_dir`` if set, else the resumed run's folder, else a new one.
+
+A run folder belongs to one process: :func:`claim_run` holds an exclusive lock on the folder itself (``flock``
+on its descriptor, through ``filelock``: nothing is written into it, and the kernel drops the lock when the
+holder dies) for the run's life. The claim is made when Hydra resolves its output folder, before Hydra writes
+``.hydra/`` there: a refused start sends Hydra's files to a scratch folder instead, and ``train`` reports the
+refusal, so the folder it named is left exactly as it was.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import filelock
 from omegaconf import OmegaConf
 
 from stnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 RUNS_ROOT = Path("outputs") / "runs"
 MULTIRUN_ROOT = Path("outputs") / "multirun"
@@ -50,9 +62,10 @@ def holds_run(run_dir: Path) -> bool:
     return any((run_dir / marker).exists() for marker in RUN_MARKERS)
 
 
-def check_run_dir_free(run_dir: Path) -> None:
+def check_run_dir_free(run_dir: Path, resumed_from: Path | None = None) -> None:
     """Refuse to start a new run in a folder holding another: its checkpoints and metrics.json would be
-    overwritten and its CSV log mixed with ours. Continuing it is ``resume=``."""
+    overwritten and its CSV log mixed with ours. Continuing it is ``resume=``; a checkpoint of another run
+    (``resumed_from``) continues in its own folder or starts anew in an empty one."""
     if not holds_run(run_dir):
         return
     what = ""
@@ -61,10 +74,87 @@ def check_run_dir_free(run_dir: Path) -> None:
         what = f" (model {name})" if name else ""
     except Exception:  # noqa: BLE001 - the model's name only decorates the message
         pass
+    if resumed_from is not None:
+        raise ConfigError(
+            f"run_dir={run_dir} already holds a run{what}, and the checkpoint to resume is {resumed_from}'s; "
+            f"drop run_dir= to continue that run in its own folder, or pass run_dir= a new folder"
+        )
     raise ConfigError(
         f"run_dir={run_dir} already holds a run{what}; pick a new run_dir, or continue that run with "
         f"resume=last run_dir={run_dir}"
     )
+
+
+class RunDirBusy(ConfigError):
+    """Another process holds the run folder: a run is training there."""
+
+
+_HELD: dict[str, int] = {}  # run folder (absolute) -> the locked descriptor of this process
+
+
+def _key(run_dir: Path) -> str:
+    return os.path.abspath(run_dir)
+
+
+def _make_folder(run_dir: Path) -> None:
+    """Make ``run_dir`` (and its parents) unless it is there; a file in the way is one line."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file (or a link to one) by that name
+        raise ConfigError(f"the run folder {run_dir} is a file; pass run_dir= a new folder") from None
+    except OSError as e:  # a file among its parents, no permission, a full disk
+        raise ConfigError(
+            f"cannot make the run folder {run_dir} ({e.strerror or e}); pass run_dir= a folder you can write"
+        ) from None
+
+
+def _lock(run_dir: Path) -> int | None:
+    """The folder's descriptor, locked; None when another process holds it."""
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if filelock.lock_descriptor(fd, blocking=False):
+            return fd
+    except OSError as e:  # a file system without flock (some network mounts): the run goes on unguarded
+        log.warning("cannot lock the run folder %s (%s): nothing keeps another process out of it", run_dir, e)
+        return fd
+    os.close(fd)
+    return None
+
+
+def claim_run(run_dir: Path | str, resumed_from: Path | None = None) -> None:
+    """Hold ``run_dir`` for this process until :func:`release_run` (or the process ends).
+
+    ``resumed_from`` is the run folder of the checkpoint being resumed (None: a new run). A run continues in
+    its own folder; anywhere else it is a new run, which needs a folder holding no run. Either way no other
+    process may hold the folder: a run training there is never joined. Raises ConfigError, having written
+    nothing into an existing folder, when refused. Claiming a folder this process holds is a no-op."""
+    run_dir = Path(run_dir)
+    if _key(run_dir) in _HELD:
+        return
+    continuing = resumed_from is not None and same_folder(resumed_from, run_dir)
+    if not continuing:
+        check_run_dir_free(run_dir, resumed_from)  # before touching it
+    _make_folder(run_dir)
+    fd = _lock(run_dir)
+    if fd is None:
+        raise RunDirBusy(
+            f"run_dir={run_dir} is in use: another process is training a run there; wait until it ends"
+            + (", then resume it again" if continuing else ", or pick a new run_dir")
+        )
+    _HELD[_key(run_dir)] = fd
+    if not continuing:
+        try:
+            check_run_dir_free(run_dir, resumed_from)  # again under the lock: a run may have ended there meanwhile
+        except ConfigError:
+            release_run(run_dir)
+            raise
+
+
+def release_run(run_dir: Path | str) -> None:
+    """Let go of a folder claimed by :func:`claim_run` (nothing if this process does not hold it)."""
+    fd = _HELD.pop(_key(Path(run_dir)), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops its lock
 
 
 _CLAIMED: dict[str, str] = {}
@@ -77,36 +167,86 @@ def claim_run_dir(default: str | Path) -> str:
     key = str(default)
     if key not in _CLAIMED:
         base = Path(default)
-        base.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(base.parent)
         for k in itertools.count(1):
             candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
             try:
                 candidate.mkdir()
             except FileExistsError:
                 continue
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot make the run folder {candidate} ({e.strerror or e}); pass run_dir= a folder you can write"
+                ) from None
             _CLAIMED[key] = str(candidate)
             break
     return _CLAIMED[key]
 
 
-def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
-    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory, else ``default``. Never raises:
-    a bad ``resume`` is reported by ``train`` with the fix."""
+def _is_set(value: Any) -> bool:
+    return value is not None and str(value).strip() not in ("", "null", "None")
+
+
+def _resumed_from(run_dir: Any, resume: Any) -> Path | None:
+    """The run folder of the checkpoint ``resume=`` names (None: not resuming, or a checkpoint kept elsewhere;
+    a bad ``resume=`` is train()'s to report, with its fix)."""
     from stnlab.training.resume import resolve_resume
 
-    if run_dir not in (None, ""):
-        return str(run_dir)
     try:
-        _, owner = resolve_resume(resume, verify=False)
-    except Exception:  # noqa: BLE001 - reported later, one clear line
-        owner = None
-    return str(owner) if owner is not None else claim_run_dir(default)
+        return resolve_resume(resume, run_dir if _is_set(run_dir) else None, verify=False)[1]
+    except Exception:  # noqa: BLE001 - reported by train(), one clear line
+        return None
 
 
-def _output_subdir_resolver(resume: Any, stamp: str) -> str:
+def same_folder(a: Path | str, b: Path | str) -> bool:
+    return _key(Path(a)) == _key(Path(b))
+
+
+_RESOLVED: dict[tuple, str] = {}  # resolver arguments -> the folder given to Hydra, once per process
+_REFUSED: dict[str, ConfigError] = {}  # scratch folder Hydra got instead -> why the folder it asked for was refused
+
+
+def refusal(hydra_dir: Path | str | None) -> ConfigError | None:
+    """Why Hydra's output folder ``hydra_dir`` is a scratch folder (the run's own was refused), else None."""
+    return _REFUSED.get(_key(Path(hydra_dir))) if hydra_dir is not None else None
+
+
+def _folder_for_hydra(run_dir: Any, resume: Any, default: str) -> str:
+    """The run's folder, claimed for this process; a scratch folder (with the refusal kept) when refused."""
+    owner = _resumed_from(run_dir, resume)
+    try:
+        folder = str(run_dir) if _is_set(run_dir) else str(owner) if owner is not None else claim_run_dir(default)
+        claim_run(Path(folder), owner)
+        return folder
+    except ConfigError as e:
+        # In a folder of its own, which train() removes with it (as a run's day folder).
+        scratch = Path(tempfile.mkdtemp(prefix="stnlab-refused-")) / "run"
+        scratch.mkdir()
+        _REFUSED[_key(scratch)] = e
+        return str(scratch)
+
+
+def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
+    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory, else ``default`` (claimed for
+    this process before Hydra writes into it). Never raises: a refusal is reported by ``train`` with the fix."""
+    key = (str(run_dir), str(resume), str(default))
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _folder_for_hydra(run_dir, resume, default)
+    return _RESOLVED[key]
+
+
+def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str) -> str:
     """``hydra.output_subdir``: a resumed run keeps the run's own ``.hydra/`` (its original overrides) and
-    records its own config in ``.hydra/resume-<stamp>/``."""
-    return ".hydra" if resume in (None, "", "null", "None") else f".hydra/resume-{stamp}"
+    records its own config in ``.hydra/resume-<stamp>/``; a new run (also one started from another run's
+    checkpoint in a new ``run_dir=``) writes ``.hydra/``."""
+    owner = _resumed_from(run_dir, resume)
+    continuing = owner is not None and (not _is_set(run_dir) or same_folder(owner, str(run_dir)))
+    return f".hydra/resume-{stamp}" if continuing else ".hydra"
+
+
+def _new_folder_resolver(default: str) -> str:
+    """``hydra.sweep.dir``: a multirun's own new folder (``-2``, ``-3`` for multiruns started in the same second)."""
+    return claim_run_dir(default)
 
 
 def register_resolvers() -> None:
@@ -114,3 +254,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("stnlab.run_dir", _run_dir_resolver)
     if not OmegaConf.has_resolver("stnlab.output_subdir"):
         OmegaConf.register_new_resolver("stnlab.output_subdir", _output_subdir_resolver)
+    if not OmegaConf.has_resolver("stnlab.new_dir"):
+        OmegaConf.register_new_resolver("stnlab.new_dir", _new_folder_resolver)

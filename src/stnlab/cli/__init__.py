@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from unittest import mock
 
@@ -14,6 +16,11 @@ from stnlab.errors import StnlabError
 
 
 def run_cli(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, a user error ending the command with one line; in a ``-m`` multirun, a failed job
+    is reported and recorded instead, and the next job runs (an interrupted one stops them all)."""
+    job = _multirun_job()
+    if job is not None:
+        return _run_job(job, fn, *args, **kwargs)
     try:
         return fn(*args, **kwargs)
     except StnlabError as e:
@@ -21,9 +28,62 @@ def run_cli(fn, *args, **kwargs):
 
 
 def exit_with(error: BaseException) -> NoReturn:
+    """One line on stderr; exit status 2, or the error's own ``exit_code`` (128 + signal for an interrupted run)."""
     logging.getLogger("stnlab").debug("user error", exc_info=error)
     print(f"stnlab: error: {error}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(getattr(error, "exit_code", 2))
+
+
+@dataclass
+class _Job:
+    num: int
+    overrides: list[str]
+    error: str | None = None  # its one line, when it failed
+    user_error: bool = True  # a StnlabError (exit status 2), not a bug's traceback
+
+
+_JOBS: list[_Job] = []  # this process's multirun jobs so far
+
+
+def _multirun_job() -> _Job | None:
+    """The running ``-m`` multirun job; None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra = HydraConfig.get()
+    return _Job(int(hydra.job.num), list(hydra.overrides.task))
+
+
+def _run_job(job: _Job, fn, *args, **kwargs):
+    _JOBS.append(job)
+    try:
+        return fn(*args, **kwargs)
+    except StnlabError as e:
+        if hasattr(e, "exit_code"):  # SIGTERM or Ctrl-C: the multirun stops here
+            exit_with(e)
+        print(f"stnlab: error: multirun job #{job.num}: {e}", file=sys.stderr, flush=True)
+        job.error = str(e)
+    except Exception as e:  # noqa: BLE001 - a bug in one job: its traceback, then the next job
+        traceback.print_exc()
+        job.error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+        job.user_error = False
+    return None
+
+
+def _exit_if_jobs_failed() -> None:
+    """After a multirun: each failed job on a line (with the overrides that set it apart), then exit non-zero
+    (2 when every failure was a user error, 1 when one was a bug)."""
+    failed = [job for job in _JOBS if job.error is not None]
+    if not failed:
+        return
+    shared = set.intersection(*(set(job.overrides) for job in _JOBS))
+    for job in failed:
+        own = " ".join(o for o in job.overrides if o not in shared)
+        print(f"stnlab: failed: multirun job #{job.num}{f' ({own})' if own else ''}: {job.error}", file=sys.stderr)
+    print(f"stnlab: error: {len(failed)} of {len(_JOBS)} multirun jobs failed (listed above)", file=sys.stderr)
+    sys.exit(2 if all(job.user_error for job in failed) else 1)
 
 
 def hydra_entry(main: Callable[[], Any]) -> Any:
@@ -39,6 +99,7 @@ def hydra_entry(main: Callable[[], Any]) -> Any:
     from stnlab.cli.help import register_resolver
 
     register_resolver()
+    _JOBS.clear()
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv) and not any(a.startswith("hydra/help=") for a in argv):
         # First, beside the other overrides: argparse takes one run of them (`x=1 --help y=2` is an error).
@@ -46,11 +107,16 @@ def hydra_entry(main: Callable[[], Any]) -> Any:
     # Hydra then raises what it would print (and sys.exit(1)): the message is made one line here.
     with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
         try:
-            return main()
+            result = main()
         except (HydraException, OmegaConfBaseException) as e:
             if _raised_by_the_app(e):
                 raise
             exit_with(StnlabError(command_line_error(e)))
+        except KeyboardInterrupt:  # Ctrl-C outside a run's fit (which stops with its checkpoint written)
+            print("stnlab: error: interrupted (Ctrl-C)", file=sys.stderr)
+            sys.exit(130)
+    _exit_if_jobs_failed()
+    return result
 
 
 def _raised_by_the_app(error: BaseException) -> bool:

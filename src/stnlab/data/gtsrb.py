@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ CACHE_VERSION = 1
 REQUIRED_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
 TRAIN_DIR = "GTSRB/Final_Training/Images/"
 TEST_GT_CSV = "GT-final_test.csv"
+# Decoded pixels allowed in one image (data, predict, serve): far above any sign photo (a 36 MP camera frame
+# passes), far below what a small file can declare (a 17 KB PNG of 12000x12000 takes 1.2 GB and a second).
+MAX_PIXELS = 40_000_000
 TEST_DIR = "GTSRB/Final_Test/Images/"
 
 
@@ -125,11 +129,34 @@ def scaled_roi(row: Row, actual_w: int, actual_h: int) -> tuple[float, float, fl
     return (x1 * sx, y1 * sy, (x2 + 1) * sx, (y2 + 1) * sy)
 
 
+class ImageTooLarge(ValueError):
+    """An image whose header declares more than :data:`MAX_PIXELS` pixels (refused before it is decoded)."""
+
+
+def open_image(data: bytes) -> Image.Image:
+    """``data`` opened as an image, not yet decoded; :class:`ImageTooLarge` when its header alone declares more
+    than :data:`MAX_PIXELS` pixels (what Pillow reads can fail with its own errors)."""
+    limit = f"over the limit of {MAX_PIXELS // 1_000_000} megapixels"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's own limit, above ours
+        try:
+            im = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            pixels = re.search(r"\((\d+) pixels\)", str(e))
+            raise ImageTooLarge(
+                f"{int(pixels.group(1)) // 1_000_000 if pixels else 'too many'} megapixels, {limit}"
+            ) from None
+    if im.width * im.height > MAX_PIXELS:
+        im.close()
+        raise ImageTooLarge(f"{im.width}x{im.height} pixels, {limit}")
+    return im
+
+
 def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool, source: str) -> torch.Tensor:
     out = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
     for i, row in enumerate(rows):
         try:
-            with Image.open(io.BytesIO(zf.read(row.member))) as im:
+            with open_image(zf.read(row.member)) as im:
                 im = im.convert("RGB")
                 if crop_roi:
                     im = im.crop(tuple(round(v) for v in scaled_roi(row, *im.size)))

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stnlab.errors import StnlabError
 from stnlab.evaluation.metrics import Report
 from stnlab.evaluation.plots import plot_confusion, plot_errors
+
+
+@contextlib.contextmanager
+def writing_into(out_dir: Path) -> Iterator[Path]:
+    """``out_dir``, made if needed, to write into; an OSError on the way (a file by that name, no permission, a
+    full disk) is one line naming ``out=``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        yield out_dir
+    except OSError as e:
+        raise StnlabError(f"cannot write into {out_dir} ({e.strerror or e}); pass out= a writable folder") from None
 
 
 def write_report(
@@ -17,21 +31,20 @@ def write_report(
 
     Returns ``{"json": ..., "confusion": ..., "errors": ...}`` (the PNG keys are the W&B media names).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data = {"split": split, **(meta or {}), **report.as_dict(top_pairs)}
-    paths = {"json": out_dir / f"{split}_report.json"}
-    paths["json"].write_text(json.dumps(data, indent=1))
-    images = f"{split} split, {report.num_images} images"
-    paths["confusion"] = plot_confusion(
-        report,
-        out_dir / f"{split}_confusion.png",
-        title=f"Confusion, {images}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
-    )
-    paths["errors"] = plot_errors(
-        report,
-        out_dir / f"{split}_errors.png",
-        title=f"The {len(report.errors)} most confident of {report.num_images - int(report.confusion.diagonal().sum())} "
-        f"errors, {images}",
-    )
+    with writing_into(Path(out_dir)) as out_dir:
+        paths = {"json": out_dir / f"{split}_report.json"}
+        paths["json"].write_text(json.dumps(data, indent=1))
+        images = f"{split} split, {report.num_images} images"
+        paths["confusion"] = plot_confusion(
+            report,
+            out_dir / f"{split}_confusion.png",
+            title=f"Confusion, {images}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
+        )
+        paths["errors"] = plot_errors(
+            report,
+            out_dir / f"{split}_errors.png",
+            title=f"The {len(report.errors)} most confident of {report.num_images - int(report.confusion.diagonal().sum())} "
+            f"errors, {images}",
+        )
     return paths

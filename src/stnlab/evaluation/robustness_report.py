@@ -20,6 +20,7 @@ import torch
 
 from stnlab.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
+from stnlab.evaluation.files import writing_into
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.run_dirs import run_dir_of_checkpoint
@@ -114,12 +115,12 @@ def run_robustness(
             else Path("outputs") / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
         )
     )
-    out.mkdir(parents=True, exist_ok=True)
     curves = curves_of(table)
     units = {n: DISTORTIONS[n].unit for n in names}
-    paths = {"json": out / f"robustness_{split}.json"}
-    paths["json"].write_text(json.dumps(table, indent=1))
-    paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png", split, table["num_images"])
+    with writing_into(out):
+        paths = {"json": out / f"robustness_{split}.json"}
+        paths["json"].write_text(json.dumps(table, indent=1))
+        paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png", split, table["num_images"])
     if wandb_mode != "disabled":
         _log_wandb(table, cfgs, curves, units, out, wandb_mode, paths["png"])
     return table, paths

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stnlab.data.classes import GTSRB_CLASSES
+from stnlab.data.classes import class_names
 
 
 class ImageClassifier(nn.Module):
@@ -20,15 +20,18 @@ class ImageClassifier(nn.Module):
     normalisation) and then the network, STs included. Any batch size.
     """
 
-    def __init__(self, normalizer: nn.Module, net: nn.Module, image_size: int):
+    def __init__(self, normalizer: nn.Module, net: nn.Module, image_size: int, names: list[str] | None = None):
         super().__init__()
         self.normalizer, self.net, self.image_size = normalizer, net, int(image_size)
-        self.class_names = list(GTSRB_CLASSES)
+        self.class_names = list(names) if names is not None else class_names(43)
 
     @classmethod
     def of(cls, module) -> ImageClassifier:
-        """The classifier inside an ``STNModule`` (parameters shared, in eval mode)."""
-        return cls(module.normalizer, module.net, module.cfg["data"]["image_size"]).eval()
+        """The classifier inside an ``STNModule`` (parameters shared, in eval mode), named as its data named the
+        classes (a network trained on other data may have other classes than GTSRB's 43)."""
+        data = module.cfg["data"]
+        names = data.get("class_names") or class_names(int(module.cfg["model"].get("num_classes") or 43))
+        return cls(module.normalizer, module.net, data["image_size"], names).eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(images))

@@ -16,6 +16,7 @@ the whole image to S x S with a bilinear filter, no normalisation: the model doe
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -86,18 +87,29 @@ def _write(classifier: ImageClassifier, fmt: str, path: Path, x: torch.Tensor, o
             verbose=False,
         )
         program.save(str(path))
-    elif fmt == "torchscript":
-        traced = torch.jit.trace(classifier, (x,))
-        traced.save(str(path))
+        return
+    # Serialised in memory, then written by Python: torch's C++ file writer aborts the interpreter on a full
+    # disk ("terminate called after throwing an instance of 'c10::Error'") instead of raising.
+    buffer = io.BytesIO()
+    if fmt == "torchscript":
+        torch.jit.save(torch.jit.trace(classifier, (x,)), buffer)
     else:
-        with path.open("wb") as f:  # a file object: torch.export.save/load insist on a .pt2 suffix for paths
-            torch.export.save(torch.export.export(classifier, (x,), dynamic_shapes=({0: batch},)), f)
+        torch.export.save(torch.export.export(classifier, (x,), dynamic_shapes=({0: batch},)), buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def write_error(path: Path, error: OSError) -> ExportError:
+    """A file that cannot be written (a read-only folder, a full disk) as one line naming the fix."""
+    return ExportError(
+        f"cannot write {path} ({error.strerror or error}); pass out= a file in a writable folder with free space"
+    )
 
 
 def export_classifier(
     classifier: ImageClassifier, fmt: str, path: Path | str, dtype: str = "uint8", opset: int | None = None
 ) -> Path:
-    """Write ``classifier`` as ``fmt`` to ``path`` (through a temporary file: ``path`` appears only complete)."""
+    """Write ``classifier`` as ``fmt`` to ``path`` (through a temporary file: ``path`` appears only complete, and
+    the temporary file is removed on any failure)."""
     check_format(fmt)
     check_opset(opset)
     silence_exporters()
@@ -106,7 +118,10 @@ def export_classifier(
     classifier = classifier.eval()
     with torch.no_grad():
         classifier(x)  # fills the transforms' per-device constant caches, so a trace sees them as constants
-    part = new_part(path)
+    try:
+        part = new_part(path)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with torch.no_grad():
             _write(classifier, fmt, part, x, opset)
@@ -114,6 +129,8 @@ def export_classifier(
         os.replace(part, path)
     except StnlabError:
         raise
+    except OSError as e:
+        raise write_error(path, e) from None
     except Exception as e:  # noqa: BLE001 - any exporter failure is reported as one line
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise ExportError(

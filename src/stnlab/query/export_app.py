@@ -25,6 +25,7 @@ from stnlab.query.export import (
     load_exported,
     max_difference,
     sidecar,
+    write_error,
 )
 from stnlab.query.keys import required, wandb
 from stnlab.tracking.run_identity import logged_config, run_name
@@ -62,6 +63,21 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
     return str(Path(folder).parent)
 
 
+def write_sidecar(path: Path, info: dict[str, Any]) -> None:
+    """``info`` as JSON at ``path``, whole or not at all."""
+    part = None
+    try:
+        part = new_part(path)
+        part.write_text(json.dumps(info, indent=2) + "\n")
+        normal_mode(part)  # mkstemp's 0600: the sidecar is read by servers and other users like any output
+        os.replace(part, path)
+    except OSError as e:
+        raise write_error(path, e) from None
+    finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
+
+
 def export(cfg: DictConfig) -> Path:
     """Export the checkpoint ``cfg.ckpt``; returns the written file (its sidecar is ``<file>.json``)."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
@@ -89,10 +105,11 @@ def export(cfg: DictConfig) -> Path:
         meta["max_abs_logit_difference"] = diff
     info = sidecar(classifier, fmt, dtype, meta)
     info_path = path.with_name(path.name + ".json")
-    part = new_part(info_path)
-    part.write_text(json.dumps(info, indent=2) + "\n")
-    normal_mode(part)
-    os.replace(part, info_path)
+    try:
+        write_sidecar(info_path, info)
+    except ExportError:
+        path.unlink(missing_ok=True)  # a model without its sidecar is half an export
+        raise
     check = f" (max |logit difference| to PyTorch: {meta['max_abs_logit_difference']:.2g})" if cfg.verify else ""
     print(f"wrote {path}{check} and {info_path.name}")
     if mode != "disabled":

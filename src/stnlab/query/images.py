@@ -15,7 +15,6 @@ frames are taken in natural name order (``frame2`` before ``frame10``).
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import zipfile
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, open_image
 from stnlab.errors import StnlabError
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 # Below this no sign is recognisable (GTSRB's smallest images are 15x15): the network would see
 # its 32 or 48 px input interpolated from a handful of pixels.
 MIN_SIDE = 8
+_SMALLER = "pass a smaller image (a sign needs a few hundred pixels a side)"
 NO_FRAMES = "{path} holds no video frames; pass a video with at least one frame, an image or a folder of frames"
 TRACK_FRAME = re.compile(r"^(\d{5})_(\d{5})\.[A-Za-z]+$")
+# Bytes read from one image file or archive member (it is read whole): far above any photo of MAX_PIXELS.
+MAX_IMAGE_BYTES = 256 << 20
 
 
 class InputError(StnlabError):
@@ -96,9 +99,11 @@ def decode_image(data: bytes, name: str) -> Image.Image:
     if not data:
         raise InputError(f"{name} is empty (0 bytes); pass an image file (PPM, PNG, JPEG, ...)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data) as im:  # its header checked before any pixel is decoded
             im.load()
             rgb = to_rgb(im)
+    except ImageTooLarge as e:
+        raise InputError(f"{name} is {e}; {_SMALLER}") from None
     except UnidentifiedImageError:
         raise InputError(f"{name} is not an image in a format Pillow reads; pass a PPM, PNG, JPEG, ... file") from None
     except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as e:  # truncated, corrupt, bomb
@@ -139,11 +144,26 @@ def make_frame(name: str, im: Image.Image, image_size: int, display_size: int) -
 Source = list[tuple[str, str, Callable[[], bytes]]]  # (name, where it is (for messages), read its bytes), in order
 
 
+def _reader(path: Path) -> Callable[[], bytes]:
+    """Reads ``path`` whole, unless it is larger than any image this reads (a disk image named .png)."""
+
+    def read() -> bytes:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise InputError(
+                f"{path} is {size >> 20} MB, over the {MAX_IMAGE_BYTES >> 20} MB read from one image; {_SMALLER}"
+            )
+        return path.read_bytes()
+
+    return read
+
+
 def _folder_images(folder: Path) -> Source:
+    # is_file(): regular files only, so a FIFO or device among them is never opened (reading one could block).
     files = [
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     ]
-    return [(p.name, str(p), p.read_bytes) for p in sorted(files, key=lambda p: natural_key(p.name))]
+    return [(p.name, str(p), _reader(p)) for p in sorted(files, key=lambda p: natural_key(p.name))]
 
 
 def _is_track(names: list[str]) -> bool:
@@ -168,6 +188,12 @@ def _track_in_zip(path: Path, cls: int, trk: int) -> Source:
                 (n for n in in_class if n.rsplit("/", 1)[-1].startswith(f"{trk:05d}_")),
                 key=lambda n: natural_key(n.rsplit("/", 1)[-1]),
             )
+            for m in members:
+                if zf.getinfo(m).file_size > MAX_IMAGE_BYTES:  # a zip bomb would be inflated whole
+                    raise InputError(
+                        f"{path}:{m} unpacks to {zf.getinfo(m).file_size >> 20} MB, over the "
+                        f"{MAX_IMAGE_BYTES >> 20} MB read from one image; {_SMALLER}"
+                    )
             data = {m: zf.read(m) for m in members}  # a track is ~30 small frames
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise InputError(
@@ -222,6 +248,12 @@ def _video_frames(
         container.close()
         raise InputError(NO_FRAMES.format(path=path))
     stream = container.streams.video[0]
+    if (stream.width or 0) * (stream.height or 0) > MAX_PIXELS:  # from the header: no frame decoded yet
+        container.close()
+        raise InputError(
+            f"{path} has {stream.width}x{stream.height} frames, over the limit of {MAX_PIXELS // 1_000_000} "
+            f"megapixels; {_SMALLER}"
+        )
     fps = float(stream.average_rate or stream.guessed_rate or 25) / frame_step
 
     def frames():
@@ -263,6 +295,10 @@ def read_query(
     path = Path(str(input)).expanduser()
     if not path.exists():
         raise InputError(f"input={path} does not exist; pass an image, a folder of images, a video or a GTSRB folder")
+    if not (path.is_dir() or path.is_file()):  # a FIFO, a device, a socket: reading it could block or never end
+        raise InputError(
+            f"input={path} is not a regular file or folder; pass an image, a folder of images, a video or a GTSRB folder"
+        )
     if frame_step < 1 or (max_frames is not None and max_frames < 1):
         raise InputError(f"frame_step={frame_step}, max_frames={max_frames}: expected positive integers")
     if track is not None:
@@ -297,7 +333,7 @@ def read_query(
             raise InputError(NO_FRAMES.format(path=path))
         return query
     return _from_source(
-        str(path), "image", path.stem, [(path.name, str(path), path.read_bytes)], image_size, display_size, None
+        str(path), "image", path.stem, [(path.name, str(path), _reader(path))], image_size, display_size, None
     )
 
 

@@ -22,11 +22,12 @@ from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp
 from stnlab.query.images import Query, read_query
 from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
-from stnlab.query.predictor import Guess, Predictor, check_top_k, top_k
+from stnlab.query.predictor import Guess, Predictor, check_top_k
 
 log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"
 TRACK_FPS = 5.0  # frames per second of an animated folder or track (a video keeps its own rate)
+MAX_DISPLAY = 1024  # display_size's bound: 500 frames' copies then take at most 1.5 GB
 
 
 def default_out(query: Query) -> Path:
@@ -84,6 +85,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     source = required(cfg, "input", "an image, a folder of images, a video or a GTSRB folder/zip with track=C/T")
     k = check_top_k(cfg.top_k)
     batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
+    if display_size > MAX_DISPLAY:  # a copy of every frame is kept at this size
+        raise ConfigError(f"display_size={display_size}: expected at most {MAX_DISPLAY} pixels")
     frame_step = positive_int(cfg, "frame_step")
     max_frames = None if cfg.get("max_frames") is None else positive_int(cfg, "max_frames")
     fps = cfg.get("fps")
@@ -91,6 +94,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")
     device = pick_device(cfg.device)
     predictor = Predictor(load_module(ckpt, device), device, batch_size)
+    check_top_k(k, len(predictor.class_names), ckpt)
     if predictor.module.cfg["data"].get("crop_roi"):
         log.warning(
             "%s was trained on images cropped to the sign (data.crop_roi=true): crop inputs tightly around "
@@ -100,8 +104,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     skip = on_error(cfg.get("on_error", "skip"))
     query = read_query(source, predictor.image_size, display_size, cfg.get("track"), max_frames, frame_step, skip)
     probs = predictor.probabilities(query.pixels)
-    guesses = top_k(probs, k)
-    sequence = top_k(probs.mean(0, keepdim=True), k)[0] if query.is_sequence else None
+    guesses = predictor.top_k(probs, k)
+    sequence = predictor.top_k(probs.mean(0, keepdim=True), k)[0] if query.is_sequence else None
     model = predictor.module.cfg["model"].get("name")
     payload: dict[str, Any] = {
         "checkpoint": str(Path(ckpt).resolve()),

@@ -24,17 +24,19 @@ class Guess:
         return f"{self.name} {100 * self.prob:.2f}%"
 
 
-def check_top_k(top_k: int, num_classes: int = len(GTSRB_CLASSES)) -> int:
-    if not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
-        raise ConfigError(f"top_k={top_k} must be an integer in 1..{num_classes}")
+def check_top_k(top_k: int, num_classes: int = len(GTSRB_CLASSES), ckpt: str | None = None) -> int:
+    """``top_k`` if it is 1..``num_classes`` (with ``ckpt``: the classes of that checkpoint's network)."""
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
+        of = f" ({ckpt} tells {num_classes} classes apart)" if ckpt else ""
+        raise ConfigError(f"top_k={top_k} must be an integer in 1..{num_classes}{of}")
     return top_k
 
 
-def top_k(probs: torch.Tensor, k: int) -> list[list[Guess]]:
-    """(N, C) probabilities -> per row the ``k`` most probable classes, best first."""
+def top_k(probs: torch.Tensor, k: int, names: list[str] = GTSRB_CLASSES) -> list[list[Guess]]:
+    """(N, C) probabilities -> per row the ``k`` most probable classes (named by ``names``), best first."""
     values, indices = probs.topk(k, dim=1)
     return [
-        [Guess(int(c), GTSRB_CLASSES[int(c)], float(p)) for p, c in zip(vs, cs)]
+        [Guess(int(c), names[int(c)], float(p)) for p, c in zip(vs, cs)]
         for vs, cs in zip(values.tolist(), indices.tolist())
     ]
 
@@ -53,6 +55,13 @@ class Predictor:
     @property
     def image_size(self) -> int:
         return self.classifier.image_size
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    def top_k(self, probs: torch.Tensor, k: int) -> list[list[Guess]]:
+        return top_k(probs, k, self.class_names)
 
     @torch.no_grad()
     def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:

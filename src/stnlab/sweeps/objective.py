@@ -29,6 +29,11 @@ from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.run_identity import mark_modified, run_name
+from stnlab.training.interrupt import RunInterrupted
+
+# Ctrl-C or SIGTERM: a run stopped by them (RunInterrupted, after its checkpoint), Lightning's SIGTERMException
+# (a SystemExit) or its exit after a second Ctrl-C (SystemExit), a KeyboardInterrupt outside the fit.
+INTERRUPTS = (KeyboardInterrupt, SystemExit, RunInterrupted)
 
 
 def one_line(e: BaseException) -> str:
@@ -132,7 +137,7 @@ class RecordTrialState(pl.Callback):
 def _state_of(exception: BaseException) -> str:
     if isinstance(exception, optuna.TrialPruned):
         return "pruned"
-    if isinstance(exception, (KeyboardInterrupt, SystemExit)):  # Ctrl-C (Lightning turns it into SystemExit)
+    if isinstance(exception, INTERRUPTS):
         return "interrupted"
     return "failed"
 
@@ -237,7 +242,7 @@ class Objective:
             return float(metrics[self.spec.metric])
         except optuna.TrialPruned:
             raise
-        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning turns it into SystemExit)
+        except INTERRUPTS as e:
             requeue(trial)
             trial.set_user_attr("fail_reason", "interrupted; queued again for the next run")
             raise KeyboardInterrupt from e

@@ -7,6 +7,7 @@ by the heartbeat check and queued again, and ``n_trials`` bounds the study's tot
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from stnlab.errors import StnlabError
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.spec import SweepSpec
 
@@ -104,8 +106,22 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
     return path
 
 
+class _UserErrorsInOneLine(logging.Filter):
+    """Optuna logs a failed trial with its traceback: for a user error or an interrupt its message line is enough
+    (the progress line names the cause); a bug keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (StnlabError, KeyboardInterrupt, SystemExit)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: Sequence[str]) -> Path:
     """``src/sweep.py``'s work, for its command-line overrides (``["sweep=smoke", "n_trials=5", "model=no_st"]``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line replaces Optuna's per-trial INFO
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _UserErrorsInOneLine) for f in handler.filters):
+            handler.addFilter(_UserErrorsInOneLine())
     spec, overrides = spec_mod.load(list(argv))
     return run(spec, overrides)

@@ -39,7 +39,14 @@ _RACE_ATTEMPTS = 8
 
 def _engine_kwargs(url: str, connect_timeout: float) -> dict:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file in the way, no permission
+            raise ConfigError(
+                f"cannot make the folder {folder} of the study storage {url} ({e.strerror or e}); "
+                "pass storage=sqlite:///<a writable folder>/optuna.db"
+            ) from None
         return {"connect_args": {"timeout": 60}}  # many local workers wait for the write lock
     seconds = max(1, int(round(connect_timeout)))  # libpq and MySQL take whole seconds
     if url.startswith(("postgresql", "mysql")):

@@ -99,7 +99,11 @@ def read_run(path: Path | str, wait_s: float = 10.0) -> RunFile:
     """
     path = Path(path)
     if path.is_dir():
-        (path,) = path.glob("run-*.wandb")
+        files = sorted(path.glob("run-*.wandb"))
+        if len(files) != 1:
+            names = ", ".join(f.name for f in files) or "none"
+            raise ValueError(f"{path} holds {len(files)} run-*.wandb files ({names}), where a run has one")
+        (path,) = files
     deadline = time.monotonic() + wait_s
     while True:
         out = _parse(path)

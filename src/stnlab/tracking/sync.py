@@ -9,6 +9,7 @@ own reader (:mod:`stnlab.tracking.runfile`) and kept unless it failed or was a d
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from stnlab.errors import ConfigError
 from stnlab.tracking.runfile import read_run
 
+log = logging.getLogger(__name__)
 KINDS = ("train", "multirun", "trial", "eval", "robustness", "report")
 
 
@@ -26,11 +28,14 @@ class OfflineRun:
     path: Path  # the offline-run-* folder
     kind: str
     name: str
-    status: str  # finished | failed | unfinished | pruned
+    status: str  # finished | failed | unfinished | pruned | unreadable
     debug: bool
     synced: bool
+    problem: str = ""  # why an unreadable run could not be read
 
     def wanted(self, include_failed: bool, include_debug: bool) -> bool:
+        if self.status == "unreadable":  # wandb sync would fail on it, or upload garbage
+            return False
         return (self.status in ("finished", "pruned") or include_failed) and (not self.debug or include_debug)
 
 
@@ -49,21 +54,31 @@ def find_offline_runs(outputs: Path) -> list[OfflineRun]:
     for folder in sorted(outputs.rglob("offline-run-*"), key=lambda p: p.name):
         if not folder.is_dir() or not any(folder.glob("run-*.wandb")):
             continue
-        record = read_run(folder, wait_s=0)
-        if record.exit_code is None:
-            status = "unfinished"
-        elif record.exit_code != 0:
-            status = "failed"
-        else:
-            status = "pruned" if record.summary.get("sweep/state") == "pruned" else "finished"
-        debug = (
-            bool(record.config.get("identity.debug"))
-            or record.config.get("trainer.fast_dev_run") is True
-            or "debug" in record.tags
-        )
-        synced = any(folder.glob("*.wandb.synced"))
-        runs.append(OfflineRun(folder, _kind(folder, record.job_type), record.name, status, debug, synced))
+        try:
+            runs.append(_offline_run(folder))
+        except Exception as e:  # noqa: BLE001 - a corrupt, cut or doubled file: that run is skipped, the others listed
+            problem = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            log.warning("sync: skipping %s: its W&B run file is unreadable (%s)", folder, problem)
+            runs.append(OfflineRun(folder, _kind(folder, ""), "", "unreadable", False, False, problem))
     return runs
+
+
+def _offline_run(folder: Path) -> OfflineRun:
+    """The offline run in ``folder``, read from its ``.wandb`` file (raises what reading it raises)."""
+    record = read_run(folder, wait_s=0)
+    if record.exit_code is None:
+        status = "unfinished"
+    elif record.exit_code != 0:
+        status = "failed"
+    else:
+        status = "pruned" if record.summary.get("sweep/state") == "pruned" else "finished"
+    debug = (
+        bool(record.config.get("identity.debug"))
+        or record.config.get("trainer.fast_dev_run") is True
+        or "debug" in record.tags
+    )
+    synced = any(folder.glob("*.wandb.synced"))
+    return OfflineRun(folder, _kind(folder, record.job_type), record.name, status, debug, synced)
 
 
 def select(
@@ -88,15 +103,19 @@ def select(
 def describe(runs: list[OfflineRun], chosen: list[OfflineRun], kinds: list[str] | None = None) -> str:
     lines = []
     for r in runs:
-        mark = "sync" if r in chosen else "skip"
-        if r in chosen:
-            why = ""
-        elif kinds and r.kind not in kinds:
-            why = " (not among kinds=)"
-        else:
-            why = " (already synced)" if r.synced else " (debug)" if r.debug else f" ({r.status})"
+        mark, why = ("sync", "") if r in chosen else ("skip", f" ({_why_skipped(r, kinds)})")
         lines.append(f"{mark}  {r.kind:<10} {r.status:<10} {r.name or '-':<48} {r.path}{why}")
     return "\n".join(lines)
+
+
+def _why_skipped(run: OfflineRun, kinds: list[str] | None) -> str:
+    if kinds and run.kind not in kinds:
+        return "not among kinds="
+    if run.problem:
+        return f"unreadable: {run.problem}"
+    if run.synced:
+        return "already synced"
+    return "debug" if run.debug else run.status
 
 
 def sync(paths: list[Path], project: str | None = None, entity: str | None = None) -> int:

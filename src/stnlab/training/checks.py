@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
+from datetime import timedelta
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -90,9 +92,20 @@ def validate(cfg: dict) -> None:
     workers = cfg["data"].get("num_workers")
     if workers is not None and _number("data.num_workers", workers, int) < 0:
         raise ConfigError(f"data.num_workers={workers} must be >= 0 (0: load in the main process)")
+    most = 4 * (os.cpu_count() or 1)  # each worker is a copy of this process (hundreds of MB): a swarm exhausts memory
+    if workers is not None and int(workers) > most:
+        raise ConfigError(
+            f"data.num_workers={workers}: this machine has {os.cpu_count()} CPU cores, and each worker is a copy of "
+            f"the training process; use at most {most} (0 loads in the main process)"
+        )
+    smoothing = cfg["module"].get("label_smoothing")
+    if smoothing is not None and not 0 <= _number("module.label_smoothing", smoothing) <= 1:
+        raise ConfigError(f"module.label_smoothing={smoothing} must be in 0..1 (0: none, the reference)")
+    check_sizes(cfg["model"], "model")
     for section in ("optim", "scheduler"):
         check_arguments(cfg.get(section), section)
     check_budget(cfg)
+    check_trainer(cfg.get("trainer") or {})
     trainer = cfg.get("trainer") or {}
     if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
         import torch
@@ -104,6 +117,62 @@ def validate(cfg: dict) -> None:
                 "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
                 "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
             )
+
+
+# Sizes in the model node (backbone, localisation nets): a positive integer each, or a list of them.
+SIZES = ("widths", "kernels", "kernel", "fc", "depth", "in_channels", "num_classes")
+
+
+def check_sizes(node: dict, prefix: str) -> None:
+    """Every size under ``node`` is positive (a negative width would fail deep in PyTorch with a traceback)."""
+    for key, value in node.items():
+        path = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            check_sizes(value, path)
+        elif key in SIZES and value is not None:
+            values = value if isinstance(value, list) else [value]
+            if not values or any(_number(path, v, int) < 1 for v in values):
+                raise ConfigError(f"{path}={_shown(value)} must be positive integers (channels, units, kernel sizes)")
+        elif key == "dropout" and value is not None and not 0 <= _number(path, value) < 1:
+            raise ConfigError(f"{path}={value} must be in 0..1 (0: no dropout)")
+
+
+def _shown(value: Any) -> str:
+    return "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
+
+
+def check_trainer(trainer: dict) -> None:
+    """Trainer values Lightning would take and then fail on mid-run (a division by zero, a hang)."""
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch"):
+        v = trainer.get(key)
+        if v is not None and _number(f"trainer.{key}", v, int) < 1:
+            raise ConfigError(f"trainer.{key}={v} must be an integer >= 1")
+    interval = trainer.get("val_check_interval")
+    if interval is not None and _number("trainer.val_check_interval", interval) <= 0:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} must be > 0: a fraction of the epoch (<= 1.0) or a number of batches"
+        )
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator not in ("auto", "cpu") and not _available(accelerator):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} is not available on this machine; use cpu or auto "
+            "(a GPU when there is one)"
+        )
+    devices = trainer.get("devices")
+    if accelerator == "cpu" and isinstance(devices, int) and not isinstance(devices, bool):
+        cores = os.cpu_count() or 1
+        if devices > cores:  # each is a process training on the CPU: more than the cores only thrash
+            raise ConfigError(f"trainer.devices={devices}: this machine has {cores} CPU cores; use at most {cores}")
+
+
+def _available(accelerator: str) -> bool:
+    """Whether Lightning's accelerator of that name (``gpu`` is ``cuda``) can run here."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    name = "cuda" if accelerator == "gpu" else accelerator
+    if name not in AcceleratorRegistry.available_accelerators():
+        return True  # not a name Lightning registers (an object, a typo): Lightning says what is wrong
+    return AcceleratorRegistry[name]["accelerator"].is_available()
 
 
 def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) -> None:
@@ -141,6 +210,12 @@ def check_budget(cfg: dict) -> None:
                 f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
                 f"set trainer.{key} >= 1 (-1: no limit)"
             )
+    max_time = trainer.get("max_time")
+    if max_time is not None and _seconds(max_time) <= 0:
+        raise ConfigError(
+            f"trainer.max_time={max_time} trains nothing: the test would measure untrained weights; "
+            "set it to DD:HH:MM:SS above zero, or null for no limit"
+        )
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         v = trainer.get(key)
         if v is None:
@@ -163,6 +238,19 @@ def check_budget(cfg: dict) -> None:
             f"checkpoint.monitor={monitor} is not logged at the end of validation epochs; "
             f"use one of {', '.join(VAL_EPOCH_METRICS)}"
         )
+
+
+def _seconds(max_time: Any) -> float:
+    """``trainer.max_time`` (``DD:HH:MM:SS`` or ``{days: .., hours: ..}``, as Lightning takes it) in seconds."""
+    try:
+        if isinstance(max_time, dict):
+            return float(timedelta(**{k: float(v) for k, v in max_time.items()}).total_seconds())
+        days, hours, minutes, seconds = (float(part) for part in str(max_time).split(":"))
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"trainer.max_time={max_time} is not a duration; write DD:HH:MM:SS (00:12:00:00 is 12 hours) or null"
+        ) from None
 
 
 def no_validation(cfg: dict) -> list[str]:
@@ -204,7 +292,10 @@ def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
         cause = e.__cause__
         if isinstance(cause, StnlabError):
             raise cause from None
-        if cause is not None and isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+        # RuntimeError: torch refusing a shape or an allocation; ImportError: a missing backend (accelerator=tpu).
+        if cause is not None and isinstance(
+            cause, (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
+        ):
             first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise ConfigError(f"{section}: {first}; {fix or f'fix the {section}.* override'}") from None
         raise

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -12,16 +15,20 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.checkpoints import safe_loading
+from stnlab.errors import ConfigError
 from stnlab.noise import silence_known_noise
-from stnlab.run_dirs import check_run_dir_free, holds_run, run_dir_of
+from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, EpochThroughput, RunTimeEstimate
 from stnlab.training.checks import build, no_validation, sense, validate
+from stnlab.training.interrupt import RunInterrupted, StopOnSignal
 from stnlab.training.module import build_module
 from stnlab.training.resume import check_compatible, resolve_resume
 from stnlab.training.speed import SpeedSwitches
@@ -33,16 +40,20 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     """Fit, then test the best checkpoint (when test labels exist). Returns the final metrics.
 
     Everything that can be checked is checked before the run opens a logger: the values, the network, the
-    resume checkpoint, the data (downloaded, decoded and cached). A run stopped there leaves no run folder
-    (Hydra's, holding only its .hydra/, is removed) and no W&B run."""
+    resume checkpoint, the run folder (claimed for this process), the data (downloaded, decoded and cached). A
+    run stopped there leaves no run folder (Hydra's, holding only its .hydra/, is removed) and no W&B run."""
     _join_multirun_group(cfg)
     _modified_by_the_command_line(cfg)
     _one_line_per_log_record()
     silence_known_noise()
     resolved: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     hydra = _hydra_config()
-    hydra_dir = Path(hydra.runtime.output_dir) if hydra is not None else None  # made by Hydra before train()
+    run_dir, made = None, False
     try:
+        # Hydra was sent to a scratch folder (made before train()): the run's own was refused.
+        refused = refusal(hydra.runtime.output_dir) if hydra is not None else None
+        if refused is not None:
+            raise refused
         validate(resolved)
         # resume=last|PATH: the checkpoint and its run directory, which the resumed run writes into.
         ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"))
@@ -52,17 +63,25 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         if ckpt_path is not None:
             check_compatible(ckpt_path, resolved)
             log.info("resuming from %s into %s", ckpt_path, run_dir)
-        elif rank_zero_only.rank == 0:  # DDP workers share rank 0's folder
-            check_run_dir_free(run_dir)
+        if rank_zero_only.rank == 0:  # DDP workers share rank 0's folder
+            made = not run_dir.exists()
+            claim_run(run_dir, resumed_dir)  # a resumed run continues its own folder, elsewhere it is a new run
         datamodule = build(resolved["data"], "data")
         speed = SpeedSwitches(resolved.get("speed"))  # checks the speed: section before any run is opened
         if rank_zero_only.rank == 0:
             datamodule.prepare_data()  # missing or broken data fails here, before any logger
     except BaseException:
-        if hydra_dir is not None and rank_zero_only.rank == 0:
-            discard_if_unused(hydra_dir)
+        _undo_start(hydra, run_dir, made)
         raise
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(resolved, module, datamodule, run_dir, ckpt_path, speed, extra_callbacks)
+    finally:
+        release_run(run_dir)
+
+
+def _run(resolved, module, datamodule, run_dir, ckpt_path, speed, extra_callbacks) -> dict[str, Any]:
+    """The fit and test of a claimed run folder, its W&B run closed however they end."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # made by rank 0's claim; DDP workers may get there first
     loggers = make_loggers(resolved, run_dir)
     try:
         metrics = _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks)
@@ -77,6 +96,22 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         raise
     _close_wandb(loggers, exit_code=0)
     return metrics
+
+
+def _undo_start(hydra, run_dir: Path | None, made: bool) -> None:
+    """A start refused by its checks leaves nothing: the folders made for it, and Hydra's record of a resume
+    (``.hydra/resume-<time>/`` in the run's folder) that did not happen."""
+    if run_dir is not None:
+        release_run(run_dir)
+    if rank_zero_only.rank != 0:
+        return
+    if hydra is not None:
+        record = Path(hydra.runtime.output_dir) / str(hydra.output_subdir or "")
+        if record.name.startswith("resume-"):
+            shutil.rmtree(record, ignore_errors=True)
+        discard_if_unused(Path(hydra.runtime.output_dir))
+    if made:
+        discard_if_unused(run_dir)
 
 
 def _hydra_config():
@@ -134,8 +169,6 @@ def make_loggers(resolved: dict, run_dir: Path) -> list:
 
 def discard_if_unused(run_dir: Path) -> None:
     """Remove a run folder that holds nothing but what Hydra wrote before the run started (.hydra/, its log)."""
-    import shutil
-
     try:
         if (
             run_dir.is_dir()
@@ -222,8 +255,9 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
         step_checkpoints.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
     throughput = EpochThroughput()
+    stop = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
     estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
-    callbacks = [checkpoint, *step_checkpoints, throughput, estimate] + [
+    callbacks = [checkpoint, *step_checkpoints, throughput, estimate, stop] + [
         build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
     ]
     if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
@@ -240,9 +274,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         **({"limit_val_batches": 0} if no_validation(resolved) else {}),  # no empty validation loop
     )
 
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = _fit(trainer, module, datamodule, ckpt_path, stop, run_dir)
 
     metrics: dict[str, Any] = {}
     # After trainer.strategy=ddp_spawn the fit ran in worker processes: only callback_metrics came back.
@@ -262,7 +294,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         # A checkpoint's state_dict holds the averaged weights (callbacks=[default,ema]), the ones validated and chosen;
         # WeightAveraging.on_load_checkpoint would put the raw weights of that epoch back before the test.
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        results = _test(trainer, module, datamodule, ckpt, run_dir)
         metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
         if "data/test_images" in metrics:
             metrics["data/test_images"] = round(metrics["data/test_images"])
@@ -293,6 +325,49 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
                 )
         print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test, resolved.get("test", True)), flush=True)
     return metrics
+
+
+def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal, run_dir: Path) -> float:
+    """``trainer.fit`` (resuming ``ckpt_path``, unpickled as data only); the seconds it took. A fit that trained no
+    step, or that Lightning found misconfigured once it knew the epoch's length, is one line; SIGTERM or Ctrl-C is
+    :class:`RunInterrupted`, after ``last.ckpt`` was written."""
+    start = time.perf_counter()
+    try:
+        with safe_loading():
+            trainer.fit(
+                module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True
+            )
+    except SIGTERMException:
+        raise stop.interrupted(trainer, run_dir) from None
+    except ValueError as e:
+        batches = re.search(r"val_check_interval.*training batches \((\d+)\)", str(e))
+        if batches is None:
+            raise
+        raise ConfigError(
+            f"trainer.val_check_interval={trainer.val_check_interval} is beyond the epoch's {batches.group(1)} "
+            f"training batches; pass at most {batches.group(1)}, a fraction <= 1.0, or "
+            "trainer.check_val_every_n_epoch=null to count batches across epochs"
+        ) from None
+    if "train/loss_step" not in trainer.callback_metrics:  # logged by every training step, in any process
+        raise ConfigError(
+            f"the fit trained no step (it stopped at epoch {trainer.current_epoch}, step {trainer.global_step}): "
+            "the test would measure untrained weights; check trainer.max_time, max_epochs and max_steps"
+        )
+    return time.perf_counter() - start
+
+
+def _test(trainer, module, datamodule, ckpt: str | None, run_dir: Path) -> list[dict]:
+    """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are), unpickled as data only; SIGTERM
+    there is :class:`RunInterrupted`."""
+    try:
+        with safe_loading():
+            return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+    except SIGTERMException:
+        raise RunInterrupted(
+            "SIGTERM stopped the test stage; the fit is complete: test its checkpoint with src/evaluate.py "
+            f"ckpt={ckpt or run_dir / 'checkpoints' / 'last.ckpt'}",
+            signal.SIGTERM,
+        ) from None
 
 
 def summary_line(run_dir: Path, metrics: dict[str, Any], gtsrb: bool, has_test: bool, test: bool = True) -> str:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from stnlab.checkpoints import data_config, load_module, load_split, resolve_checkpoint
 from stnlab.data.classes import class_names
 from stnlab.errors import ConfigError, StnlabError
+from stnlab.evaluation.files import writing_into
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
 from stnlab.viz.panels import labelled_grid, panel, save_png
@@ -74,21 +75,22 @@ def visualize(cfg: DictConfig) -> list[Path]:
     names = class_names(module.num_classes)
     captions = [f"{int(c)} {names[int(c)]}" for c in labels]
     out = Path(cfg.out) if cfg.get("out") else run_dir_of_checkpoint(ckpt) / "visualize"
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for view in trace_sts(module, images):
-        title, legend = grid_text(view, run_name(module.cfg), cfg.split, labels)
-        written.append(
-            save_png(
-                labelled_grid(view, captions, title, legend, int(cfg.cols), int(cfg.scale)), out / f"{view.name}.png"
+    with writing_into(out):
+        for view in trace_sts(module, images):
+            title, legend = grid_text(view, run_name(module.cfg), cfg.split, labels)
+            written.append(
+                save_png(
+                    labelled_grid(view, captions, title, legend, int(cfg.cols), int(cfg.scale)),
+                    out / f"{view.name}.png",
+                )
             )
-        )
-        if cfg.get("per_image"):
-            (out / view.name).mkdir(exist_ok=True)
-            for i in range(len(images)):
-                p = out / view.name / f"{i:03d}.png"
-                panel(view, i, int(cfg.scale)).save(p)
-                written.append(p)
+            if cfg.get("per_image"):
+                (out / view.name).mkdir(exist_ok=True)
+                for i in range(len(images)):
+                    p = out / view.name / f"{i:03d}.png"
+                    panel(view, i, int(cfg.scale)).save(p)
+                    written.append(p)
     log.info("wrote %d panel file(s) to %s", len(written), out)
     print("\n".join(str(p) for p in written if p.parent == out))
     return written
