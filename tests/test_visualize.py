@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import ROOT, TINY_TWO_ST, compose
-from stnlab.checkpoints import CheckpointError
 from stnlab.tracking.runfile import read_run
+from stnlab.training.checkpoints import CheckpointError
 from stnlab.training.module import build_module
 from stnlab.training.run import train
 from stnlab.viz import border_points, panel_grid, trace_sts

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.errors import ConfigError
+from stnlab.tracking import runfile
 from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         if isinstance(data, dict) and "model.name" in data:  # stnlab.tracking.run_identity.logged_config
             return unlogged(data)
     for offline in sorted(run_dir.glob("wandb/offline-run-*")):
-        from stnlab.tracking.runfile import read_run
-
-        return unlogged({k: v for k, v in read_run(offline, wait_s=0).config.items() if not k.startswith("_")})
+        return unlogged({k: v for k, v in runfile.read_run(offline, wait_s=0).config.items() if not k.startswith("_")})
     return {}
 
 

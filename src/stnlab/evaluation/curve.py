@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from stnlab.checkpoints import CheckpointError, data_config, load_module, load_split
+from stnlab.training.checkpoints import CheckpointError, data_config, load_module, load_split
 
 EPOCH = re.compile(r"epoch-(\d+)\.ckpt$")
 

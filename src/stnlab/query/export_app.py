@@ -10,7 +10,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module, resolve_checkpoint
 from stnlab.data.files import new_part, normal_mode
 from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.query.classifier import ImageClassifier
@@ -29,6 +28,7 @@ from stnlab.query.export import (
 )
 from stnlab.query.keys import required, wandb
 from stnlab.tracking.run_identity import logged_config, run_name
+from stnlab.training.checkpoints import load_module, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
 from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
 from stnlab.query.predictor import Guess, Predictor, check_top_k
+from stnlab.training.checkpoints import load_module, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"

@@ -8,11 +8,11 @@ import socket
 
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import pick_device
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.query.keys import positive_int, required
 from stnlab.query.predictor import check_top_k
 from stnlab.query.server import build_server
+from stnlab.training.checkpoints import pick_device
 
 
 def _stopper(main_pid: int):

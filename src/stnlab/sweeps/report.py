@@ -20,8 +20,11 @@ import optuna
 from optuna.trial import TrialState
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.evaluation.compare import read_curve
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
+from stnlab.tracking.wandb_logger import open_run
+from stnlab.training.checks import VAL_EPOCH_METRICS
 
 TEST_KEY = "test/acc"
 
@@ -209,8 +212,6 @@ def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
 
 def curve_metric(spec: SweepSpec) -> str:
     """The per-epoch metric behind the objective (``val/acc_weighted_best`` -> ``val/acc_weighted``)."""
-    from stnlab.training.checks import VAL_EPOCH_METRICS
-
     name = spec.metric.removesuffix("_best")
     return name if name in VAL_EPOCH_METRICS else spec.monitor
 
@@ -218,8 +219,6 @@ def curve_metric(spec: SweepSpec) -> str:
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
     """Every trial's validation metric against the wall minutes of its fit, one line per trial, by rung."""
     from matplotlib.figure import Figure
-
-    from stnlab.evaluation.compare import read_curve
 
     metric = curve_metric(spec)
     lines = []
@@ -299,8 +298,6 @@ def report_run_id(study: str) -> str:
 
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
-    from stnlab.tracking.wandb_logger import open_run
-
     columns, cells = table(table_rows, spec.metric)
     run = open_run(
         wandb_cfg,

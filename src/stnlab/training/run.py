@@ -19,18 +19,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
-from stnlab.checkpoints import safe_loading
 from stnlab.errors import ConfigError
 from stnlab.noise import silence_known_noise
-from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, run_dir_of
+from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_resume, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, EpochThroughput, RunTimeEstimate
+from stnlab.training.checkpoints import safe_loading
 from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
 from stnlab.training.module import build_module
-from stnlab.training.resume import check_compatible, resolve_resume
+from stnlab.training.resume import check_compatible
 from stnlab.training.speed import SpeedSwitches
 
 log = logging.getLogger(__name__)

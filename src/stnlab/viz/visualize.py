@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.checkpoints import data_config, load_module, load_split, resolve_checkpoint
+from stnlab.training.checkpoints import data_config, load_module, load_split, resolve_checkpoint
 from stnlab.data.classes import class_names
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.evaluation.files import writing_into

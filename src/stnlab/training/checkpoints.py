@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 
 from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError, StnlabError
+from stnlab.training.module import build_module
 
 SPLITS = ("train", "val", "test")
 ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
@@ -212,8 +213,6 @@ def upgrade_config(cfg: dict) -> dict:
 def load_module(ckpt: Path | str, device: torch.device | str = "cpu"):
     """The ``STNModule`` a checkpoint holds, rebuilt from its own run config, in eval mode on ``device``."""
     saved = read_checkpoint(ckpt)
-    from stnlab.training.module import build_module  # the training stack, only when a module is wanted
-
     try:
         module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
         module.load_state_dict(saved["state_dict"])
