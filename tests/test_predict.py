@@ -16,11 +16,11 @@ from PIL import Image
 
 from conftest import CONF, ROOT, TINY_TWO_ST
 from query_checkpoint import save_checkpoint, untrained
+from stnlab.apps.predict import predict
 from stnlab.data.gtsrb import Row, decode
 from stnlab.errors import StnlabError
 from stnlab.query.figures import COLOURS, LABEL_GREEN, TEXT
 from stnlab.query.images import MIN_SIDE, InputError, decode_image, network_pixels, read_query
-from stnlab.query.predict_app import predict
 
 
 def _image(h: int, w: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
