@@ -26,7 +26,7 @@ from stnlab.bench.report import render
 from stnlab.cli import checks, hydra_entry, run_cli
 from stnlab.config import CONF_DIR, compose_train, group_options
 from stnlab.data.datamodule import GTSRBDataModule
-from stnlab.errors import ConfigError, StnlabError
+from stnlab.errors import ConfigError, StnlabError, first_line
 from stnlab.noise import silence_known_noise
 from stnlab.training.speed import speed_settings
 
@@ -199,7 +199,7 @@ def run(cfg) -> Path:
         try:
             into.append(fn())
         except Exception as e:  # noqa: BLE001 - one failing preset must not lose the whole (costly) GPU run
-            errors.append(f"- {what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            errors.append(f"- {what}: {type(e).__name__}: {first_line(e)}")
             print(f"bench: {what} FAILED: {type(e).__name__}: {e}", flush=True)
         path.write_text(render(header, results, epochs, errors))  # after every row: a cut-off run keeps its rows
 
@@ -237,7 +237,7 @@ def run(cfg) -> Path:
         try:
             extra = table()
         except Exception as e:  # noqa: BLE001 - as attempt(): the other tables stand
-            errors.append(f"- inference: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            errors.append(f"- inference: {type(e).__name__}: {first_line(e)}")
             extra = []
     else:
         extra = []

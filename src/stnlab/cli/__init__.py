@@ -14,7 +14,7 @@ from unittest import mock
 
 from stnlab.cli.help import register_resolver
 from stnlab.config import message_line
-from stnlab.errors import StnlabError
+from stnlab.errors import StnlabError, first_line
 from stnlab.run_dirs import register_resolvers
 
 
@@ -70,7 +70,7 @@ def _run_job(job: _Job, fn, *args, **kwargs):
         job.error = str(e)
     except Exception as e:  # noqa: BLE001 - a bug in one job: its traceback, then the next job
         traceback.print_exc()
-        job.error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+        job.error = f"{type(e).__name__}: {first_line(e, 300)}"
         job.user_error = False
     return None
 
