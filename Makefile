@@ -52,15 +52,15 @@ bench: $(STAMP)
 
 # On a GPU machine as it comes (torch, lightning, torchmetrics, PyYAML; no venv, no network, no hydra-core):
 # `make wheels` beforehand, on a machine with network, puts Hydra's wheels into .whl/, which travels with the
-# checkout; they are installed into $(SITE) when hydra is missing. Then every preset at 48 px and whole
-# GTSRB-sized epochs of two_st at 48 px, eager and torch.compile'd (3-4 minutes on an H100; the report is
-# rewritten after each row). More: ARGS="'image_size=[48,32]'",
+# checkout; they are installed into $(SITE) when hydra is missing, and src/ goes on PYTHONPATH (nothing is
+# installed). Then every preset at 48 px and whole GTSRB-sized epochs of two_st at 48 px, eager and
+# torch.compile'd (3-4 minutes on an H100; the report is rewritten after each row). More: ARGS="'image_size=[48,32]'",
 # ARGS="'models=[]' 'epoch_variants=[base,host_data,nchw,fp32,progress_bar]'" (one switch off per run).
 SITE ?= /tmp/stnlab-site
 bench-gpu:
 	$(PYTHON) -c "import hydra" 2>/dev/null || $(PYTHON) -m pip install -q --no-index --no-deps --no-compile \
 		--no-cache-dir --upgrade --target $(SITE) .whl/*.whl
-	PYTHONPATH=$(SITE) $(PYTHON) src/bench.py device=cuda 'image_size=[48]' epoch=true \
+	PYTHONPATH=$(SITE):src $(PYTHON) src/bench.py device=cuda 'image_size=[48]' epoch=true \
 		'epoch_variants=[base,compile,compile_cudagraphs]' $(ARGS)
 
 # Hydra's wheels (hydra-core, omegaconf, antlr4-python3-runtime, PyYAML at requirements.lock's versions) for

@@ -1,75 +1,9 @@
 """Compare runs: ``python src/compare.py ['runs=[RUN_DIR | FOLDER | SWEEP_NAME, ...]'] [sort=KEY] [order=asc|desc]``.
 
-Prints a markdown table (each run's folder, identity and group, the config keys that differ between the
-runs, val/acc_best, test/acc, delta to the 99.46% committee in points, parameters, train time, img/s) that fits
-120 columns (``all=true``: every key) and writes
-it to ``<out>/compare.md`` with ``<out>/compare_val_acc.png`` (validation accuracy per epoch,
-with the 99.46% line; ``x=minutes``: per wall minute, ``compare_val_acc_minutes.png``). A sweep
-name means ``outputs/sweeps/<name>/trial_*/``; no runs mean every run under ``outputs/runs`` and ``outputs/multirun`` (debug runs only with
-``include_debug=true``).
-Reads local files only. The keys are those of ``conf/compare.yaml`` (``--help``).
+The app is ``stnlab.apps.compare``; ``--help`` lists its keys (``conf/compare.yaml``).
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from stnlab.cli import hydra_entry, run_cli  # noqa: E402
-
-
-def compare(cfg: DictConfig) -> None:
-    from stnlab.cli import checks
-    from stnlab.errors import ConfigError
-    from stnlab.evaluation.compare import (
-        CURVES,
-        WIDTH,
-        X_AXES,
-        all_gtsrb,
-        curves,
-        find_runs,
-        markdown,
-        read_runs,
-        table,
-    )
-    from stnlab.evaluation.plots import plot_val_curves
-
-    values = OmegaConf.to_container(cfg, resolve=True)
-    if values["order"] not in ("asc", "desc"):
-        raise ConfigError(f"order={values['order']} must be asc or desc")
-    checks.one_of("x", values["x"], X_AXES)
-    checks.one_of("curve", values["curve"], CURVES)
-    targets = checks.words("runs", values["runs"])
-    outputs = Path(values["outputs"])
-    runs = read_runs(
-        find_runs(targets, outputs),
-        values["x"],
-        include_debug=checks.boolean("include_debug", values["include_debug"]),
-        curve=values["curve"],
-    )
-    every_key = checks.boolean("all", values["all"])
-    rows, columns = table(runs, str(values["sort"]), ascending=values["order"] == "asc", every_key=every_key)
-    text = markdown(rows, columns, width=None if every_key else WIDTH)
-    sweep = len(targets) == 1 and not Path(targets[0]).exists() and (outputs / "sweeps" / targets[0]).is_dir()
-    out = Path(values["out"]) if values["out"] else (outputs / "sweeps" / targets[0] if sweep else outputs / "compare")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(f"# {len(rows)} runs, sorted by {values['sort']} ({values['order']})\n\n{text}\n")
-    stem = values["curve"].replace("/", "_")
-    name = f"compare_{stem}{'_minutes' if values['x'] == 'minutes' else ''}.png"
-    png = plot_val_curves(
-        curves(runs, rows), out / name, x=values["x"], committee=all_gtsrb(runs), metric=values["curve"]
-    )
-    print(text)
-    print(f"\nwrote {out / 'compare.md'}, {png}")
-
-
-@hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run_cli(compare, cfg)
-
+from stnlab.apps.compare import main
 
 if __name__ == "__main__":
-    hydra_entry(main)
+    main()

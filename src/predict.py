@@ -1,22 +1,9 @@
-"""Classify new images, a video or a GTSRB track: ``python src/predict.py ckpt=PATH input=PATH [show_st=true]``."""
+"""Classify new images, a video or a GTSRB track: ``python src/predict.py ckpt=PATH input=PATH [show_st=true]``.
 
-import sys
-from pathlib import Path
+The app is ``stnlab.apps.predict``; ``--help`` lists its keys (``conf/predict.yaml``).
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from stnlab.cli import hydra_entry, run_cli  # noqa: E402
-
-
-@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from stnlab.query.predict_app import predict
-
-    run_cli(predict, cfg)
-
+from stnlab.apps.predict import main
 
 if __name__ == "__main__":
-    hydra_entry(main)
+    main()

@@ -1,39 +1,9 @@
-"""Upload the offline W&B runs: ``python src/sync.py [dry_run=true] ['kinds=[train,eval]'] [include_failed=true]``."""
+"""Upload the offline W&B runs: ``python src/sync.py [dry_run=true] ['kinds=[train,eval]'] [include_failed=true]``.
 
-import sys
-from pathlib import Path
+The app is ``stnlab.apps.sync``; ``--help`` lists its keys (``conf/sync.yaml``).
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without `pip install -e .`
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from stnlab.cli import hydra_entry, run_cli  # noqa: E402
-
-
-def sync_runs(cfg: DictConfig) -> int:
-    from stnlab.tracking.sync import describe, find_offline_runs, select, sync
-
-    runs = find_offline_runs(Path(cfg.outputs))
-    chosen = select(
-        runs, list(cfg.kinds or []), bool(cfg.include_failed), bool(cfg.include_debug), bool(cfg.include_synced)
-    )
-    print(describe(runs, chosen, list(cfg.kinds or [])) if runs else f"no offline W&B runs under {cfg.outputs}")
-    print(
-        f"{len(chosen)} of {len(runs)} offline run(s) to upload"
-        + (" (dry run: nothing uploaded)" if cfg.dry_run else "")
-    )
-    if cfg.dry_run or not chosen:
-        return 0
-    return sync([r.path for r in chosen], cfg.project, cfg.entity)
-
-
-@hydra.main(config_path="../conf", config_name="sync", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    code = run_cli(sync_runs, cfg)
-    if code:
-        sys.exit(code)
-
+from stnlab.apps.sync import main
 
 if __name__ == "__main__":
-    hydra_entry(main)
+    main()

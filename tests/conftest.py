@@ -12,12 +12,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-sys.path.insert(0, str(ROOT / "src"))
+SRC = ROOT / "src"
+sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+
+def with_src(pythonpath: str | None = None) -> str:
+    """``PYTHONPATH`` for a subprocess: this checkout's ``src/`` first (the apps import ``stnlab`` as installed by
+    ``make install``; another checkout's editable install must not stand in for it), then ``pythonpath``."""
+    return os.pathsep.join(p for p in (str(SRC), pythonpath) if p)
+
+
+os.environ["PYTHONPATH"] = with_src(os.environ.get("PYTHONPATH"))
 
 from gtsrb_fixture import make_archives  # noqa: E402
 
@@ -116,6 +126,7 @@ def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, time
     import subprocess
 
     full = dict(os.environ, **(env or {}))
+    full["PYTHONPATH"] = with_src(full.get("PYTHONPATH"))
     full.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *args],

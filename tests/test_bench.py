@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
-from stnlab.bench import run
+from conftest import ROOT, with_src
+from stnlab.apps.bench import run
 from stnlab.bench.measure import OpCounter
 from stnlab.config import compose
 from stnlab.errors import ConfigError
@@ -46,7 +46,7 @@ def test_quick_bench_prints_the_table_without_wandb(tmp_path):
             f"out={out}",
         ],
         cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=""),
+        env=dict(os.environ, PYTHONPATH=with_src()),  # as `make bench-gpu` runs it: src/ on the path
         capture_output=True,
         text=True,
         timeout=600,

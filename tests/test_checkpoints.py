@@ -12,7 +12,7 @@ import torch
 
 from conftest import TINY_TWO_ST, run_app
 from query_checkpoint import save_checkpoint, untrained
-from stnlab.checkpoints import CheckpointError, load_module
+from stnlab.training.checkpoints import CheckpointError, load_module
 
 
 class Payload:

@@ -91,7 +91,7 @@ def test_the_variant_is_chosen_by_config_and_old_runs_keep_theirs():
     assert not InputNormalizer(3).local.legacy and InputNormalizer(3, variant="floored").local.legacy
     with pytest.raises(ValueError, match="normalize.variant=lcn is not one of torch7, floored"):
         InputNormalizer(3, variant="lcn")
-    from stnlab.checkpoints import upgrade_config
+    from stnlab.training.checkpoints import upgrade_config
 
     old = {"model": {"name": "no_st"}, "data": {"image_size": 32}, "normalize": {"global_norm": True}}
     assert upgrade_config(old)["normalize"]["variant"] == "floored"  # written before the module node

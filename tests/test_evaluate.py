@@ -300,7 +300,7 @@ def test_evaluate_cli_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_data_locations_stored_then_environment_then_command_line(tmp_path, monkeypatch):
-    from stnlab.checkpoints import data_config
+    from stnlab.training.checkpoints import data_config
 
     monkeypatch.setenv("GTSRB_MIRROR", str(tmp_path / "env_mirror"))
     cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "mirror": str(tmp_path), "root": "data"}}
@@ -313,7 +313,7 @@ def test_data_locations_stored_then_environment_then_command_line(tmp_path, monk
 
 
 def test_data_overrides_must_keep_the_model_size():
-    from stnlab.checkpoints import data_config
+    from stnlab.training.checkpoints import data_config
 
     # data.* keys as evaluate.py's Hydra config hands them over (parsed values).
     cfg = {"model": {"image_size": 32}, "data": {"image_size": 32, "root": "data", "batch_size": 8}}

@@ -85,7 +85,7 @@ def test_torchscript_loads_and_matches(tmp_path):
 def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    from stnlab.query.export_app import export
+    from stnlab.apps.export import export
     from stnlab.tracking.runfile import iter_records
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -120,7 +120,7 @@ def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
 def test_bad_export_options(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from stnlab.query.export_app import export
+    from stnlab.apps.export import export
 
     ckpt = save_checkpoint(untrained(TINY_TWO_ST), tmp_path / "m.ckpt")
     for override, message in (
@@ -179,8 +179,8 @@ def test_export_into_a_read_only_folder_is_one_line(tmp_path):
 
     from hydra import compose, initialize_config_dir
 
+    from stnlab.apps.export import export
     from stnlab.query.export import ExportError
-    from stnlab.query.export_app import export
 
     folder = tmp_path / "read-only"
     folder.mkdir(mode=0o555)

@@ -11,6 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from conftest import CONF, FAST, load_study, write_spec
+from stnlab.apps.sweep import sweep
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
 from stnlab.sweeps import snapshot
@@ -26,7 +27,6 @@ from stnlab.sweeps.fidelity import (
     parse_time_limit,
     sh_trials,
 )
-from stnlab.sweeps.runner import main
 from stnlab.sweeps.space import overrides_of, parse_space, suggest_all
 
 # Tiny batches on a shared 2-core machine: one intra-op thread is ~10x faster than two contending.
@@ -153,7 +153,7 @@ def _sh_spec(tmp_path, name="sh", **fields):
 
 
 def test_a_sweep_runs_rung_zero_at_a_fraction_then_the_best_half_in_full(tmp_path, sweep_args, fake_epochs_train):
-    main([f"sweep={_sh_spec(tmp_path)}", *sweep_args])
+    sweep([f"sweep={_sh_spec(tmp_path)}", *sweep_args])
     study = load_study(tmp_path, "sh")
     rung0 = [t for t in study.trials if t.user_attrs["rung"] == 0]
     rung1 = [t for t in study.trials if t.user_attrs["rung"] == 1]
@@ -170,7 +170,7 @@ def test_a_sweep_runs_rung_zero_at_a_fraction_then_the_best_half_in_full(tmp_pat
 def test_configurations_over_the_time_limit_are_violations_and_never_promoted(tmp_path, sweep_args, fake_epochs_train):
     # 1.5 images/s: the full 4-epoch run of 100 images is projected to 4 x 100 / 1.5 / 60 + 1 = 5.4 minutes.
     spec = _sh_spec(tmp_path, "limited", time_limit={"minutes": 4.0, "speedup": 1.0})
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     study = load_study(tmp_path, "limited")
     assert all(
         t.user_attrs["projected_minutes"] == pytest.approx(4 * 100 / 1.5 / 60 + 1, abs=0.01) for t in study.trials
@@ -181,9 +181,9 @@ def test_configurations_over_the_time_limit_are_violations_and_never_promoted(tm
 
 def test_a_worker_bringing_another_metric_is_refused_in_one_line(tmp_path, sweep_args, fake_epochs_train):
     spec = _sh_spec(tmp_path, "same")
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     with pytest.raises(ConfigError) as e:
-        main([f"sweep={spec}", "metric=val/acc_best", "monitor=val/acc", *sweep_args])
+        sweep([f"sweep={spec}", "metric=val/acc_best", "monitor=val/acc", *sweep_args])
     assert str(e.value).startswith('study same was started with metric="val/acc_weighted", this worker brings ')
     assert "\n" not in str(e.value)
 
@@ -202,12 +202,12 @@ def test_trials_compose_from_the_study_snapshot_after_conf_changed(tmp_path, swe
     shutil.copytree(CONF, conf)
     monkeypatch.setattr(snapshot, "CONF_DIR", conf)
     spec = write_spec(tmp_path, "snap", n_trials=2, sampler="random", pruner="none", overrides=FAST + ["optim=sgd"])
-    main([f"sweep={spec}", "n_trials=1", *sweep_args])
+    sweep([f"sweep={spec}", "n_trials=1", *sweep_args])
     (conf / "model" / "no_st.yaml").unlink()
     sgd = OmegaConf.load(conf / "optim" / "sgd.yaml")
     sgd.lr = 0.5
     OmegaConf.save(sgd, conf / "optim" / "sgd.yaml")
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     assert calls == [("no_st", 0.01), ("no_st", 0.01)]
     assert (tmp_path / "sweeps" / "snap" / "conf" / "model" / "no_st.yaml").is_file()
     assert [t.state for t in load_study(tmp_path, "snap").trials] == [TrialState.COMPLETE] * 2
@@ -218,7 +218,7 @@ def test_trials_compose_from_the_study_snapshot_after_conf_changed(tmp_path, swe
 @pytest.mark.slow
 def test_successive_halving_over_real_runs(tmp_path, sweep_args):
     spec = _sh_spec(tmp_path, "real")
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     study = load_study(tmp_path, "real")
     assert [t.user_attrs["rung"] for t in study.trials].count(1) == 2
     for t in study.trials:

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose
-from stnlab.checkpoints import load_module
 from stnlab.models import STNClassifier
+from stnlab.training.checkpoints import load_module
 from stnlab.training.module import STNModule, build_module
 
 SCHEDULES = ["none", "cosine", "step", "plateau", "onecycle"]

@@ -16,11 +16,11 @@ from PIL import Image
 
 from conftest import CONF, ROOT, TINY_TWO_ST
 from query_checkpoint import save_checkpoint, untrained
+from stnlab.apps.predict import predict
 from stnlab.data.gtsrb import Row, decode
 from stnlab.errors import StnlabError
 from stnlab.query.figures import COLOURS, LABEL_GREEN, TEXT
 from stnlab.query.images import MIN_SIDE, InputError, decode_image, network_pixels, read_query
-from stnlab.query.predict_app import predict
 
 
 def _image(h: int, w: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -107,7 +107,7 @@ def test_predict_image_writes_top_k_and_st_figure(ckpt, tmp_path):
     _image(40, 60).save(tmp_path / "sign.png")
     out = tmp_path / "out"
     payload = predict(_cfg(ckpt=ckpt, input=tmp_path / "sign.png", top_k=3, show_st=True, out=out, device="cpu"))
-    from stnlab.checkpoints import load_module
+    from stnlab.training.checkpoints import load_module
 
     module = load_module(ckpt)
     pixels = network_pixels(Image.open(tmp_path / "sign.png").convert("RGB"), 32)[None]

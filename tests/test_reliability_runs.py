@@ -177,7 +177,7 @@ def test_val_acc_best_survives_a_resume():
 
 
 def test_resume_last_finds_the_latest_run(tmp_path, monkeypatch):
-    from stnlab.training.resume import resolve_resume
+    from stnlab.run_dirs import resolve_resume
 
     monkeypatch.chdir(tmp_path)
     for name, age in (("2026-01-01/10-00-00-two_st", 100), ("2026-01-02/09-00-00-no_st", 10)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose, run_app
+from conftest import compose, run_app
 from short_runs import single_thread
 from stnlab.evaluation.robustness import (
     CAMERA_DISTANCE,
@@ -164,13 +163,6 @@ def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     assert curve[30] < curve[0] - 0.3 and curve[45] < curve[0] - 0.5, curve
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"stnlab_script_{name}", ROOT / "src" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
     ckpts = [short_runs[k] / "checkpoints" / "last.ckpt" for k in ("run_a", "run_b")]
     run_app(
@@ -229,9 +221,9 @@ def test_bad_options_are_user_errors_before_any_work():
 
 
 def test_command_line_lists_and_types():
+    from stnlab.apps.robustness import options
     from stnlab.config import compose
 
-    options = _script("robustness").options
     values = options(compose("robustness", ["ckpt=[a.ckpt,b.ckpt]", "rotation=[0,45]", "data.root=/d", "limit=100"]))
     assert values["ckpt"] == ["a.ckpt", "b.ckpt"] and values["levels"] == {"rotation": [0.0, 45.0]}
     assert values["limit"] == 100 and values["data"] == {"root": "/d"}

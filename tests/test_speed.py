@@ -186,7 +186,7 @@ def test_training_steps_read_nothing_back_from_the_device(monkeypatch):
 @pytest.mark.slow
 def test_compiled_run_writes_checkpoints_an_eager_model_loads(tiny_overrides):
     from conftest import compose
-    from stnlab.checkpoints import load_module
+    from stnlab.training.checkpoints import load_module
     from stnlab.training.run import train
 
     # Two narrow STs: the sampler's grid and grid_sample must compile, backward included.

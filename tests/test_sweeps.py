@@ -15,12 +15,12 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import CONF, FAST, ROOT, load_study, run_app, run_script, write_spec
 from stnlab import IDSIA_COMMITTEE_ACC
+from stnlab.apps.sweep import sweep
 from stnlab.errors import ConfigError
 from stnlab.sweeps import dashboard
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.callbacks import TrialBudget
 from stnlab.sweeps.objective import Objective, check
-from stnlab.sweeps.runner import main
 from stnlab.sweeps.space import override_value, parse_param
 from stnlab.sweeps.storage import make_storage, sampler_of
 from stnlab.tracking.runfile import read_run
@@ -46,7 +46,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
         overrides=FAST + ["trainer.max_epochs=2"],
         params={"optim.lr": {"choices": [0.05, 0.1]}, "seed": {"choices": [1, 2, 3]}},
     )
-    report_path = main([f"sweep={spec}", *sweep_args])
+    report_path = sweep([f"sweep={spec}", *sweep_args])
 
     study = load_study(tmp_path, "three")
     trials = study.get_trials()
@@ -113,7 +113,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
 
     # report_only rebuilds the same report from the storage alone; the W&B report run is replaced, not added.
     report_path.unlink()
-    assert main([f"sweep={spec}", "report_only=true", *sweep_args]) == report_path
+    assert sweep([f"sweep={spec}", "report_only=true", *sweep_args]) == report_path
     assert report_path.read_text() == text
     (again,) = study_dir.glob("wandb/offline-run-*")
     assert read_run(again).run_id == record.run_id
@@ -134,7 +134,7 @@ def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path
         # Two good runs, then one whose loss goes NaN, then one that cannot learn.
         enqueue=[{"optim.lr": 0.05}, {"optim.lr": 0.03}, {"optim.lr": 1e6}, {"optim.lr": 1e-9}],
     )
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     trials = by_number(load_study(tmp_path, "prune"))
     assert [trials[n].state for n in range(4)] == [
         TrialState.COMPLETE,
@@ -194,7 +194,7 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
         overrides=FAST + ["wandb.mode=disabled"],
         params={"optim.lr": {"choices": [0.05, 0.1]}},
     )
-    main([f"sweep={spec}", "n_trials=1", *sweep_args])
+    sweep([f"sweep={spec}", "n_trials=1", *sweep_args])
 
     # A worker dies while running trial 1: RUNNING, params drawn, heartbeat no longer beating.
     storage = make_storage(f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}", hb)
@@ -203,7 +203,7 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
     storage.record_heartbeat(dead._trial_id)
     time.sleep(2.5)
 
-    main([f"sweep={spec}", "n_trials=3", *sweep_args])  # rerun with a larger budget
+    sweep([f"sweep={spec}", "n_trials=3", *sweep_args])  # rerun with a larger budget
     trials = by_number(load_study(tmp_path, "resume"))
     assert {n: t.state for n, t in trials.items()} == {
         0: TrialState.COMPLETE,
@@ -215,7 +215,7 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
     assert fake_train.calls == [0, 2, 3]
 
     # Budget reached: running again adds nothing.
-    main([f"sweep={spec}", "n_trials=3", *sweep_args])
+    sweep([f"sweep={spec}", "n_trials=3", *sweep_args])
     assert len(load_study(tmp_path, "resume").trials) == 4 and fake_train.calls == [0, 2, 3]
 
 
@@ -231,13 +231,13 @@ def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, 
         params={"optim.lr": {"float": [0.01, 0.1]}},
     )
     with pytest.raises(SystemExit) as stop:
-        main([f"sweep={spec}", *sweep_args])
+        sweep([f"sweep={spec}", *sweep_args])
     assert stop.value.code == 130
     trials = by_number(load_study(tmp_path, "intr"))
     assert [trials[n].state for n in range(3)] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs["fail_reason"].startswith("interrupted")
 
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     trials = by_number(load_study(tmp_path, "intr"))
     assert fake_train.calls == [0, 1, 2, 3] and len(trials) == 4
     assert [trials[n].state for n in (0, 2, 3)] == [TrialState.COMPLETE] * 3
@@ -555,7 +555,7 @@ def test_spec_mistakes_stop_the_sweep_before_any_trial(fields, problem, sweep_ar
     fields = {"n_trials": 2, "pruner": "none", "overrides": FAST, "params": GOOD_PARAMS, **fields}
     spec = write_spec(tmp_path, "typo", **fields)
     with pytest.raises(ConfigError, match=problem) as err:
-        main([f"sweep={spec}", *sweep_args])
+        sweep([f"sweep={spec}", *sweep_args])
     assert "\n" not in str(err.value) and fake_train.calls == []
     assert not (tmp_path / "sweeps").exists()  # no storage, no trial folder
 
@@ -571,7 +571,7 @@ def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
         monitor="val/acc_best",
         params=GOOD_PARAMS,
     )
-    main([f"sweep={spec}", *sweep_args])
+    sweep([f"sweep={spec}", *sweep_args])
     assert fake_train.calls == [0]
 
 
@@ -612,10 +612,10 @@ def test_report_rows_of_other_data_have_no_committee_delta():
 def test_rerunning_a_study_with_another_metric_is_refused_naming_both(sweep_args, tmp_path):
     """The old trials' values are val/acc_best: ranking them as test/acc would report wrong numbers."""
     fields = {"n_trials": 1, "pruner": "none", "overrides": [*FAST, "wandb.mode=disabled"], "params": GOOD_PARAMS}
-    main([f"sweep={write_spec(tmp_path, 'kept', **fields)}", *sweep_args])  # one real trial, on val/acc_best
+    sweep([f"sweep={write_spec(tmp_path, 'kept', **fields)}", *sweep_args])  # one real trial, on val/acc_best
     again = write_spec(tmp_path, "kept", **{**fields, "n_trials": 2, "metric": "test/acc"})
     with pytest.raises(ConfigError) as err:
-        main([f"sweep={again}", *sweep_args])
+        sweep([f"sweep={again}", *sweep_args])
     assert str(err.value) == (
         'study kept was started with metric="val/acc_best", this worker brings metric="test/acc"; run the '
         "study's own spec, or use another study=NAME"
@@ -628,7 +628,7 @@ def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
     spec = write_spec(tmp_path, "nowhere", n_trials=1, pruner="none", overrides=FAST, params=GOOD_PARAMS)
     storage = f"sqlite:///{tmp_path / 'notes.txt' / 'optuna.db'}"
     with pytest.raises(ConfigError, match=rf"cannot make the folder {tmp_path / 'notes.txt'} of the study storage"):
-        main([f"sweep={spec}", f"storage={storage}", *sweep_args])
+        sweep([f"sweep={spec}", f"storage={storage}", *sweep_args])
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

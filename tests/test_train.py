@@ -36,7 +36,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
 
     import torch
 
-    from stnlab.checkpoints import load_module
+    from stnlab.training.checkpoints import load_module
 
     metrics = train(
         compose(

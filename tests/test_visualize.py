@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import ROOT, TINY_TWO_ST, compose
-from stnlab.checkpoints import CheckpointError
 from stnlab.tracking.runfile import read_run
+from stnlab.training.checkpoints import CheckpointError
 from stnlab.training.module import build_module
 from stnlab.training.run import train
 from stnlab.viz import border_points, panel_grid, trace_sts
@@ -104,7 +104,7 @@ def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
 
 
 def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path):
-    from stnlab.viz.visualize import visualize
+    from stnlab.apps.visualize import visualize
 
     written = visualize(
         _compose_visualize(
@@ -125,7 +125,7 @@ def test_visualize_per_image_and_data_from_the_checkpoint(trained_run, tmp_path)
 
 
 def test_visualize_rejects_a_missing_checkpoint_and_takes_a_run_folder(trained_run, tmp_path):
-    from stnlab.viz.visualize import visualize
+    from stnlab.apps.visualize import visualize
 
     with pytest.raises(CheckpointError, match="not found; pass ckpt= a run folder"):
         visualize(_compose_visualize([f"ckpt={tmp_path / 'none.ckpt'}"]))

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from stnlab.errors import ConfigError
+from stnlab.run_dirs import register_resolvers
 from stnlab.tracking.run_identity import mark_modified
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -85,6 +86,7 @@ def config_files(
 def compose_train(overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
     """The run config of ``python src/train.py <overrides>`` (composed from ``conf_dir`` when given), with
     ``identity.modified`` saying which of ``overrides`` change the run beyond its experiment and seed."""
+    register_resolvers()  # ${stnlab.run_dir:...} and the others of conf/train.yaml's hydra node
     cfg = compose("train", overrides, conf_dir)
     mark_modified(cfg, overrides)
     return cfg

@@ -14,3 +14,9 @@ class DataError(StnlabError):
 
 class ConfigError(StnlabError, ValueError):
     """A configuration value is invalid."""
+
+
+def first_line(error: BaseException, limit: int | None = None, empty: str = "") -> str:
+    """The first line of ``error``'s message (at most ``limit`` characters; ``empty`` when it has none): what a
+    one-line report of an exception from a library shows of it."""
+    return (str(error).strip().splitlines() or [empty])[0][:limit]

@@ -19,6 +19,8 @@ import logging
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ RUNS_ROOT = Path("outputs") / "runs"
 MULTIRUN_ROOT = Path("outputs") / "multirun"
 # What a folder holding a run has (Hydra's .hydra/ alone does not count: Hydra writes it before train()).
 RUN_MARKERS = ("metrics.json", "checkpoints", "csv")
+LAST = "last.ckpt"
 
 
 def run_dir_of_checkpoint(ckpt: Path | str) -> Path:
@@ -43,6 +46,69 @@ def run_dir_of_checkpoint(ckpt: Path | str) -> Path:
         if folder.name == "checkpoints":
             return folder.parent
     return path.parent
+
+
+def _last_in(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / LAST
+
+
+def find_last(run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT) -> Path:
+    """``checkpoints/last.ckpt`` of ``run_dir``, else the most recently written one under ``runs_root``."""
+    if run_dir:
+        path = _last_in(Path(run_dir))
+        if not path.is_file():
+            raise ConfigError(
+                f"resume=last: {path} does not exist; give resume=PATH/TO/checkpoint.ckpt, "
+                "or drop resume= to start afresh"
+            )
+        return path
+    candidates = [p for p in runs_root.glob(f"**/checkpoints/{LAST}") if p.is_file()]
+    if not candidates:
+        raise ConfigError(
+            f"resume=last: no run under {runs_root} has checkpoints/{LAST}; "
+            "give resume=PATH/TO/checkpoint.ckpt or run_dir=RUN_DIR"
+        )
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise ConfigError unless ``path`` is a complete checkpoint (torch's zip format, every CRC checked)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        bad = f"{type(e).__name__}: {e}"
+    if bad is not None:
+        raise ConfigError(
+            f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "
+            "checkpoint (its run's checkpoints/best-*.ckpt) or drop resume= to start afresh"
+        )
+
+
+def resolve_resume(
+    resume: str | None, run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT, verify: bool = True
+) -> tuple[Path | None, Path | None]:
+    """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
+
+    Raises ConfigError, naming the fix, when there is nothing to resume from.
+    """
+    if resume is None or str(resume).strip() in ("", "null", "None"):
+        return None, None
+    resume = str(resume).strip()
+    if resume == "last":
+        ckpt = find_last(run_dir, runs_root)
+    else:
+        ckpt = Path(resume).expanduser()
+        if ckpt.is_dir():
+            ckpt = _last_in(ckpt) if _last_in(ckpt).is_file() else ckpt / LAST
+        if not ckpt.is_file():
+            raise ConfigError(
+                f"resume={resume}: no such checkpoint file; give a .ckpt file or a run directory "
+                "holding checkpoints/last.ckpt, or resume=last"
+            )
+    if verify:
+        check_checkpoint(ckpt)
+    return ckpt, run_dir_of_checkpoint(ckpt) if ckpt.parent.name == "checkpoints" else None
 
 
 def run_dir_of(cfg: Any) -> Path:
@@ -190,8 +256,6 @@ def _is_set(value: Any) -> bool:
 def _resumed_from(run_dir: Any, resume: Any) -> Path | None:
     """The run folder of the checkpoint ``resume=`` names (None: not resuming, or a checkpoint kept elsewhere;
     a bad ``resume=`` is train()'s to report, with its fix)."""
-    from stnlab.training.resume import resolve_resume
-
     try:
         return resolve_resume(resume, run_dir if _is_set(run_dir) else None, verify=False)[1]
     except Exception:  # noqa: BLE001 - reported by train(), one clear line

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import torch
 
+from stnlab.config import compose_train
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import example_images, export_classifier, load_exported
+from stnlab.training import build_module
 
 
 def _per_call(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, calls: int) -> tuple[float, float]:
@@ -77,9 +79,6 @@ def inference_speed(
 def preset_classifier(model: str, image_size: int) -> ImageClassifier:
     """The untrained network of a model preset with its normalisation (speed does not depend on the weights)."""
     from omegaconf import OmegaConf
-
-    from stnlab.config import compose_train
-    from stnlab.training import build_module
 
     cfg = OmegaConf.to_container(compose_train([f"model={model}", f"data.image_size={image_size}"]), resolve=True)
     return ImageClassifier.of(build_module(cfg))

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from unittest import mock
 
-from stnlab.errors import StnlabError
+from stnlab.cli.help import register_resolver
+from stnlab.config import message_line
+from stnlab.errors import StnlabError, first_line
+from stnlab.run_dirs import register_resolvers
 
 
 def run_cli(fn, *args, **kwargs):
@@ -67,7 +70,7 @@ def _run_job(job: _Job, fn, *args, **kwargs):
         job.error = str(e)
     except Exception as e:  # noqa: BLE001 - a bug in one job: its traceback, then the next job
         traceback.print_exc()
-        job.error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+        job.error = f"{type(e).__name__}: {first_line(e, 300)}"
         job.user_error = False
     return None
 
@@ -96,9 +99,8 @@ def hydra_entry(main: Callable[[], Any]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from stnlab.cli.help import register_resolver
-
-    register_resolver()
+    register_resolver()  # ${stnlab.help:...} of conf/hydra/help/stnlab.yaml
+    register_resolvers()  # ${stnlab.run_dir:...} and the others of conf/train.yaml's hydra node
     _JOBS.clear()
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv) and not any(a.startswith("hydra/help=") for a in argv):
@@ -132,8 +134,6 @@ def _raised_by_the_app(error: BaseException) -> bool:
 def command_line_error(error: BaseException) -> str:
     """One line for a command line that Hydra cannot compose."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    from stnlab.config import message_line
 
     cause = error.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in struct" in str(cause):

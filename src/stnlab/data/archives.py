@@ -21,8 +21,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stnlab.data.files import clear_parts, locked, new_part, normal_mode
 from stnlab.errors import DataError
+from stnlab.files import clear_parts, locked, new_part, normal_mode
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import warnings
 import zipfile
@@ -30,8 +29,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from stnlab.data.classes import NUM_CLASSES
-from stnlab.data.files import clear_parts, locked, new_part, normal_mode
-from stnlab.errors import DataError
+from stnlab.errors import DataError, first_line
+from stnlab.files import clear_parts, locked, written_whole
 
 log = logging.getLogger(__name__)
 
@@ -352,19 +351,15 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
 
 
 def _write_cache(path: Path, split: Split, key: dict) -> None:
-    tmp: Path | None = None
     try:
-        tmp = new_part(path)  # makes the folder again if it was deleted during the decode
-        blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
-        torch.save(blob, tmp)
-        normal_mode(tmp)  # 0644 under the usual umask: a shared data.root stays readable
-        os.replace(tmp, path)
+        # The folder is made again if it was deleted during the decode; 0644 under the usual umask: a shared
+        # data.root stays readable.
+        with written_whole(path) as part:
+            blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
+            torch.save(blob, part)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
-        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        reason = getattr(e, "strerror", None) or first_line(e, empty=type(e).__name__)
         log.warning("cannot write the cache %s (%s): going on without it", path, reason)
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def split_by_tracks(split: Split, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from stnlab.errors import first_line
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import ReportBuilder
 from stnlab.evaluation.wandb_media import report_media
@@ -63,7 +64,7 @@ class TestReport(pl.Callback):
             media = report_media(report, "test", {k: v for k, v in self.paths.items() if k != "json"})
             logger.experiment.log({**media, "trainer/global_step": step})
         except Exception as e:  # noqa: BLE001 - any failure of W&B's media staging
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e, 300, empty=type(e).__name__)
             log.warning(
                 "W&B: the test report's media were not logged (%s: %s); the report is in %s",
                 type(e).__name__,

@@ -7,13 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stnlab.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
+from stnlab.evaluation.wandb_media import report_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import logged_config, run_name, run_tags
 from stnlab.tracking.wandb_logger import open_run
+from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 SOURCE = "evaluate.py"  # the "source" of the reports this module writes (the test stage's is "test stage")
@@ -92,8 +93,6 @@ def evaluate_checkpoint(
             wandb_mode,
         )
         if run is not None:
-            from stnlab.evaluation.wandb_media import report_media
-
             run.log(report_media(report, split, {k: v for k, v in paths.items() if k != "json"}))
             summary = {f"{split}/acc": report.accuracy, f"{split}/f1_macro": report.f1_macro}
             if report.interval:

@@ -27,7 +27,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, first_line
+from stnlab.tracking import runfile
 from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         log.warning(
             "%s: unreadable (%s); reading the run's config from its CSV log instead",
             hydra_cfg,
-            (str(e).strip().splitlines() or [type(e).__name__])[0],
+            first_line(e, empty=type(e).__name__),
         )
         cfg = None
     if cfg is not None and not isinstance(cfg, DictConfig):
@@ -122,9 +123,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         if isinstance(data, dict) and "model.name" in data:  # stnlab.tracking.run_identity.logged_config
             return unlogged(data)
     for offline in sorted(run_dir.glob("wandb/offline-run-*")):
-        from stnlab.tracking.runfile import read_run
-
-        return unlogged({k: v for k, v in read_run(offline, wait_s=0).config.items() if not k.startswith("_")})
+        return unlogged({k: v for k, v in runfile.read_run(offline, wait_s=0).config.items() if not k.startswith("_")})
     return {}
 
 
@@ -207,7 +206,7 @@ def read_runs(
                 "skipping %s: its metrics.json or CSV log is unreadable (%s: %s)",
                 path,
                 type(e).__name__,
-                (str(e).strip().splitlines() or [""])[0][:200],
+                first_line(e, 200),
             )
     if not runs:
         raise ConfigError(

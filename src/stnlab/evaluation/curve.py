@@ -9,14 +9,14 @@ the test set: the curve is reported, never used to choose.
 from __future__ import annotations
 
 import csv
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from stnlab.checkpoints import CheckpointError, data_config, load_module, load_split
+from stnlab.files import written_whole
+from stnlab.training.checkpoints import CheckpointError, data_config, load_module, load_split
 
 EPOCH = re.compile(r"epoch-(\d+)\.ckpt$")
 
@@ -84,14 +84,11 @@ def score_epochs(
 
 def write_curve(points: list[Point], path: Path, split: str) -> Path:
     """``epoch, time/elapsed_min, <split>/acc`` rows (``compare.py curve=<split>/acc`` draws them), written whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with tmp.open("w", newline="") as f:
+    with written_whole(path) as part, part.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["epoch", "time/elapsed_min", f"{split}/acc"])
         for p in points:
             writer.writerow([p.epoch - 1, "" if p.minutes is None else f"{p.minutes:.4f}", f"{p.accuracy:.6f}"])
-    os.replace(tmp, path)
     return path
 
 

@@ -18,13 +18,15 @@ from typing import Any
 
 import torch
 
-from stnlab.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 from stnlab.errors import ConfigError
+from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.evaluation.files import writing_into
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
+from stnlab.evaluation.wandb_media import robustness_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
+from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,6 @@ def format_table(table: dict[str, Any]) -> str:
 
 def _log_wandb(table, cfgs, curves, units, out: Path, mode, png: Path) -> None:
     import wandb
-
-    from stnlab.evaluation.checkpoint_report import start_wandb_run
-    from stnlab.evaluation.wandb_media import robustness_media
 
     labels = [m["label"] for m in table["models"]]
     tags = sorted({f"variant:{m['variant']}" for m in table["models"]})

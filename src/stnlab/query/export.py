@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stnlab.data.files import new_part, normal_mode
-from stnlab.errors import ConfigError, StnlabError
+from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.files import written_whole
 from stnlab.noise import silence_exporters
 from stnlab.query.classifier import ImageClassifier
 
@@ -119,26 +118,19 @@ def export_classifier(
     with torch.no_grad():
         classifier(x)  # fills the transforms' per-device constant caches, so a trace sees them as constants
     try:
-        part = new_part(path)
-    except OSError as e:
-        raise write_error(path, e) from None
-    try:
-        with torch.no_grad():
+        # Written whole, with the mode of any other output (servers and other users read it).
+        with written_whole(path) as part, torch.no_grad():
             _write(classifier, fmt, part, x, opset)
-        normal_mode(part)  # mkstemp's 0600: the exported file is read by servers and other users like any output
-        os.replace(part, path)
     except StnlabError:
         raise
     except OSError as e:
         raise write_error(path, e) from None
     except Exception as e:  # noqa: BLE001 - any exporter failure is reported as one line
-        first = (str(e).strip().splitlines() or [""])[0][:300]
+        first = first_line(e, 300)
         raise ExportError(
             f"exporting to {fmt} failed ({type(e).__name__}: {first}); "
             "try another format= (exported_program is the most permissive)"
         ) from None
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 

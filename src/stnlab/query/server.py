@@ -22,11 +22,11 @@ from fastapi import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
-from stnlab.checkpoints import load_module
 from stnlab.data.gtsrb import open_image
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.images import InputError, decode_image, network_pixels
 from stnlab.query.predictor import Predictor, check_top_k
+from stnlab.training.checkpoints import load_module
 
 log = logging.getLogger(__name__)
 FIELD = "file"

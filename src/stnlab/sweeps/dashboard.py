@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import default_storage
+from stnlab.sweeps.storage import make_storage
 
 
 def study_url(storage, study: str | None, host: str, port: int) -> str:
@@ -27,8 +28,6 @@ def study_url(storage, study: str | None, host: str, port: int) -> str:
 def serve(study: str | None = None, storage: str | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on ``storage`` (default: the sweeps' SQLite file) until Ctrl-C."""
     from optuna_dashboard import run_server
-
-    from stnlab.sweeps.storage import make_storage
 
     url = storage or default_storage()
     path = Path(url.removeprefix("sqlite:///"))

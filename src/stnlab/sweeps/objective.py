@@ -29,6 +29,8 @@ from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.run_identity import mark_modified, run_name
+from stnlab.training import run as training_run
+from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, sense
 from stnlab.training.interrupt import RunInterrupted
 
 # Ctrl-C or SIGTERM: a run stopped by them (RunInterrupted, after its checkpoint), Lightning's SIGTERMException
@@ -84,8 +86,6 @@ def _values(param) -> list[Any]:
 def check_metrics(spec: SweepSpec) -> None:
     """``metric`` must be a number a run returns and ``monitor`` one logged every validation epoch (else every
     trial trains to its end and fails, or pruning is silently off), each in the study's direction."""
-    from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, sense
-
     if spec.metric not in RUN_METRICS:
         raise ConfigError(f"metric={spec.metric} is not a number a run reports; use one of {', '.join(RUN_METRICS)}")
     if spec.monitor not in VAL_EPOCH_METRICS:
@@ -206,8 +206,6 @@ class Objective:
             raise optuna.TrialPruned("grid exhausted")
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from stnlab.training.run import train
-
         self._stop_if_grid_exhausted(trial)
         if self.budget is not None and self.budget.over(trial.study, trial.number):
             trial.set_user_attr("prune_reason", "the trial budget was spent while this worker drew it")
@@ -232,7 +230,7 @@ class Objective:
                 callbacks.insert(0, PyTorchLightningPruningCallback(trial, monitor=self.spec.monitor))
             if self.spec.time_limit is not None:
                 callbacks.append(TimeLimitGuard(self.spec.time_limit, self._full_epochs(cfg), trial))
-            metrics = train(cfg, extra_callbacks=callbacks)
+            metrics = training_run.train(cfg, extra_callbacks=callbacks)  # looked up per trial: tests replace it
             numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             trial.set_user_attr("metrics", numbers)
             trial.set_user_attr("wall_minutes", round(float(metrics.get("time/fit_s", 0.0)) / 60, 3))

@@ -10,7 +10,6 @@ and the charts.
 
 from __future__ import annotations
 
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,12 @@ import optuna
 from optuna.trial import TrialState
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.evaluation.compare import read_curve
+from stnlab.files import write_text_whole, written_whole
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
+from stnlab.tracking.wandb_logger import open_run
+from stnlab.training.checks import VAL_EPOCH_METRICS
 
 TEST_KEY = "test/acc"
 
@@ -68,9 +71,9 @@ class Row:
         if not self.gtsrb:
             return None, ""
         if self.test_mean is not None and self.full_test:
-            return 100 * self.test_mean - IDSIA_COMMITTEE_ACC, "test"
+            return committee_delta({"test/acc": self.test_mean})
         if "acc" in metric:
-            return 100 * self.mean - IDSIA_COMMITTEE_ACC, "val"
+            return committee_delta({"val/acc_best": self.mean})  # the objective's accuracy, said to be "val"
         return None, ""
 
 
@@ -209,8 +212,6 @@ def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
 
 def curve_metric(spec: SweepSpec) -> str:
     """The per-epoch metric behind the objective (``val/acc_weighted_best`` -> ``val/acc_weighted``)."""
-    from stnlab.training.checks import VAL_EPOCH_METRICS
-
     name = spec.metric.removesuffix("_best")
     return name if name in VAL_EPOCH_METRICS else spec.monitor
 
@@ -218,8 +219,6 @@ def curve_metric(spec: SweepSpec) -> str:
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
     """Every trial's validation metric against the wall minutes of its fit, one line per trial, by rung."""
     from matplotlib.figure import Figure
-
-    from stnlab.evaluation.compare import read_curve
 
     metric = curve_metric(spec)
     lines = []
@@ -251,9 +250,8 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with written_whole(path) as part:
+        fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
     return path
 
 
@@ -283,9 +281,8 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with written_whole(path) as part:
+        fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
     return path
 
 
@@ -299,8 +296,6 @@ def report_run_id(study: str) -> str:
 
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
-    from stnlab.tracking.wandb_logger import open_run
-
     columns, cells = table(table_rows, spec.metric)
     run = open_run(
         wandb_cfg,
@@ -352,9 +347,7 @@ def write(study: optuna.Study, spec: SweepSpec, wandb_cfg: dict | None = None) -
     chart = bar_chart(table_rows, spec, spec.study_dir / "report.png")
     curves_chart(study, spec, spec.study_dir / "curves.png")
     path = spec.study_dir / "report.md"
-    tmp = path.with_name(f".report.{os.getpid()}.md")
-    tmp.write_text(markdown(study, spec, table_rows, chart))
-    os.replace(tmp, path)  # workers finishing together never leave a half-written report
+    write_text_whole(path, markdown(study, spec, table_rows, chart))  # workers finishing together: never half of it
     if wandb_cfg is not None:
         log_to_wandb(spec, table_rows, chart, wandb_cfg)
     return path

@@ -1,4 +1,4 @@
-"""``python src/sweep.py sweep=NAME [options] [overrides]``: run (or join, or resume) a study, then report.
+"""One worker's share of a study: run (or join, or resume) it, then report (``src/sweep.py``'s loop).
 
 Every worker runs the same command; they share the study through its storage. A rerun
 continues the study: trial numbers go on, trials left RUNNING by a dead worker are failed
@@ -7,24 +7,23 @@ by the heartbeat check and queued again, and ``n_trials`` bounds the study's tot
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from stnlab.errors import StnlabError
-from stnlab.sweeps import spec as spec_mod
+from stnlab.config import compose_train
+from stnlab.sweeps import report, snapshot
+from stnlab.sweeps.callbacks import ProgressLine, TrialBudget, queued
+from stnlab.sweeps.fidelity import Promote
+from stnlab.sweeps.objective import Objective, check
 from stnlab.sweeps.spec import SweepSpec
+from stnlab.sweeps.storage import fail_stale_trials, load_existing, make_storage, open_study
 
 
 def _wandb_cfg(spec: SweepSpec, overrides: list[str]) -> dict:
-    from stnlab.config import compose_train
-
     cfg = compose_train(spec.overrides + overrides)
     return OmegaConf.to_container(cfg.wandb, resolve=True)  # type: ignore[return-value]
 
@@ -38,12 +37,6 @@ def _running(study) -> int:
 
 def run(spec: SweepSpec, overrides: list[str]) -> Path:
     """Run this worker's share of the study (or only rebuild the report); returns the report path."""
-    from stnlab.sweeps import report, snapshot
-    from stnlab.sweeps.callbacks import ProgressLine, TrialBudget, queued
-    from stnlab.sweeps.fidelity import Promote
-    from stnlab.sweeps.objective import Objective, check
-    from stnlab.sweeps.storage import fail_stale_trials, load_existing, make_storage, open_study
-
     if spec.report_only:
         storage = make_storage(spec.storage, spec.heartbeat)
         return report.write(load_existing(spec, storage), spec, _wandb_cfg(spec, overrides))
@@ -104,24 +97,3 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
         flush=True,
     )
     return path
-
-
-class _UserErrorsInOneLine(logging.Filter):
-    """Optuna logs a failed trial with its traceback: for a user error or an interrupt its message line is enough
-    (the progress line names the cause); a bug keeps its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, (StnlabError, KeyboardInterrupt, SystemExit)):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def main(argv: Sequence[str]) -> Path:
-    """``src/sweep.py``'s work, for its command-line overrides (``["sweep=smoke", "n_trials=5", "model=no_st"]``)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line replaces Optuna's per-trial INFO
-    for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _UserErrorsInOneLine) for f in handler.filters):
-            handler.addFilter(_UserErrorsInOneLine())
-    spec, overrides = spec_mod.load(list(argv))
-    return run(spec, overrides)

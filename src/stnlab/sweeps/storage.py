@@ -19,7 +19,7 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, first_line
 from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import constraints
 from stnlab.sweeps.spec import SweepSpec, target_class
@@ -87,7 +87,7 @@ def make_storage(
                 # The winner finishes creating the tables in well under a second; jitter keeps the losers apart.
                 time.sleep(min(0.2 * 2**attempt, 5.0) * (0.5 + random.random()))
                 continue
-            first = (str(e).strip().splitlines() or [""])[0][:300]
+            first = first_line(e, 300)
             if "timeout" in first.lower() or "timed out" in first.lower():
                 raise ConfigError(
                     f"the study storage {url} did not answer within {connect_timeout:g} s "

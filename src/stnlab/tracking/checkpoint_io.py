@@ -2,19 +2,19 @@
 
 Lightning's ``TorchCheckpointIO`` serialises to memory, then writes the file in place: a write that fails
 half-way leaves a truncated checkpoint under the final name, which ``resume=last`` would then pick. Here
-the bytes go to ``.<name>.part`` beside it and are renamed over the final name only once complete, so the
+the bytes go to a ``.<name>.*.part`` file beside it and are renamed over the final name only once complete, so the
 previous checkpoint survives a failed write; the failure itself is one line naming the fix.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from stnlab.errors import StnlabError
+from stnlab.errors import StnlabError, first_line
+from stnlab.files import written_whole
 
 # errno values that mean "no room to write": a full disk, a file-size limit, a quota.
 NO_ROOM = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
@@ -36,12 +36,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # a remote store (fsspec): its own semantics
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.part")
         try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
+            with written_whole(path) as part:
+                super().save_checkpoint(checkpoint, part, storage_options)
         except (OSError, RuntimeError) as e:  # torch reports some write failures as RuntimeError
-            reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            reason = getattr(e, "strerror", None) or first_line(e, 200, empty=type(e).__name__)
             raise no_room(path.parent.parent, path, reason) from None
-        finally:
-            tmp.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.errors import first_line
 from stnlab.tracking.run_identity import run_name, run_tags
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
             raise
         log.warning(
             "W&B online start failed (%s): logging offline; `wandb sync` the run later",
-            (str(e).splitlines() or [type(e).__name__])[0][:200],
+            first_line(e, 200, empty=type(e).__name__),
         )
         return make_wandb_logger(save_dir, {**wb, "mode": "offline"}, identity)
     for key in SUMMARY_MAX:

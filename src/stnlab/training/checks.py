@@ -13,7 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from stnlab.errors import ConfigError, StnlabError
+from stnlab.errors import ConfigError, StnlabError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def _locate(path: str):
         try:
             return get_method(path)
         except Exception as e:  # noqa: BLE001
-            raise ImportError(str(e).splitlines()[0] if str(e) else path) from None
+            raise ImportError(first_line(e, empty=path)) from None
 
 
 def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
@@ -296,6 +296,6 @@ def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
         if cause is not None and isinstance(
             cause, (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
         ):
-            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            first = first_line(cause, empty=type(cause).__name__)
             raise ConfigError(f"{section}: {first}; {fix or f'fix the {section}.* override'}") from None
         raise

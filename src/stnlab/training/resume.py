@@ -1,4 +1,5 @@
-"""Resuming interrupted runs: ``resume=last`` / ``resume=PATH``, checked before any work starts.
+"""Resuming interrupted runs: the checkpoint that ``resume=last`` / ``resume=PATH`` names (found by
+:func:`stnlab.run_dirs.resolve_resume`) checked against the run config before any work starts.
 
 ``resume`` takes a checkpoint file, a run directory (its ``checkpoints/last.ckpt``) or
 ``last``: the ``checkpoints/last.ckpt`` of ``run_dir`` when one is given, else of the most
@@ -10,17 +11,15 @@ the checkpoint came from (Hydra's output directory included, through the
 from __future__ import annotations
 
 import logging
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 from stnlab.errors import ConfigError
-from stnlab.run_dirs import RUNS_ROOT, run_dir_of_checkpoint
+from stnlab.run_dirs import run_dir_of_checkpoint
+from stnlab.training.checkpoints import load_checkpoint_file, load_failure, upgrade_config
 
 log = logging.getLogger(__name__)
 
-LAST = "last.ckpt"
 # The config sections that define the network's parameters: they must match to load its weights.
 NETWORK_KEYS = ("model", "transform", "normalize")
 # What a resumed run continues from the checkpoint rather than taking from the command line: the optimizer and
@@ -41,69 +40,6 @@ DATA_LOCATION_KEYS = {
 }
 
 
-def _last_in(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / LAST
-
-
-def find_last(run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT) -> Path:
-    """``checkpoints/last.ckpt`` of ``run_dir``, else the most recently written one under ``runs_root``."""
-    if run_dir:
-        path = _last_in(Path(run_dir))
-        if not path.is_file():
-            raise ConfigError(
-                f"resume=last: {path} does not exist; give resume=PATH/TO/checkpoint.ckpt, "
-                "or drop resume= to start afresh"
-            )
-        return path
-    candidates = [p for p in runs_root.glob(f"**/checkpoints/{LAST}") if p.is_file()]
-    if not candidates:
-        raise ConfigError(
-            f"resume=last: no run under {runs_root} has checkpoints/{LAST}; "
-            "give resume=PATH/TO/checkpoint.ckpt or run_dir=RUN_DIR"
-        )
-    return max(candidates, key=lambda p: p.stat().st_mtime)
-
-
-def check_checkpoint(path: Path) -> None:
-    """Raise ConfigError unless ``path`` is a complete checkpoint (torch's zip format, every CRC checked)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-        bad = f"{type(e).__name__}: {e}"
-    if bad is not None:
-        raise ConfigError(
-            f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "
-            "checkpoint (its run's checkpoints/best-*.ckpt) or drop resume= to start afresh"
-        )
-
-
-def resolve_resume(
-    resume: str | None, run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT, verify: bool = True
-) -> tuple[Path | None, Path | None]:
-    """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
-
-    Raises ConfigError, naming the fix, when there is nothing to resume from.
-    """
-    if resume is None or str(resume).strip() in ("", "null", "None"):
-        return None, None
-    resume = str(resume).strip()
-    if resume == "last":
-        ckpt = find_last(run_dir, runs_root)
-    else:
-        ckpt = Path(resume).expanduser()
-        if ckpt.is_dir():
-            ckpt = _last_in(ckpt) if _last_in(ckpt).is_file() else ckpt / LAST
-        if not ckpt.is_file():
-            raise ConfigError(
-                f"resume={resume}: no such checkpoint file; give a .ckpt file or a run directory "
-                "holding checkpoints/last.ckpt, or resume=last"
-            )
-    if verify:
-        check_checkpoint(ckpt)
-    return ckpt, run_dir_of_checkpoint(ckpt) if ckpt.parent.name == "checkpoints" else None
-
-
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -116,8 +52,6 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 def check_compatible(ckpt: Path, cfg: dict) -> None:
     """Raise ConfigError unless ``cfg`` continues the checkpoint's run: the same network (its weights must fit),
     data and training settings, and something left to train."""
-    from stnlab.checkpoints import load_checkpoint_file, load_failure, upgrade_config
-
     try:
         saved = load_checkpoint_file(ckpt, mmap=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace

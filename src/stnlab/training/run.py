@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import signal
@@ -19,18 +18,19 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
-from stnlab.checkpoints import safe_loading
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, first_line
+from stnlab.files import write_text_whole
 from stnlab.noise import silence_known_noise
-from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, run_dir_of
+from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_resume, run_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, EpochThroughput, RunTimeEstimate
+from stnlab.training.checkpoints import safe_loading
 from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
 from stnlab.training.module import build_module
-from stnlab.training.resume import check_compatible, resolve_resume
+from stnlab.training.resume import check_compatible
 from stnlab.training.speed import SpeedSwitches
 
 log = logging.getLogger(__name__)
@@ -182,16 +182,6 @@ def discard_if_unused(run_dir: Path) -> None:
         pass
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """``path`` holds the whole text or is absent (``compare.py`` never reads half a metrics.json)."""
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _wandb_loggers(loggers: list) -> list:
     from lightning.pytorch.loggers import WandbLogger
 
@@ -210,7 +200,7 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
             log.warning(
                 "W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
                 type(e).__name__,
-                (str(e).strip().splitlines() or [""])[0][:300],
+                first_line(e, 300),
             )
 
 
@@ -312,7 +302,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     if checkpoint.best_model_path:
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:
-        write_atomically(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # first: W&B is a copy of it
+        # First (W&B is a copy of it), and whole: compare.py never reads half a metrics.json.
+        write_text_whole(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         gtsrb = identity_of(resolved)["data"] == "gtsrb"  # the committee's 99.46% is a GTSRB figure
         for wandb_logger in _wandb_loggers(loggers):
             try:
@@ -321,7 +312,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
                 log.warning(
                     "W&B: the summary was not written (%s: %s); metrics.json is complete",
                     type(e).__name__,
-                    (str(e).strip().splitlines() or [""])[0][:300],
+                    first_line(e, 300),
                 )
         print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test, resolved.get("test", True)), flush=True)
     return metrics

@@ -6,13 +6,16 @@ import os
 import signal
 import socket
 
+import hydra
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import pick_device
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.query.keys import positive_int, required
 from stnlab.query.predictor import check_top_k
 from stnlab.query.server import build_server
+from stnlab.training.checkpoints import pick_device
 
 
 def _stopper(main_pid: int):
@@ -53,3 +56,13 @@ def serve(cfg: DictConfig) -> None:
     server.run(
         host=str(cfg.host), port=port, generate_client_file=False, log_level=str(cfg.log_level), num_api_servers=1
     )
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="serve", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(serve, cfg)
+
+
+def main() -> None:
+    """``python src/serve.py``: the command line (``conf/serve.yaml``), its errors as one line."""
+    hydra_entry(_app)

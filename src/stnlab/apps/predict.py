@@ -13,16 +13,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module, pick_device, resolve_checkpoint
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
 from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
 from stnlab.query.predictor import Guess, Predictor, check_top_k
+from stnlab.training.checkpoints import load_module, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"
@@ -156,3 +159,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         f"{' and st/*.png' if any(p.parent.name == 'st' for p in written) else ''} to {out}"
     )
     return payload
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="predict", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(predict, cfg)
+
+
+def main() -> None:
+    """``python src/predict.py``: the command line (``conf/predict.yaml``), its errors as one line."""
+    hydra_entry(_app)

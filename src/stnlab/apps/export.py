@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+import hydra
 from omegaconf import DictConfig
 
-from stnlab.checkpoints import load_module, resolve_checkpoint
-from stnlab.data.files import new_part, normal_mode
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR
 from stnlab.evaluation.checkpoint_report import start_wandb_run
+from stnlab.files import write_text_whole
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import (
     FORMATS,
@@ -29,6 +30,7 @@ from stnlab.query.export import (
 )
 from stnlab.query.keys import required, wandb
 from stnlab.tracking.run_identity import logged_config, run_name
+from stnlab.training.checkpoints import load_module, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +67,10 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
 
 def write_sidecar(path: Path, info: dict[str, Any]) -> None:
     """``info`` as JSON at ``path``, whole or not at all."""
-    part = None
     try:
-        part = new_part(path)
-        part.write_text(json.dumps(info, indent=2) + "\n")
-        normal_mode(part)  # mkstemp's 0600: the sidecar is read by servers and other users like any output
-        os.replace(part, path)
+        write_text_whole(path, json.dumps(info, indent=2) + "\n")  # read by servers and other users: their mode
     except OSError as e:
         raise write_error(path, e) from None
-    finally:
-        if part is not None:
-            part.unlink(missing_ok=True)
 
 
 def export(cfg: DictConfig) -> Path:
@@ -117,3 +112,13 @@ def export(cfg: DictConfig) -> Path:
         if folder:
             print(f"W&B: artifact {run_name(module.cfg)}-{fmt} in {folder}")
     return path
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="export", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(export, cfg)
+
+
+def main() -> None:
+    """``python src/export.py``: the command line (``conf/export.yaml``), its errors as one line."""
+    hydra_entry(_app)

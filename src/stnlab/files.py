@@ -1,8 +1,9 @@
-"""Files under ``data.root`` shared by processes and users: locks, temporary parts, permissions.
+"""Files written whole and files shared by processes and users: ``.part`` files, locks, permissions.
 
-Archives and caches are written to a ``.part`` file beside their final name and renamed
-into place. ``mkstemp`` makes that file mode 0600; a shared ``data.root`` needs the mode
-any new file gets (0666 less the umask, usually 0644), so it is set before the rename.
+Every file that a reader must never see half-written (archives, caches, checkpoints, metrics.json, reports,
+exports) is written to a ``.part`` file beside its final name and renamed into place (:func:`written_whole`).
+``mkstemp`` makes that file mode 0600; a shared ``data.root`` (and any output read by other users) needs the
+mode any new file gets (0666 less the umask, usually 0644), so it is set before the rename.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -31,6 +33,27 @@ def new_part(final: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     os.close(fd)
     return Path(name)
+
+
+@contextlib.contextmanager
+def written_whole(final: Path | str) -> Iterator[Path]:
+    """A new ``.part`` file beside ``final`` (its folder made again if need be) for the block to write. When the
+    block ends without an error, the part gets the mode of a file made with ``open()`` and is renamed onto
+    ``final``, which so holds the whole new file or its old one, never half of it; otherwise it is removed."""
+    final = Path(final)
+    part = new_part(final)
+    try:
+        yield part
+        normal_mode(part)
+        os.replace(part, final)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def write_text_whole(final: Path | str, text: str) -> None:
+    """``text`` into ``final`` through :func:`written_whole`."""
+    with written_whole(final) as part:
+        part.write_text(text)
 
 
 def clear_parts(final: Path) -> None:

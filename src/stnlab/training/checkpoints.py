@@ -26,7 +26,8 @@ import torch
 from hydra.utils import instantiate
 
 from stnlab.data.gtsrb import Split
-from stnlab.errors import ConfigError, StnlabError
+from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.training.module import build_module
 
 SPLITS = ("train", "val", "test")
 ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
@@ -72,7 +73,7 @@ def load_failure(path: Path | str, error: BaseException) -> str:
                 return (
                     f"it would build Python objects ({', '.join(names[:3])}), which could run code and are never loaded"
                 )
-    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    return f"{type(error).__name__}: {first_line(error, 200)}"
 
 
 def pick_device(name: str | None = "auto") -> torch.device:
@@ -212,21 +213,19 @@ def upgrade_config(cfg: dict) -> dict:
 def load_module(ckpt: Path | str, device: torch.device | str = "cpu"):
     """The ``STNModule`` a checkpoint holds, rebuilt from its own run config, in eval mode on ``device``."""
     saved = read_checkpoint(ckpt)
-    from stnlab.training.module import build_module  # the training stack, only when a module is wanted
-
     try:
         module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
         module.load_state_dict(saved["state_dict"])
     except (StnlabError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
         # An edited config, or weights of another network under this config: nothing to rebuild it from.
         raise CheckpointError(
-            f"{ckpt}: its run config does not fit its weights ({_first_line(e)}); the file was altered: pass one "
+            f"{ckpt}: its run config does not fit its weights ({_mismatch_line(e)}); the file was altered: pass one "
             "written by src/train.py"
         ) from None
     return module.to(device).eval()
 
 
-def _first_line(error: BaseException) -> str:
+def _mismatch_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     # torch's load_state_dict lists every mismatch: "Error(s) in loading state_dict ...:" then one per line.
     text = lines[1] if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else type(error).__name__)

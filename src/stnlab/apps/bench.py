@@ -1,0 +1,264 @@
+"""``python src/bench.py``: training/inference throughput of every model preset, Lightning against plain PyTorch.
+
+Needs torch, lightning, torchmetrics and Hydra (wandb is optional); a GPU machine without hydra-core
+takes its wheels from ``make wheels`` (``make bench-gpu``). The settings are the keys of
+``conf/bench.yaml`` (``python src/bench.py --help``); see docs/speed.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import platform
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from stnlab.bench.inference import inference_table
+from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
+from stnlab.bench.report import render
+from stnlab.cli import checks, hydra_entry, run_cli
+from stnlab.config import CONF_DIR, compose_train, group_options
+from stnlab.data.datamodule import GTSRBDataModule
+from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.noise import silence_known_noise
+from stnlab.training.speed import speed_settings
+
+QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
+# Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).
+VARIANTS = {
+    "base": ("as configured", lambda s, p: (s, p, False)),
+    "compile": ("speed.compile=true", lambda s, p: (dict(s, compile=True), p, False)),
+    "compile_cudagraphs": (
+        "speed.compile=true, compile_mode=reduce-overhead (CUDA graphs)",
+        lambda s, p: (dict(s, compile=True, compile_mode="reduce-overhead"), p, False),
+    ),
+    "progress_bar": ("with the progress bar (a GPU sync per step)", lambda s, p: (s, p, True)),
+    "nchw": ("speed.channels_last=false", lambda s, p: (dict(s, channels_last=False), p, False)),
+    "host_data": ("speed.device_resident=false", lambda s, p: (dict(s, device_resident=False), p, False)),
+    "fp32": ("precision 32-true (TF32 matmuls)", lambda s, p: (s, "32-true", False)),
+}
+DEFAULTS = {  # per device: warmup steps, timed steps, repetitions of each loop
+    "cpu": dict(warmup=1, steps=4, reps=3),
+    "cuda": dict(warmup=10, steps=40, reps=3),
+}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA device is visible here; use device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name} is not a device; use auto, cpu or cuda") from None
+
+
+def settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """conf/bench.yaml's values, checked, with the defaults of the device and of ``quick=true`` filled in."""
+    device = _device(str(values["device"]))
+    q = QUICK if checks.boolean("quick", values["quick"]) else {}
+    counts = {"warmup": checks.non_negative_int, "steps": checks.positive_int, "reps": checks.positive_int}
+    loop = {
+        k: check(k, next(v for v in (values[k], q.get(k), DEFAULTS[device.type][k]) if v is not None))
+        for k, check in counts.items()
+    }
+    sizes = checks.positive_ints("image_size", values["image_size"] or q.get("image_size") or [48])
+    presets = group_options("model")
+    models = presets if values["models"] is None else checks.words("models", values["models"])
+    unknown = sorted(set(models + [str(values["epoch_model"])]) - set(presets))
+    if unknown:
+        raise ConfigError(f"unknown model preset(s) {', '.join(unknown)}; choose from {', '.join(presets)}")
+    variants = [
+        checks.one_of("epoch_variants", v, VARIANTS) for v in checks.words("epoch_variants", values["epoch_variants"])
+    ]
+    return {
+        "device": device,
+        "loop": loop,
+        "sizes": sizes,
+        "models": models,
+        "batch": checks.positive_int("batch_size", values["batch_size"] or q.get("batch_size") or 50),
+        "eval_batch": checks.positive_int(
+            "eval_batch_size", values["eval_batch_size"] or q.get("eval_batch_size") or 500
+        ),
+        "precision": values["precision"] or ("bf16-mixed" if device.type == "cuda" else "32-true"),
+        "benchmark": device.type == "cuda" and checks.boolean("cudnn_benchmark", values["cudnn_benchmark"]),
+        "speed": speed_settings({k: v for k, v in (values["speed"] or {}).items() if v is not None}),
+        "epoch": checks.boolean("epoch", values["epoch"]),
+        "epoch_model": str(values["epoch_model"]),
+        "epoch_sizes": checks.positive_ints("epoch_sizes", values["epoch_sizes"] or sizes),
+        "epochs": checks.positive_int("epochs", values["epochs"]),
+        "epoch_images": q.get("epoch_images"),
+        "variants": variants,
+        "source": checks.one_of("data.source", values["data"]["source"], ("random", "gtsrb")),
+        "data": values["data"],
+        "out": Path(values["out"]),
+        "inference": _inference_settings(values["inference"], presets, bool(q)),
+    }
+
+
+def _inference_settings(values: Mapping[str, Any], presets: list[str], quick: bool) -> dict[str, Any]:
+    models = checks.words("inference.models", values["models"] or [])
+    unknown = sorted(set(models) - set(presets))
+    if unknown:
+        raise ConfigError(
+            f"unknown model preset(s) {', '.join(unknown)} in inference.models; choose from {', '.join(presets)}"
+        )
+    small = {"batch": 8, "reps": 1, "calls": 2} if quick else {}
+    return {
+        "models": models,
+        "image_size": checks.positive_int("inference.image_size", values["image_size"]),
+        **{
+            k: checks.positive_int(f"inference.{k}", small.get(k, values[k]))
+            for k in ("batch", "reps", "calls", "threads")
+        },
+    }
+
+
+def _data(opts: dict, image_size: int, num_train: int):
+    if opts["source"] == "gtsrb":
+        return GTSRBDataModule(
+            root=opts["data"]["root"],
+            mirror=opts["data"]["mirror"],
+            image_size=image_size,
+            batch_size=opts["batch"],
+            eval_batch_size=opts["eval_batch"],
+        )
+
+    return RandomData(num_train, image_size, opts["batch"], opts["eval_batch"], num_val=opts["eval_batch"])
+
+
+def _run_config(model: str, size: int, batch: int) -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = compose_train([f"model={model}", f"data.image_size={size}", f"data.batch_size={batch}"])
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _quiet() -> None:
+    silence_known_noise()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings(
+        "ignore",
+        message=".*(does not have many workers|smaller than the logging interval"
+        "|TensorCores|tensor cores|no `val_dataloader`).*",
+    )
+
+
+def run(cfg) -> Path:
+    """The benchmark that conf/bench.yaml's values ``cfg`` describe; returns the report's path."""
+    import lightning
+    from omegaconf import OmegaConf
+
+    opts = settings(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg)
+    _quiet()
+    device, loop, batch, eval_batch, speed, precision = (
+        opts[k] for k in ("device", "loop", "batch", "eval_batch", "speed", "precision")
+    )
+    setup = Setup(device, precision, opts["benchmark"], speed)
+
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
+    header = [
+        f"# stnlab benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "",
+        f"- device: {device.type} ({dev_name}), torch {torch.__version__}, lightning {lightning.__version__}, "
+        f"{torch.get_num_threads()} CPU threads",
+        "- data: "
+        + (
+            "random uint8 images of the GTSRB shape (throughput only)"
+            if opts["source"] == "random"
+            else "the real GTSRB cache"
+        )
+        + f"; training batch {batch}, inference batch {eval_batch}",
+        f"- precision {precision}, cuDNN benchmark {setup.benchmark}, speed switches {speed}",
+        f"- each loop: {loop['warmup']} warm-up + {loop['steps']} timed steps, {loop['reps']} repetitions alternating "
+        "Lightning / plain; medians (the ratio: median of back-to-back pairs)",
+        "- Lightning: Trainer.fit of STNModule (CSV logging every 20 steps, no progress bar); plain: the same "
+        "network, preprocessing, optimiser and batches in a hand-written loop",
+        "- data wait: share of the loop's wall time inside the loader's next() and the copy to the device; "
+        "peak memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda" else "the process's peak RSS"),
+    ]
+    out_dir = opts["out"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{datetime.date.today():%Y-%m-%d}.md"
+    if path.exists():
+        path = out_dir / f"{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}.md"
+    results, epochs, errors = [], [], []
+
+    def attempt(what: str, fn, into: list) -> None:
+        """One measurement; a failure is reported in the table's notes and the others still run."""
+        print(f"bench: {what} ...", flush=True)
+        try:
+            into.append(fn())
+        except Exception as e:  # noqa: BLE001 - one failing preset must not lose the whole (costly) GPU run
+            errors.append(f"- {what}: {type(e).__name__}: {first_line(e)}")
+            print(f"bench: {what} FAILED: {type(e).__name__}: {e}", flush=True)
+        path.write_text(render(header, results, epochs, errors))  # after every row: a cut-off run keeps its rows
+
+    for size in opts["sizes"]:
+        data = _data(opts, size, (loop["warmup"] + loop["steps"]) * batch)
+        for name in opts["models"]:
+            run_cfg = _run_config(name, size, batch)
+            attempt(
+                f"{name} at {size}px",
+                functools.partial(bench_model, name, run_cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]),
+                results,
+            )
+    model = opts["epoch_model"]
+    for size in opts["epoch_sizes"] if opts["epoch"] else []:
+        data = _data(opts, size, opts["epoch_images"] or GTSRB_TRAIN)
+        run_cfg = _run_config(model, size, batch)
+        for name in opts["variants"]:
+            label, change = VARIANTS[name]
+            v_speed, v_precision, bar = change(speed, precision)
+            v_setup = Setup(device, v_precision, setup.benchmark, v_speed)
+            attempt(
+                f"{model} epochs at {size}px, {label}",
+                functools.partial(full_epochs, model, run_cfg, data, v_setup, opts["epochs"], label, bar),
+                epochs,
+            )
+    inference = opts["inference"]
+    if inference["models"]:
+
+        def table() -> list[str]:
+            args = (inference[k] for k in ("image_size", "batch", "reps", "calls", "threads"))
+            rows, _ = inference_table(list(inference["models"]), *args)
+            return ["", "## Inference on the CPU: PyTorch eager and onnxruntime", ""] + rows
+
+        print("bench: inference speed ...", flush=True)
+        try:
+            extra = table()
+        except Exception as e:  # noqa: BLE001 - as attempt(): the other tables stand
+            errors.append(f"- inference: {type(e).__name__}: {first_line(e)}")
+            extra = []
+    else:
+        extra = []
+    text = "\n".join([render(header, results, epochs, errors), *extra])
+    path.write_text(text)
+    print(text)
+    print(f"bench: report written to {path}")
+    if errors:
+        raise BenchError(f"{len(errors)} measurement(s) failed (listed in {path})")
+    return path
+
+
+class BenchError(StnlabError):
+    pass
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="bench", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(run, cfg)
+
+
+def main() -> None:
+    """``python src/bench.py``: the command line (``conf/bench.yaml``), its errors as one line."""
+    hydra_entry(_app)

@@ -1,0 +1,67 @@
+"""Geometric robustness: ``python src/robustness.py 'ckpt=[PATH,PATH]' [split=val] [key=value ...]``.
+
+Accuracy of each checkpoint under rotations (0-30 degrees), scales (0.6-1.4), translations
+(0-20% of the size) and perspective tilts (0-50 degrees) of the evaluation images; writes
+``robustness_<split>.json`` and ``robustness_<split>.png`` to ``out`` and prints the table.
+The keys are those of ``conf/robustness.yaml`` (``--help``).
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from stnlab.cli import checks, hydra_entry, run_cli
+from stnlab.config import CONF_DIR
+from stnlab.evaluation.robustness_report import format_table, run_robustness
+
+LEVELS = ("rotation", "scale", "translation", "perspective")
+
+
+def options(cfg: DictConfig) -> dict:
+    """The command line's values, checked before any work (the first bad one is a ConfigError)."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    checks.given_once("ckpt")
+    levels = {
+        key: (checks.positive_floats if key == "scale" else checks.finite_floats)(key, values[key])
+        for key in LEVELS
+        if values[key] is not None
+    }
+    return dict(
+        checks.evaluation_keys(values),
+        ckpt=checks.words("ckpt", values["ckpt"]),
+        levels=levels,
+        distortions=checks.words("distortions", values["distortions"]),
+        limit=checks.optional(checks.positive_int, "limit", values["limit"]),
+    )
+
+
+def robustness(cfg: DictConfig) -> None:
+    import logging
+
+    values = options(cfg)
+    logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
+
+    table, paths = run_robustness(
+        values["ckpt"],
+        values["split"],
+        values["data"],
+        values["distortions"],
+        values["levels"],
+        values["limit"],
+        values["out"],
+        values["wandb"],
+        values["batch_size"],
+        values["device"],
+    )
+    print(f"accuracy (%) on {table['num_images']} {table['split']} images\n")
+    print(format_table(table))
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="robustness", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(robustness, cfg)
+
+
+def main() -> None:
+    """``python src/robustness.py``: the command line (``conf/robustness.yaml``), its errors as one line."""
+    hydra_entry(_app)

@@ -1,0 +1,68 @@
+"""Show what every ST of a trained network does: ``python src/visualize.py ckpt=PATH [n=16] [data=synth]``."""
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR
+from stnlab.data.classes import class_names
+from stnlab.errors import ConfigError, StnlabError
+from stnlab.evaluation.files import writing_into
+from stnlab.run_dirs import run_dir_of_checkpoint
+from stnlab.tracking.run_identity import run_name
+from stnlab.training.checkpoints import load_module, resolve_checkpoint
+from stnlab.viz.panels import labelled_grid, panel, save_png
+from stnlab.viz.trace import trace_sts
+from stnlab.viz.visualize import grid_text, load_images
+
+log = logging.getLogger(__name__)
+
+
+def visualize(cfg: DictConfig) -> list[Path]:
+    """Write one PNG grid per ST (and, with ``per_image``, one PNG per image). Returns the paths written."""
+    if cfg.split not in ("train", "val", "test"):
+        raise ConfigError(f"split={cfg.split} is not a split; use train, val or test")
+    ckpt = resolve_checkpoint(str(cfg.ckpt))
+    module = load_module(ckpt)
+    if not module.net.transformers:
+        raise StnlabError(
+            f"the network in {ckpt} ('{module.cfg['model'].get('name')}') has no spatial transformer; "
+            "pick a checkpoint of an ST model"
+        )
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
+    images, labels = load_images(module, data_cfg, cfg.split, int(cfg.n))
+    names = class_names(module.num_classes)
+    captions = [f"{int(c)} {names[int(c)]}" for c in labels]
+    out = Path(cfg.out) if cfg.get("out") else run_dir_of_checkpoint(ckpt) / "visualize"
+    written = []
+    with writing_into(out):
+        for view in trace_sts(module, images):
+            title, legend = grid_text(view, run_name(module.cfg), cfg.split, labels)
+            written.append(
+                save_png(
+                    labelled_grid(view, captions, title, legend, int(cfg.cols), int(cfg.scale)),
+                    out / f"{view.name}.png",
+                )
+            )
+            if cfg.get("per_image"):
+                (out / view.name).mkdir(exist_ok=True)
+                for i in range(len(images)):
+                    p = out / view.name / f"{i:03d}.png"
+                    panel(view, i, int(cfg.scale)).save(p)
+                    written.append(p)
+    log.info("wrote %d panel file(s) to %s", len(written), out)
+    print("\n".join(str(p) for p in written if p.parent == out))
+    return written
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="visualize", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    run_cli(visualize, cfg)
+
+
+def main() -> None:
+    """``python src/visualize.py``: the command line (``conf/visualize.yaml``), its errors as one line."""
+    hydra_entry(_app)
