@@ -83,3 +83,19 @@ def test_a_checkpoint_config_naming_a_function_runs_nothing(tmp_path):
     with pytest.raises(CheckpointError, match=r"names cfg.normalize._target_=builtins.open, not a class of stnlab"):
         load_module(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["given", "chosen"])
+def test_a_checkpoint_that_is_not_a_regular_file_is_one_line_never_a_hang(where, tmp_path):
+    """A FIFO named as ckpt= or found as a run folder's last.ckpt: opening it would block until a writer comes."""
+    import os
+
+    from stnlab.training.checkpoints import resolve_checkpoint
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    fifo = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=f"checkpoint {fifo} is not a regular file; pass ckpt="):
+        load_module(fifo if where == "given" else tmp_path / "run")
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        resolve_checkpoint(tmp_path / "run")

@@ -77,16 +77,7 @@ def alignment(module: STNModule, split) -> float:
     return alignment_error(split.warps, st_points, pts).mean().item()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors train faster on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_st_learns_to_undo_translations(one_thread):
+def test_st_learns_to_undo_translations(one_torch_thread):
     """A classifier first learns the signs in canonical pose (the ST stays the identity), then the
     signs are shifted by up to 12% of the image per axis and only the ST may adapt: the loss can fall
     only by moving the signs back. The ST is never told the shifts (``warps`` serve only to measure)."""

@@ -100,13 +100,17 @@ def resolve_checkpoint(path: Path | str) -> Path:
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if path.is_dir() and folder.name == "checkpoints":
         chosen = _chosen_in(folder)
-        if chosen is not None:
-            return chosen
-        raise CheckpointError(f"{folder} holds no .ckpt file; pass ckpt= a checkpoint file or a finished run's folder")
-    if path.exists() and not path.is_dir():  # a FIFO or a device: reading it could block or never end
-        raise CheckpointError(
-            f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
-        )
+        if chosen is None:
+            raise CheckpointError(
+                f"{folder} holds no .ckpt file; pass ckpt= a checkpoint file or a finished run's folder"
+            )
+        path = chosen
+    if path.exists() and not path.is_dir():
+        if not path.is_file():  # a FIFO or a device, given or chosen: reading it could block or never end
+            raise CheckpointError(
+                f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
+            )
+        return path
     if path.is_dir():
         raise CheckpointError(
             f"{path} is a folder without checkpoints/; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) "
@@ -134,11 +138,7 @@ def _chosen_in(folder: Path) -> Path | None:
 
 def read_checkpoint(path: Path | str) -> dict:
     """The checkpoint's dict (on the CPU), or a CheckpointError naming the fix."""
-    path = resolve_checkpoint(path)
-    if not path.is_file():  # a folder, a FIFO or a device: reading it could block or never end
-        raise CheckpointError(
-            f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
-        )
+    path = resolve_checkpoint(path)  # a regular file, or a CheckpointError
     try:
         saved = load_checkpoint_file(path)
     except Exception as e:  # noqa: BLE001 - a text file, an empty one, a foreign pickle: all the user's to replace
