@@ -19,6 +19,8 @@ _WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # The test stage drops the weight-averaging callback on purpose: the checkpoint already holds the averaged
     # weights, which WeightAveraging.on_load_checkpoint would replace with the raw ones (training/run.py).
     (r"Be aware that when using `ckpt_path`, callbacks used to create", UserWarning),
+    # callbacks.throughput reports images per second; the FLOPs the monitor asks for are not counted.
+    (r"When using the `ThroughputMonitor`, you need to define a `flops_per_batch`", UserWarning),
 )
 # Logger name -> message fragment of an INFO line that is advertising, not information.
 _LOG_LINES = {"lightning.pytorch.utilities.rank_zero": "litlogger"}

@@ -6,7 +6,9 @@ import logging
 import time
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.trainer.states import RunningStage
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -31,43 +33,49 @@ class EpochCheckpoints(ModelCheckpoint):
         return self._generate_state_key(every_epoch=True)
 
 
-class EpochThroughput(pl.Callback):
-    """Logs ``perf/train_img_per_s`` (images per second of wall time) for every training epoch, and
-    ``time/elapsed_min``, the wall minutes since fit started, validation included (time-to-accuracy curves).
-    A resumed run counts from its own start.
+def images_in(batch) -> int:
+    """The images of an ``(images, labels)`` batch: ThroughputMonitor's ``batch_size_fn``."""
+    return len(batch[1])
 
-    Also ``perf/train_img_per_cpu_s``: images per second of this process's CPU time (all its threads). Other
-    processes on the machine slow the wall-clock figure but hardly this one, so a sweep projects a run's
-    length alone on the machine from it."""
 
-    def __init__(self):
-        self.images = 0
-        self.start = 0.0
-        self.cpu_start = 0.0
-        self.fit_start: float | None = None
-        self.last: float | None = None
-        self.last_cpu: float | None = None
+class EpochThroughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor, which logs ``train/samples``, ``train/time`` (training only: it takes
+    validation out) and, once ``window_size`` batches were seen, ``train/device/samples_per_sec`` at every logged
+    step (``validate/...`` and ``test/...`` likewise). On top, per training epoch:
 
+    - ``perf/train_img_per_s``: the epoch's images per second of the monitor's training time, all processes;
+    - ``perf/train_img_per_cpu_s``: its images per second of this process's CPU time (all its threads, the epoch's
+      validation included). Other processes on the machine slow the wall-clock figure but hardly this one, so a
+      sweep projects a run's length alone on the machine from it;
+    - ``time/elapsed_min``: wall minutes since fit started, validation included (time-to-accuracy curves).
+
+    A resumed run counts from its own start."""
+
+    def __init__(self, window_size: int = 100) -> None:
+        super().__init__(batch_size_fn=images_in, window_size=window_size)
+        self.fit_start = 0.0
+        self.mark = (0, 0.0, 0.0)  # samples, training seconds and CPU seconds at the end of the last epoch
+
+    @rank_zero_only
     def on_train_start(self, trainer, pl_module):  # a run resumed mid-epoch gets no on_train_epoch_start
-        self.images, self.start, self.cpu_start = 0, time.perf_counter(), time.process_time()
-        self.fit_start = self.start
+        super().on_train_start(trainer, pl_module)
+        self.fit_start = time.perf_counter()
+        self.mark = (0, 0.0, time.process_time())
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.images, self.start, self.cpu_start = 0, time.perf_counter(), time.process_time()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.images += len(batch[1])
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        elapsed, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
-        if elapsed > 0 and self.images:
-            self.last = self.images * trainer.world_size / elapsed
-            pl_module.log("perf/train_img_per_s", self.last, rank_zero_only=True)
-        if cpu > 0 and self.images:
-            self.last_cpu = self.images / cpu  # this process's own images: per rank
-            pl_module.log("perf/train_img_per_cpu_s", self.last_cpu, rank_zero_only=True)
-        if self.fit_start is not None:  # on_train_epoch_end runs after the epoch's validation
-            pl_module.log("time/elapsed_min", (time.perf_counter() - self.fit_start) / 60, rank_zero_only=True)
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation
+        # The monitor logs past callback_metrics, where train() and the sweeps read a run's speed, per step over a
+        # window of batches, and without CPU time: the epoch's figures come from its running totals.
+        pl_module.log("time/elapsed_min", (time.perf_counter() - self.fit_start) / 60, rank_zero_only=True)
+        samples, seconds, cpu = self._samples.get(RunningStage.TRAINING, 0), self.mark[1], time.process_time()
+        if samples > self.mark[0]:
+            seconds = self._throughputs[RunningStage.TRAINING].compute()["time"]
+            images = samples - self.mark[0]
+            rate = images * trainer.world_size / (seconds - self.mark[1])
+            pl_module.log("perf/train_img_per_s", rate, rank_zero_only=True)
+            if cpu > self.mark[2]:
+                pl_module.log("perf/train_img_per_cpu_s", images / (cpu - self.mark[2]), rank_zero_only=True)
+        self.mark = (samples, seconds, cpu)
 
 
 class RunTimeEstimate(pl.Callback):

@@ -25,7 +25,7 @@ from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
-from stnlab.training.callbacks import EpochCheckpoints, EpochThroughput, RunTimeEstimate
+from stnlab.training.callbacks import EpochCheckpoints, RunTimeEstimate
 from stnlab.training.checkpoints import safe_loading
 from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
@@ -244,10 +244,9 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     )
     if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
         step_checkpoints.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
-    throughput = EpochThroughput()
     stop = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
     estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
-    callbacks = [checkpoint, *step_checkpoints, throughput, estimate, stop] + [
+    callbacks = [checkpoint, *step_checkpoints, estimate, stop] + [
         build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
     ]
     if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
@@ -293,12 +292,9 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         if split is not None:
             metrics[key] = len(split)
     metrics["model/params"] = sum(p.numel() for p in module.net.parameters())
-    if throughput.last_cpu is not None:
-        metrics["perf/train_img_per_cpu_s"] = throughput.last_cpu
-    if throughput.last is not None:
-        metrics["perf/train_img_per_s"] = throughput.last
-    elif "perf/train_img_per_s" in done:
-        metrics["perf/train_img_per_s"] = float(done["perf/train_img_per_s"])
+    for key in ("perf/train_img_per_cpu_s", "perf/train_img_per_s"):  # the last epoch's (callbacks.throughput)
+        if key in done:
+            metrics[key] = float(done[key])
     if checkpoint.best_model_path:
         metrics["best_checkpoint"] = checkpoint.best_model_path
     if trainer.is_global_zero:
