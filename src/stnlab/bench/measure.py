@@ -191,31 +191,38 @@ class Setup:
         return contextlib.nullcontext()
 
 
-def lightning_train(
-    module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int, enable_progress_bar: bool = False
-) -> LoopTiming:
-    """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
-    timed = _TimedData(data, setup.device)
-    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed, count_ops=counts_ops(setup))
+def fit(
+    module: STNModule, data: pl.LightningDataModule, setup: Setup, timer: pl.Callback, progress: bool, **limits
+) -> None:
+    """``Trainer.fit`` as ``src/train.py`` runs it on ``setup`` (CSV logging every 20 steps, the speed switches),
+    timed by ``timer``, without validation, checkpoints or model summary. ``limits``: max_epochs, limit_train_batches."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
             accelerator=setup.accelerator,
             devices=1,
             precision=setup.precision,
             benchmark=setup.benchmark,
-            max_epochs=1,
-            limit_train_batches=warmup + steps,
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=pl.loggers.CSVLogger(tmp, name="csv"),
             log_every_n_steps=20,
             enable_checkpointing=False,
-            enable_progress_bar=enable_progress_bar,
+            enable_progress_bar=progress,
             enable_model_summary=False,
             default_root_dir=tmp,
-            callbacks=[window, SpeedSwitches(setup.speed)],
+            callbacks=[timer, SpeedSwitches(setup.speed)],
+            **limits,
         )
-        trainer.fit(module, datamodule=timed)
+        trainer.fit(module, datamodule=data)
+
+
+def lightning_train(
+    module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int, enable_progress_bar: bool = False
+) -> LoopTiming:
+    """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
+    timed = _TimedData(data, setup.device)
+    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed, count_ops=counts_ops(setup))
+    fit(module, timed, setup, window, enable_progress_bar, max_epochs=1, limit_train_batches=warmup + steps)
     return window.timing
 
 
@@ -425,24 +432,7 @@ def full_epochs(
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     module = build_module(cfg)
     timer = EpochTimer(setup.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = pl.Trainer(
-            accelerator=setup.accelerator,
-            devices=1,
-            precision=setup.precision,
-            benchmark=setup.benchmark,
-            max_epochs=epochs,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=pl.loggers.CSVLogger(tmp, name="csv"),
-            log_every_n_steps=20,
-            enable_checkpointing=False,
-            enable_progress_bar=enable_progress_bar,
-            enable_model_summary=False,
-            default_root_dir=tmp,
-            callbacks=[timer, SpeedSwitches(setup.speed)],
-        )
-        trainer.fit(module, datamodule=data)
+    fit(module, data, setup, timer, enable_progress_bar, max_epochs=epochs)
     data.resident_device = None  # the next variant decides afresh
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     gflops = flops_per_image(PlainLoop(build_module(cfg), data, setup), data) / 1e9  # an uncompiled copy
