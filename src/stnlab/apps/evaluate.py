@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC
-from stnlab.cli import checks, hydra_entry, run_cli
+from stnlab.cli import checks, hydra_entry, log_progress, run_cli
 from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
@@ -61,10 +61,8 @@ def resampled(groups: int, report) -> str:
 
 
 def evaluate(cfg: DictConfig) -> None:
-    import logging
-
     values = options(cfg)
-    logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
+    log_progress(values["verbose"])
     if values["curve"]:
         return curve(values)
 

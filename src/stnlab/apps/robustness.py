@@ -9,7 +9,7 @@ The keys are those of ``conf/robustness.yaml`` (``--help``).
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import checks, hydra_entry, run_cli
+from stnlab.cli import checks, hydra_entry, log_progress, run_cli
 from stnlab.config import CONF_DIR
 from stnlab.evaluation.robustness_report import format_table, run_robustness
 
@@ -35,10 +35,8 @@ def options(cfg: DictConfig) -> dict:
 
 
 def robustness(cfg: DictConfig) -> None:
-    import logging
-
     values = options(cfg)
-    logging.basicConfig(level=logging.INFO if values["verbose"] else logging.WARNING, format="%(message)s")
+    log_progress(values["verbose"])
 
     table, paths = run_robustness(
         values["ckpt"],

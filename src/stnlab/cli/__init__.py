@@ -30,6 +30,11 @@ def run_cli(fn, *args, **kwargs):
         exit_with(e)
 
 
+def log_progress(verbose: bool) -> None:
+    """The log of evaluate.py and robustness.py: their progress lines with ``verbose=true``, else warnings only."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
 def exit_with(error: BaseException) -> NoReturn:
     """One line on stderr; exit status 2, or the error's own ``exit_code`` (128 + signal for an interrupted run)."""
     logging.getLogger("stnlab").debug("user error", exc_info=error)

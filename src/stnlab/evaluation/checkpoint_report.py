@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import Report, difference_interval, evaluate
@@ -15,6 +18,7 @@ from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import logged_config, run_name, run_tags
 from stnlab.tracking.wandb_logger import open_run
 from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
+from stnlab.training.module import STNModule
 
 log = logging.getLogger(__name__)
 SOURCE = "evaluate.py"  # the "source" of the reports this module writes (the test stage's is "test stage")
@@ -45,6 +49,13 @@ def start_wandb_run(
     )
 
 
+def load_scored(ckpt: Path, split: str, data: dict[str, Any] | None, device: torch.device) -> tuple[STNModule, Split]:
+    """The checkpoint's ``STNModule`` on ``device`` and ``split`` of its own data (``data`` overrides keys of the
+    data config it was trained with): what evaluate.py and robustness.py score."""
+    module = load_module(ckpt, device)
+    return module, load_split(data_config(module.cfg, data), split)
+
+
 def evaluate_checkpoint(
     ckpt: str | Path,
     split: str = "test",
@@ -64,8 +75,7 @@ def evaluate_checkpoint(
     ckpt = resolve_checkpoint(ckpt)
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval" / ckpt.stem
     refuse_test_stage_report(out, split)
-    module = load_module(ckpt, dev)
-    images_split = load_split(data_config(module.cfg, data), split)
+    module, images_split = load_scored(ckpt, split, data, dev)
     num_classes = module.num_classes
     report = evaluate(
         module,

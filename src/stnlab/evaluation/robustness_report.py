@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from stnlab.errors import ConfigError
-from stnlab.evaluation.checkpoint_report import start_wandb_run
+from stnlab.evaluation.checkpoint_report import load_scored, start_wandb_run
 from stnlab.evaluation.files import writing_into
 from stnlab.evaluation.plots import plot_robustness
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.evaluation.wandb_media import robustness_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
-from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,8 @@ def run_robustness(
     }
     cfgs = []
     for ckpt in ckpts:
-        module = load_module(ckpt, dev)
+        module, data_split = load_scored(ckpt, split, data, dev)
         cfgs.append(module.cfg)
-        data_split = load_split(data_config(module.cfg, data), split)
         index = subset(len(data_split), limit)
         images, labels = data_split.images[index], data_split.labels[index]
         start = time.perf_counter()
