@@ -34,7 +34,6 @@ from stnlab.files import clear_parts, locked, written_whole
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
 REQUIRED_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
 TRAIN_DIR = "GTSRB/Final_Training/Images/"
 TEST_GT_CSV = "GT-final_test.csv"
