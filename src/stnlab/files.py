@@ -9,11 +9,12 @@ mode any new file gets (0666 less the umask, usually 0644), so it is set before 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import filelock
 
 
 def _umask() -> int:
@@ -72,7 +73,7 @@ def locked(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        filelock.lock_descriptor(fd)  # flock, as run_dirs' run-folder lock
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stnlab.errors import DataError
-from stnlab.files import clear_parts, locked, new_part, normal_mode
+from stnlab.files import clear_parts, locked, written_whole
 
 log = logging.getLogger(__name__)
 
@@ -153,36 +152,31 @@ def fetch(
 
 def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: float, retries: int) -> None:
     try:
-        tmp = new_part(final)
+        with written_whole(final) as tmp:  # with a file's usual mode: mkstemp's 0600 would hide a shared data.root
+            if mirror and not _is_url(mirror):
+                src = Path(mirror).expanduser() / archive.filename
+                if not src.is_file():
+                    raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
+                log.info("copying %s from mirror %s", archive.filename, mirror)
+                try:
+                    shutil.copyfile(src, tmp)
+                except OSError as e:  # a full disk, a quota
+                    raise DataError(
+                        f"cannot copy {archive.filename} into {final.parent} ({e.strerror or e}); "
+                        "free space there or set data.root to another folder"
+                    ) from None
+                verify_archive(tmp, archive, source=str(src))
+            else:
+                base = mirror if mirror else OFFICIAL_URL
+                url = base.rstrip("/") + "/" + archive.filename
+                log.info("downloading %s", url)
+                _download(url, tmp, timeout=timeout, retries=retries)
+                verify_archive(tmp, archive, md5=not mirror, source=url)
     except OSError as e:  # a read-only data.root
         raise DataError(
             f"cannot write {archive.filename} into data.root={final.parent} ({e.strerror or e}); "
             "set data.root to a writable folder (or put the archive there)"
         ) from None
-    try:
-        if mirror and not _is_url(mirror):
-            src = Path(mirror).expanduser() / archive.filename
-            if not src.is_file():
-                raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
-            log.info("copying %s from mirror %s", archive.filename, mirror)
-            try:
-                shutil.copyfile(src, tmp)
-            except OSError as e:  # a full disk, a quota
-                raise DataError(
-                    f"cannot copy {archive.filename} into {final.parent} ({e.strerror or e}); "
-                    "free space there or set data.root to another folder"
-                ) from None
-            verify_archive(tmp, archive, source=str(src))
-        else:
-            base = mirror if mirror else OFFICIAL_URL
-            url = base.rstrip("/") + "/" + archive.filename
-            log.info("downloading %s", url)
-            _download(url, tmp, timeout=timeout, retries=retries)
-            verify_archive(tmp, archive, md5=not mirror, source=url)
-        normal_mode(tmp)  # mkstemp's 0600 would make a shared data.root unreadable to the others
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def try_fetch(archive: Archive, root: Path, mirror: str | None, **kw) -> Path | None:

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from stnlab.evaluation.metrics import top1_accuracy
 from stnlab.files import written_whole
 from stnlab.training.checkpoints import CheckpointError, data_config, load_module, load_split
 
@@ -52,15 +51,6 @@ def elapsed_minutes(run_dir: Path) -> dict[int, float]:
         }
 
 
-@torch.no_grad()
-def accuracy(module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device) -> float:
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        logits = module(images[i : i + batch_size].to(device))
-        correct += int((logits.argmax(1).cpu() == labels[i : i + batch_size]).sum())
-    return correct / max(len(labels), 1)
-
-
 def score_epochs(
     run_dir: Path, split: str = "test", data: dict | None = None, batch_size: int = 1000, device: str = "cpu"
 ) -> list[Point]:
@@ -76,7 +66,7 @@ def score_epochs(
             Point(
                 epoch,
                 minutes.get(epoch),
-                accuracy(module, images.images, images.labels, batch_size, torch.device(device)),
+                top1_accuracy(module, images.images, images.labels, batch_size, device),
             )
         )
     return points

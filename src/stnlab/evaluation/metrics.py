@@ -255,6 +255,26 @@ class ReportBuilder:
 
 
 @torch.no_grad()
+def top1_accuracy(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    distort: Callable[..., torch.Tensor] | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` (images in [0, 255] -> logits) on a split, in batches; ``distort(x, index=...)``
+    changes each batch first (``index``: the batch's positions in the split)."""
+    hits = torch.zeros((), dtype=torch.long, device=device)
+    for i in range(0, len(labels), batch_size):
+        x = images[i : i + batch_size].to(device)
+        if distort is not None:
+            x = distort(x, index=torch.arange(i, i + len(x)))
+        hits += (model(x).argmax(-1) == labels[i : i + batch_size].to(device)).sum()
+    return float(hits) / max(len(labels), 1)
+
+
+@torch.no_grad()
 def evaluate(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

@@ -24,9 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from stnlab.evaluation.metrics import top1_accuracy
 from stnlab.geometry import affine_matrix, invert, sample, sampling_grid
 
 CAMERA_DISTANCE = 3.0
@@ -105,7 +107,6 @@ DISTORTIONS: dict[str, Distortion] = {
 }
 
 
-@torch.no_grad()
 def accuracy_curve(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -116,13 +117,10 @@ def accuracy_curve(
     device: torch.device | str = "cpu",
 ) -> list[tuple[float, float]]:
     """``[(level, top-1 accuracy), ...]`` of ``model`` (images in [0, 255] -> logits) on the distorted split."""
-    out = []
-    for level in levels if levels is not None else distortion.levels:
-        hits = torch.zeros((), dtype=torch.long, device=device)
-        for i in range(0, len(labels), batch_size):
-            x = images[i : i + batch_size].to(device)
-            index = torch.arange(i, i + len(x))
-            logits = model(distortion.apply(x, float(level), index))
-            hits += (logits.argmax(-1) == labels[i : i + batch_size].to(device)).sum()
-        out.append((float(level), float(hits) / max(len(labels), 1)))
-    return out
+    return [
+        (
+            float(level),
+            top1_accuracy(model, images, labels, batch_size, device, partial(distortion.apply, level=float(level))),
+        )
+        for level in (levels if levels is not None else distortion.levels)
+    ]
