@@ -33,9 +33,10 @@ TRACK_FPS = 5.0  # frames per second of an animated folder or track (a video kee
 MAX_DISPLAY = 1024  # display_size's bound: 500 frames' copies then take at most 1.5 GB
 
 
-def default_out(query: Query) -> Path:
-    """``outputs/predictions/<input name>`` (``outputs/`` is where every run's files go, and git ignores it)."""
-    return Path("outputs") / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
+def default_out(query: Query, outputs_dir: str | Path) -> Path:
+    """``<outputs_dir>/predictions/<input name>`` (``paths.outputs_dir``: where every run's files go, ``outputs/``,
+    which git ignores)."""
+    return Path(outputs_dir) / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
 
 
 def _figure_names(query: Query) -> list[str]:
@@ -126,7 +127,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         payload["sequence"] = {"frames": len(guesses), "top": [g.as_dict() for g in sequence]}
     if query.skipped:
         payload["skipped"] = [{"file": where, "reason": why} for where, why in query.skipped]
-    out = Path(cfg.out) if cfg.get("out") else default_out(query)
+    out = Path(cfg.out) if cfg.get("out") else default_out(query, cfg.paths.outputs_dir)
     with Staging(out) as stage:
         if cfg.show_st:
             if not predictor.module.net.transformers:
