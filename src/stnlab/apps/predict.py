@@ -25,7 +25,7 @@ from stnlab.query.images import Query, read_query
 from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
 from stnlab.query.predictor import Guess, Predictor, check_top_k
-from stnlab.training.checkpoints import load_module, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import config_of, load_module, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"
@@ -87,7 +87,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Classify what ``cfg.input`` names with the checkpoint ``cfg.ckpt``; returns the JSON written."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
     source = required(cfg, "input", "an image, a folder of images, a video or a GTSRB folder/zip with track=C/T")
-    k = check_top_k(cfg.top_k)
     batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
     if display_size > MAX_DISPLAY:  # a copy of every frame is kept at this size
         raise ConfigError(f"display_size={display_size}: expected at most {MAX_DISPLAY} pixels")
@@ -98,8 +97,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")
     device = pick_device(cfg.device)
     predictor = Predictor(load_module(ckpt, device), device, batch_size)
-    check_top_k(k, len(predictor.class_names), ckpt)
-    if predictor.module.cfg["data"].get("crop_roi"):
+    info = config_of(predictor.module)
+    k = check_top_k(cfg.top_k, info.num_classes, ckpt)  # the checkpoint's classes, so after loading it
+    if info.crop_roi:
         log.warning(
             "%s was trained on images cropped to the sign (data.crop_roi=true): crop inputs tightly around "
             "the sign, as the whole image is classified",
@@ -110,7 +110,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     probs = predictor.probabilities(query.pixels)
     guesses = predictor.top_k(probs, k)
     sequence = predictor.top_k(probs.mean(0, keepdim=True), k)[0] if query.is_sequence else None
-    model = predictor.module.cfg["model"].get("name")
+    model = info.model
     payload: dict[str, Any] = {
         "checkpoint": str(Path(ckpt).resolve()),
         "model": model,

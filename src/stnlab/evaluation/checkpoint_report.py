@@ -14,7 +14,14 @@ from stnlab.evaluation.wandb_media import report_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import logged_config, run_name, run_tags
 from stnlab.tracking.wandb_logger import open_run
-from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import (
+    config_of,
+    data_config,
+    load_module,
+    load_split,
+    pick_device,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 SOURCE = "evaluate.py"  # the "source" of the reports this module writes (the test stage's is "test stage")
@@ -66,16 +73,17 @@ def evaluate_checkpoint(
     refuse_test_stage_report(out, split)
     module = load_module(ckpt, dev)
     images_split = load_split(data_config(module.cfg, data), split)
-    num_classes = module.num_classes
+    info = config_of(module)
     report = evaluate(
         module,
         images_split.images,
         images_split.labels,
-        num_classes,
+        info.num_classes,
         batch_size=batch_size,
         max_errors=max_errors,
         device=dev,
         groups=images_split.tracks,
+        names=info.class_names,
     )
     if baseline is not None:
         report.comparison = compare_on_same_images(
@@ -125,7 +133,7 @@ def compare_on_same_images(
     module, base_module, base_ckpt, images_split, report: Report, batch_size: int, device
 ) -> dict[str, Any]:
     """The baseline's accuracy on the images ``report`` was computed on, and the paired difference."""
-    size, base_size = module.cfg["data"]["image_size"], base_module.cfg["data"]["image_size"]
+    size, base_size = config_of(module).image_size, config_of(base_module).image_size
     if size != base_size:
         raise ConfigError(
             f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "

@@ -26,7 +26,14 @@ from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_
 from stnlab.evaluation.wandb_media import robustness_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
-from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import (
+    config_of,
+    data_config,
+    load_module,
+    load_split,
+    pick_device,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +112,8 @@ def run_robustness(
         table["models"].append(
             {
                 "checkpoint": str(Path(ckpt).resolve()),
-                "variant": module.cfg["model"].get("name"),
-                "transform": (module.cfg.get("transform") or {}).get("name"),
+                "variant": config_of(module).model,
+                "transform": config_of(module).transform,
                 "accuracy": acc,
             }
         )
