@@ -7,30 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_TWO_ST, compose
+from conftest import TINY_SYNTH, TINY_TWO_ST, compose
 from query_checkpoint import save_checkpoint, untrained
 from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.data.synth import CLASS_NAMES
 from stnlab.errors import StnlabError
 from stnlab.training.checkpoints import CheckpointConfig, config_of, load_module
 
-FIVE_SYNTH_CLASSES = [
-    "data=synth",
-    "data.num_classes=5",
-    "data.num_train=40",
-    "data.num_val=10",
-    "data.num_test=0",
-    "data.image_size=16",
-    "model=no_st",
-    "model.backbone.widths=[8,8,8]",
-    "model.backbone.fc=16",
-    "trainer.max_epochs=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "logger=csv",
-    "++callbacks.test_report=null",
-]
+FIVE_SYNTH_CLASSES = [*TINY_SYNTH, "data.num_classes=5", "++callbacks.test_report=null"]
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import CONF, run_app, run_script
-
-TINY_SYNTH = [
-    "data=synth",
-    "data.num_train=64",
-    "data.num_val=32",
-    "data.num_test=0",
-    "data.image_size=16",
-    "model=no_st",
-    "model.backbone.widths=[8,8,8]",
-    "model.backbone.fc=16",
-    "trainer.max_epochs=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "logger=csv",
-    "speed.threads=1",
-]
+from conftest import CONF, TINY_SYNTH, run_app, run_script
 
 
 def test_every_app_composes_the_paths_group():
@@ -40,7 +24,7 @@ def test_every_app_composes_the_paths_group():
 def test_outputs_dir_moves_a_run_its_comparison_and_predictions(tmp_path, monkeypatch):
     out, cwd = tmp_path / "elsewhere", tmp_path / "cwd"
     cwd.mkdir()
-    res = run_script("train.py", *TINY_SYNTH, f"paths.outputs_dir={out}", cwd=cwd)
+    res = run_script("train.py", *TINY_SYNTH, "speed.threads=1", f"paths.outputs_dir={out}", cwd=cwd)
     assert res.returncode == 0, res.stderr[-2000:]
     (run,) = (out / "runs").glob("*/*")
     assert run.name.endswith("-no_st") and (run / "metrics.json").is_file() and (run / ".hydra").is_dir()
