@@ -9,11 +9,12 @@ mode any new file gets (0666 less the umask, usually 0644), so it is set before 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import filelock
 
 
 def _umask() -> int:
@@ -64,15 +65,17 @@ def clear_parts(final: Path) -> None:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """An exclusive inter-process lock on the file ``path`` (made if needed) or on the folder ``path``
-    (which leaves nothing behind); the kernel releases it if the holder dies."""
-    if path.is_dir():
-        fd = os.open(path, os.O_RDONLY)
-    else:
+    """An exclusive inter-process lock (``filelock``'s ``flock``) on the file ``path`` (made if needed, mode 0666
+    less the umask, kept afterwards) or on the folder ``path`` (which leaves nothing behind); the kernel releases it
+    if the holder dies."""
+    if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with filelock.FileLock(path):
+            yield
+        return
+    fd = os.open(path, os.O_RDONLY)  # a folder: its own descriptor, as FileLock opens files only
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        filelock.lock_descriptor(fd)
         yield
     finally:
         os.close(fd)  # closing releases the lock
