@@ -98,6 +98,23 @@ TINY_TWO_ST = [
 ]
 
 
+# A run of a second or two on a few synthetic images, no download.
+TINY_SYNTH = [
+    "data=synth",
+    "data.num_train=64",
+    "data.num_val=32",
+    "data.num_test=0",
+    "data.image_size=16",
+    "model=no_st",
+    "model.backbone.widths=[8,8,8]",
+    "model.backbone.fc=16",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
+]
+
+
 def tiny_run_overrides(mirror: Path, root: Path, run_dir: Path) -> list[str]:
     """Overrides for a fast run on the tiny mirror ``mirror``: data decoded under ``root``, the run in ``run_dir``."""
     return [

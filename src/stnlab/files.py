@@ -65,13 +65,15 @@ def clear_parts(final: Path) -> None:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """An exclusive inter-process lock on the file ``path`` (made if needed) or on the folder ``path``
-    (which leaves nothing behind); the kernel releases it if the holder dies."""
-    if path.is_dir():
-        fd = os.open(path, os.O_RDONLY)
-    else:
+    """An exclusive inter-process lock (``filelock``'s ``flock``) on the file ``path`` (made if needed, mode 0666
+    less the umask, kept afterwards) or on the folder ``path`` (which leaves nothing behind); the kernel releases it
+    if the holder dies."""
+    if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with filelock.FileLock(path):
+            yield
+        return
+    fd = os.open(path, os.O_RDONLY)  # a folder: its own descriptor, as FileLock opens files only
     try:
         filelock.lock_descriptor(fd)  # flock, as run_dirs' run-folder lock
         yield

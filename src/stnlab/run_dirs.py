@@ -1,6 +1,6 @@
 """Run folders: where a run writes, the run a checkpoint belongs to, and claiming one for this process.
 
-A run folder (``outputs/runs/<date>/<time>-<model>`` unless ``run_dir=``) holds ``.hydra/``,
+A run folder (``<paths.runs_dir>/<date>/<time>-<model>`` unless ``run_dir=``; ``outputs/runs/...`` by default) holds ``.hydra/``,
 ``checkpoints/``, ``csv/``, ``wandb/``, ``eval/`` and ``metrics.json``. Checkpoints lie in
 ``<run_dir>/checkpoints/``. ``hydra.run.dir`` in ``conf/train.yaml`` resolves through
 ``stnlab.run_dir`` below: ``run_dir`` if set, else the resumed run's folder, else a new one.
@@ -31,8 +31,8 @@ from stnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# conf/paths/default.yaml's runs_dir: the default of the functions below for callers without a config.
 RUNS_ROOT = Path("outputs") / "runs"
-MULTIRUN_ROOT = Path("outputs") / "multirun"
 # What a folder holding a run has (Hydra's .hydra/ alone does not count: Hydra writes it before train()).
 RUN_MARKERS = ("metrics.json", "checkpoints", "csv")
 LAST = "last.ckpt"
@@ -111,16 +111,22 @@ def resolve_resume(
     return ckpt, run_dir_of_checkpoint(ckpt) if ckpt.parent.name == "checkpoints" else None
 
 
+def runs_dir_of(cfg: Any) -> Path:
+    """``paths.runs_dir`` of a composed train config (a config composed before the paths group, from an older
+    sweep's conf snapshot, has none: the group's default)."""
+    return Path((cfg.get("paths") or {}).get("runs_dir") or RUNS_ROOT)
+
+
 def run_dir_of(cfg: Any) -> Path:
     """The folder of the run ``cfg`` (a composed train config) describes: ``run_dir``, else Hydra's output
-    folder, else a new one claimed under ``outputs/runs``."""
+    folder, else a new one claimed under ``paths.runs_dir``."""
     from hydra.core.hydra_config import HydraConfig
 
     if cfg.get("run_dir"):
         return Path(cfg.run_dir)
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path(claim_run_dir(RUNS_ROOT / time.strftime("%Y-%m-%d_%H-%M-%S")))
+    return Path(claim_run_dir(runs_dir_of(cfg) / time.strftime("%Y-%m-%d_%H-%M-%S")))
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -253,11 +259,12 @@ def _is_set(value: Any) -> bool:
     return value is not None and str(value).strip() not in ("", "null", "None")
 
 
-def _resumed_from(run_dir: Any, resume: Any) -> Path | None:
+def _resumed_from(run_dir: Any, resume: Any, runs_dir: Any = None) -> Path | None:
     """The run folder of the checkpoint ``resume=`` names (None: not resuming, or a checkpoint kept elsewhere;
-    a bad ``resume=`` is train()'s to report, with its fix)."""
+    a bad ``resume=`` is train()'s to report, with its fix). ``resume=last`` searches ``runs_dir``."""
+    root = Path(str(runs_dir)) if _is_set(runs_dir) else RUNS_ROOT
     try:
-        return resolve_resume(resume, run_dir if _is_set(run_dir) else None, verify=False)[1]
+        return resolve_resume(resume, run_dir if _is_set(run_dir) else None, root, verify=False)[1]
     except Exception:  # noqa: BLE001 - reported by train(), one clear line
         return None
 
@@ -275,9 +282,9 @@ def refusal(hydra_dir: Path | str | None) -> ConfigError | None:
     return _REFUSED.get(_key(Path(hydra_dir))) if hydra_dir is not None else None
 
 
-def _folder_for_hydra(run_dir: Any, resume: Any, default: str) -> str:
+def _folder_for_hydra(run_dir: Any, resume: Any, default: str, runs_dir: Any) -> str:
     """The run's folder, claimed for this process; a scratch folder (with the refusal kept) when refused."""
-    owner = _resumed_from(run_dir, resume)
+    owner = _resumed_from(run_dir, resume, runs_dir)
     try:
         folder = str(run_dir) if _is_set(run_dir) else str(owner) if owner is not None else claim_run_dir(default)
         claim_run(Path(folder), owner)
@@ -290,20 +297,21 @@ def _folder_for_hydra(run_dir: Any, resume: Any, default: str) -> str:
         return str(scratch)
 
 
-def _run_dir_resolver(run_dir: Any, resume: Any, default: str) -> str:
-    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory, else ``default`` (claimed for
-    this process before Hydra writes into it). Never raises: a refusal is reported by ``train`` with the fix."""
-    key = (str(run_dir), str(resume), str(default))
+def _run_dir_resolver(run_dir: Any, resume: Any, default: str, runs_dir: Any = None) -> str:
+    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory (``resume=last``: the latest under
+    ``runs_dir``), else ``default`` (claimed for this process before Hydra writes into it). Never raises: a
+    refusal is reported by ``train`` with the fix."""
+    key = (str(run_dir), str(resume), str(default), str(runs_dir))
     if key not in _RESOLVED:
-        _RESOLVED[key] = _folder_for_hydra(run_dir, resume, default)
+        _RESOLVED[key] = _folder_for_hydra(run_dir, resume, default, runs_dir)
     return _RESOLVED[key]
 
 
-def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str) -> str:
+def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str, runs_dir: Any = None) -> str:
     """``hydra.output_subdir``: a resumed run keeps the run's own ``.hydra/`` (its original overrides) and
     records its own config in ``.hydra/resume-<stamp>/``; a new run (also one started from another run's
     checkpoint in a new ``run_dir=``) writes ``.hydra/``."""
-    owner = _resumed_from(run_dir, resume)
+    owner = _resumed_from(run_dir, resume, runs_dir)
     continuing = owner is not None and (not _is_set(run_dir) or same_folder(owner, str(run_dir)))
     return f".hydra/resume-{stamp}" if continuing else ".hydra"
 

@@ -13,7 +13,7 @@ from stnlab.sweeps.dashboard import serve
 
 def dashboard(cfg: DictConfig) -> None:
     study = None if cfg.study is None else str(cfg.study)
-    serve(study, cfg.storage, str(cfg.host), checks.positive_int("port", cfg.port))
+    serve(study, cfg.storage, str(cfg.host), checks.positive_int("port", cfg.port), cfg.paths.sweeps_dir)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="dashboard", version_base="1.3")

@@ -30,7 +30,7 @@ from stnlab.query.export import (
 )
 from stnlab.query.keys import required, wandb
 from stnlab.tracking.run_identity import logged_config, run_name
-from stnlab.training.checkpoints import load_module, resolve_checkpoint
+from stnlab.training.checkpoints import config_of, load_module, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def export(cfg: DictConfig) -> Path:
     path = export_classifier(classifier, fmt, path, dtype, cfg.get("opset"))
     meta = {
         "checkpoint": str(ckpt.resolve()),
-        "model": module.cfg["model"].get("name"),
+        "model": config_of(module).model,
         "image_size": classifier.image_size,
     }
     if cfg.verify:

@@ -25,7 +25,7 @@ from stnlab.query.images import Query, read_query
 from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
 from stnlab.query.predictor import Guess, Predictor, check_top_k
-from stnlab.training.checkpoints import load_module, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import config_of, load_module, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"
@@ -33,9 +33,10 @@ TRACK_FPS = 5.0  # frames per second of an animated folder or track (a video kee
 MAX_DISPLAY = 1024  # display_size's bound: 500 frames' copies then take at most 1.5 GB
 
 
-def default_out(query: Query) -> Path:
-    """``outputs/predictions/<input name>`` (``outputs/`` is where every run's files go, and git ignores it)."""
-    return Path("outputs") / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
+def default_out(query: Query, outputs_dir: str | Path) -> Path:
+    """``<outputs_dir>/predictions/<input name>`` (``paths.outputs_dir``: where every run's files go, ``outputs/``,
+    which git ignores)."""
+    return Path(outputs_dir) / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
 
 
 def _figure_names(query: Query) -> list[str]:
@@ -86,7 +87,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Classify what ``cfg.input`` names with the checkpoint ``cfg.ckpt``; returns the JSON written."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
     source = required(cfg, "input", "an image, a folder of images, a video or a GTSRB folder/zip with track=C/T")
-    k = check_top_k(cfg.top_k)
     batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
     if display_size > MAX_DISPLAY:  # a copy of every frame is kept at this size
         raise ConfigError(f"display_size={display_size}: expected at most {MAX_DISPLAY} pixels")
@@ -97,8 +97,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")
     device = pick_device(cfg.device)
     predictor = Predictor(load_module(ckpt, device), device, batch_size)
-    check_top_k(k, len(predictor.class_names), ckpt)
-    if predictor.module.cfg["data"].get("crop_roi"):
+    info = config_of(predictor.module)
+    k = check_top_k(cfg.top_k, info.num_classes, ckpt)  # the checkpoint's classes, so after loading it
+    if info.crop_roi:
         log.warning(
             "%s was trained on images cropped to the sign (data.crop_roi=true): crop inputs tightly around "
             "the sign, as the whole image is classified",
@@ -109,7 +110,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     probs = predictor.probabilities(query.pixels)
     guesses = predictor.top_k(probs, k)
     sequence = predictor.top_k(probs.mean(0, keepdim=True), k)[0] if query.is_sequence else None
-    model = predictor.module.cfg["model"].get("name")
+    model = info.model
     payload: dict[str, Any] = {
         "checkpoint": str(Path(ckpt).resolve()),
         "model": model,
@@ -126,7 +127,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         payload["sequence"] = {"frames": len(guesses), "top": [g.as_dict() for g in sequence]}
     if query.skipped:
         payload["skipped"] = [{"file": where, "reason": why} for where, why in query.skipped]
-    out = Path(cfg.out) if cfg.get("out") else default_out(query)
+    out = Path(cfg.out) if cfg.get("out") else default_out(query, cfg.paths.outputs_dir)
     with Staging(out) as stage:
         if cfg.show_st:
             if not predictor.module.net.transformers:

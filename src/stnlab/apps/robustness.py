@@ -49,6 +49,7 @@ def robustness(cfg: DictConfig) -> None:
         values["wandb"],
         values["batch_size"],
         values["device"],
+        values["paths"]["outputs_dir"],
     )
     print(f"accuracy (%) on {table['num_images']} {table['split']} images\n")
     print(format_table(table))

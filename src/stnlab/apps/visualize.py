@@ -8,12 +8,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab.cli import hydra_entry, run_cli
 from stnlab.config import CONF_DIR
-from stnlab.data.classes import class_names
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.evaluation.files import writing_into
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
-from stnlab.training.checkpoints import load_module, resolve_checkpoint
+from stnlab.training.checkpoints import config_of, load_module, resolve_checkpoint
 from stnlab.viz.panels import labelled_grid, panel, save_png
 from stnlab.viz.trace import trace_sts
 from stnlab.viz.visualize import grid_text, load_images
@@ -29,12 +28,12 @@ def visualize(cfg: DictConfig) -> list[Path]:
     module = load_module(ckpt)
     if not module.net.transformers:
         raise StnlabError(
-            f"the network in {ckpt} ('{module.cfg['model'].get('name')}') has no spatial transformer; "
+            f"the network in {ckpt} ('{config_of(module).model}') has no spatial transformer; "
             "pick a checkpoint of an ST model"
         )
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     images, labels = load_images(module, data_cfg, cfg.split, int(cfg.n))
-    names = class_names(module.num_classes)
+    names = config_of(module).class_names
     captions = [f"{int(c)} {names[int(c)]}" for c in labels]
     out = Path(cfg.out) if cfg.get("out") else run_dir_of_checkpoint(ckpt) / "visualize"
     written = []

@@ -62,6 +62,8 @@ GLYPHS = (
 CLASSES: tuple[tuple[str, str, str], ...] = tuple(
     random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
 )
+# What predict, serve and the reports call them ("circle red ring arrow up"), saved in the checkpoints.
+CLASS_NAMES = tuple(" ".join(part.replace("_", " ") for part in triple) for triple in CLASSES)
 
 _OCTAGON = [(math.cos(math.pi / 8 + k * math.pi / 4), math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)]
 _SHAPE_POLYGONS = {
@@ -271,7 +273,10 @@ class SynthDataModule(TensorDataModule):
     ):
         if not 1 <= num_classes <= NUM_CLASSES:
             raise ConfigError(f"data.num_classes={num_classes} must lie in 1..{NUM_CLASSES}")
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, num_classes=max(num_classes, 2))
+        kept = max(num_classes, 2)
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, image_size, name, num_classes=kept, class_names=CLASS_NAMES[:kept]
+        )
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small; use at least 8")
         if min(num_train, num_val) < 1 or num_test < 0:

@@ -17,7 +17,14 @@ from stnlab.evaluation.wandb_media import report_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import logged_config, run_name, run_tags
 from stnlab.tracking.wandb_logger import open_run
-from stnlab.training.checkpoints import data_config, load_module, load_split, pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import (
+    config_of,
+    data_config,
+    load_module,
+    load_split,
+    pick_device,
+    resolve_checkpoint,
+)
 from stnlab.training.module import STNModule
 
 log = logging.getLogger(__name__)
@@ -76,16 +83,17 @@ def evaluate_checkpoint(
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval" / ckpt.stem
     refuse_test_stage_report(out, split)
     module, images_split = load_scored(ckpt, split, data, dev)
-    num_classes = module.num_classes
+    info = config_of(module)
     report = evaluate(
         module,
         images_split.images,
         images_split.labels,
-        num_classes,
+        info.num_classes,
         batch_size=batch_size,
         max_errors=max_errors,
         device=dev,
         groups=images_split.tracks,
+        names=info.class_names,
     )
     if baseline is not None:
         report.comparison = compare_on_same_images(
@@ -135,7 +143,7 @@ def compare_on_same_images(
     module, base_module, base_ckpt, images_split, report: Report, batch_size: int, device
 ) -> dict[str, Any]:
     """The baseline's accuracy on the images ``report`` was computed on, and the paired difference."""
-    size, base_size = module.cfg["data"]["image_size"], base_module.cfg["data"]["image_size"]
+    size, base_size = config_of(module).image_size, config_of(base_module).image_size
     if size != base_size:
         raise ConfigError(
             f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "

@@ -7,7 +7,8 @@ stores the module's ``cfg`` there) or the offline W&B run's config; its validati
 curve from ``csv/metrics.csv``. Nothing needs the network.
 
 Targets: run folders, folders holding runs (searched recursively), glob patterns, or
-a sweep name, which means ``outputs/sweeps/<name>/trial_*/``. None: ``outputs/runs``.
+a sweep name, which means ``<outputs>/sweeps/<name>/trial_*/``. None: ``<outputs>/runs`` and
+``<outputs>/multirun`` (``outputs`` is ``paths.outputs_dir``).
 """
 
 from __future__ import annotations
@@ -222,25 +223,35 @@ def read_runs(
     return runs
 
 
-def find_runs(targets: Sequence[str], outputs: Path = Path("outputs")) -> list[Path]:
-    """Run folders named by ``targets`` (see the module docstring), in order, without duplicates."""
+def find_runs(targets: Sequence[str], outputs: Path | str | None = None) -> list[Path]:
+    """Run folders named by ``targets`` (see the module docstring), in order, without duplicates. ``outputs``
+    (``paths.outputs_dir``) is where sweep names, and no targets, are looked up."""
+    sweeps = Path(outputs) / "sweeps" if outputs is not None else None
     found: list[Path] = []
-    defaults = [str(d) for d in (outputs / "runs", outputs / "multirun") if d.is_dir()] or [str(outputs / "runs")]
-    for target in targets or defaults:
+    for target in targets or _default_folders(outputs):
         path = Path(target)
         if path.is_dir():
             hits = [path] if (path / "metrics.json").is_file() else sorted(p.parent for p in path.rglob("metrics.json"))
         elif any(c in target for c in "*?["):
             hits = sorted(Path(p) for p in glob.glob(target) if (Path(p) / "metrics.json").is_file())
         else:
-            hits = sorted(p for p in (outputs / "sweeps" / target).glob("trial_*") if (p / "metrics.json").is_file())
+            trials = (sweeps / target).glob("trial_*") if sweeps is not None else ()
+            hits = sorted(p for p in trials if (p / "metrics.json").is_file())
         if not hits:
+            sweep = f"a sweep name with runs in {sweeps / target / 'trial_*'}" if sweeps is not None else "a glob"
             raise ConfigError(
-                f"no runs found for {target!r}: give run folders (with metrics.json), a folder of runs, "
-                f"or a sweep name with runs in {outputs / 'sweeps' / target / 'trial_*'}"
+                f"no runs found for {target!r}: give run folders (with metrics.json), a folder of runs, or {sweep}"
             )
         found += [h for h in hits if h not in found]
     return found
+
+
+def _default_folders(outputs: Path | str | None) -> list[str]:
+    """``<outputs>/runs`` and ``<outputs>/multirun``, those that exist (``runs``, to be reported, when neither does)."""
+    if outputs is None:
+        raise ConfigError("no runs given; name run folders, or the outputs folder holding runs/")
+    folders = [d for d in (Path(outputs) / "runs", Path(outputs) / "multirun") if d.is_dir()]
+    return [str(d) for d in folders or [Path(outputs) / "runs"]]
 
 
 def run_group(config: dict[str, Any], path: Path) -> str | None:

@@ -284,10 +284,11 @@ def evaluate(
     max_errors: int = 32,
     device: torch.device | str = "cpu",
     groups: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
 ) -> Report:
     """Run ``model`` (uint8 images -> logits) over a split in batches and build its :class:`Report`
     (with the accuracy's interval over ``groups``, where given). ``num_classes``: the model's, else the
-    width of its logits."""
+    width of its logits; ``names``: the classes' (its checkpoint's), else the default names of that many."""
     builder = None
     correct = []
     for i in range(0, len(labels), batch_size):
@@ -296,11 +297,11 @@ def evaluate(
         logits = model(x)
         if builder is None:
             classes = num_classes or getattr(model, "num_classes", None) or logits.shape[-1]
-            builder = ReportBuilder(int(classes), max_errors).to(device)
+            builder = ReportBuilder(int(classes), max_errors, names).to(device)
         builder.update(logits, y, x)
         correct.append((logits.argmax(-1) == y).cpu())
     if builder is None:  # no images: the report of an empty split
-        builder = ReportBuilder(int(num_classes or getattr(model, "num_classes", 1)), max_errors).to(device)
+        builder = ReportBuilder(int(num_classes or getattr(model, "num_classes", 1)), max_errors, names).to(device)
     report = builder.compute()
     report.correct = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
     if groups is not None and len(labels):

@@ -1,7 +1,7 @@
 """``robustness.py``'s work: several checkpoints x distortions x levels -> JSON table, PNG curves, W&B plots.
 
 Output (``out_dir``; default ``<run_dir>/eval`` for one checkpoint, else
-``outputs/robustness/<date>_<time>``): ``robustness_<split>.json`` =
+``<paths.outputs_dir>/robustness/<date>_<time>``): ``robustness_<split>.json`` =
 ``{"split", "num_images", "distortions": {name: {"unit", "levels"}},
 "models": [{"label", "checkpoint", "variant", "transform", "accuracy": {name: [acc per level]}}]}``
 and ``robustness_<split>.png`` (one panel per distortion, one line per model).
@@ -26,7 +26,7 @@ from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_
 from stnlab.evaluation.wandb_media import robustness_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
-from stnlab.training.checkpoints import pick_device, resolve_checkpoint
+from stnlab.training.checkpoints import config_of, pick_device, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,15 @@ def run_robustness(
     wandb_mode: str | None = "disabled",
     batch_size: int = 500,
     device: str = "auto",
+    outputs_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG. Returns (table, paths)."""
+    """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG. Returns (table, paths).
+
+    ``out_dir`` None: the run's ``eval/`` for one checkpoint, else ``<outputs_dir>/robustness/<time>``."""
     if not ckpts:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt (repeat for more models)")
+    if out_dir is None and len(ckpts) > 1 and outputs_dir is None:
+        raise ConfigError("several checkpoints and no output folder; pass out=DIR (or paths.outputs_dir=DIR)")
     names = list(distortions or DISTORTIONS)
     unknown = [n for n in names if n not in DISTORTIONS]
     if unknown:
@@ -99,8 +104,8 @@ def run_robustness(
         table["models"].append(
             {
                 "checkpoint": str(Path(ckpt).resolve()),
-                "variant": module.cfg["model"].get("name"),
-                "transform": (module.cfg.get("transform") or {}).get("name"),
+                "variant": config_of(module).model,
+                "transform": config_of(module).transform,
                 "accuracy": acc,
             }
         )
@@ -113,7 +118,7 @@ def run_robustness(
         else (
             run_dir_of_checkpoint(ckpts[0]) / "eval"
             if len(ckpts) == 1
-            else Path("outputs") / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
+            else Path(str(outputs_dir)) / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
         )
     )
     curves = curves_of(table)

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from stnlab.data.classes import class_names
+from stnlab.training.checkpoints import config_of
 
 
 class ImageClassifier(nn.Module):
-    """RGB images (N, 3, S, S), uint8 or float in [0, 255], S the training ``image_size`` -> logits (N, 43).
+    """RGB images (N, 3, S, S), uint8 or float in [0, 255], S the training ``image_size`` -> logits (N, classes).
 
     Applies the checkpoint's normalisation (training-set channel statistics, local contrast
     normalisation) and then the network, STs included. Any batch size.
@@ -23,15 +24,14 @@ class ImageClassifier(nn.Module):
     def __init__(self, normalizer: nn.Module, net: nn.Module, image_size: int, names: list[str] | None = None):
         super().__init__()
         self.normalizer, self.net, self.image_size = normalizer, net, int(image_size)
-        self.class_names = list(names) if names is not None else class_names(43)
+        self.class_names = list(names) if names is not None else class_names(int(net.num_classes))
 
     @classmethod
     def of(cls, module) -> ImageClassifier:
-        """The classifier inside an ``STNModule`` (parameters shared, in eval mode), named as its data named the
-        classes (a network trained on other data may have other classes than GTSRB's 43)."""
-        data = module.cfg["data"]
-        names = data.get("class_names") or class_names(int(module.cfg["model"].get("num_classes") or 43))
-        return cls(module.normalizer, module.net, data["image_size"], names).eval()
+        """The classifier inside an ``STNModule`` (parameters shared, in eval mode), its classes named and counted
+        as its checkpoint says (a network trained on other data may have other classes than GTSRB's 43)."""
+        info = config_of(module)
+        return cls(module.normalizer, module.net, info.image_size, list(info.class_names)).eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(images))

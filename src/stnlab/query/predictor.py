@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
-from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.errors import ConfigError
 from stnlab.query.classifier import ImageClassifier
 
@@ -24,15 +24,18 @@ class Guess:
         return f"{self.name} {100 * self.prob:.2f}%"
 
 
-def check_top_k(top_k: int, num_classes: int = len(GTSRB_CLASSES), ckpt: str | None = None) -> int:
-    """``top_k`` if it is 1..``num_classes`` (with ``ckpt``: the classes of that checkpoint's network)."""
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
+def check_top_k(top_k: int, num_classes: int | None = None, ckpt: str | None = None) -> int:
+    """``top_k`` if it is 1..``num_classes`` (with ``ckpt``: the classes of that checkpoint's network; None, before
+    the checkpoint is read: any positive integer)."""
+    most = num_classes if num_classes is not None else float("inf")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= most:
         of = f" ({ckpt} tells {num_classes} classes apart)" if ckpt else ""
-        raise ConfigError(f"top_k={top_k} must be an integer in 1..{num_classes}{of}")
+        within = f"in 1..{num_classes}" if num_classes is not None else ">= 1"
+        raise ConfigError(f"top_k={top_k} must be an integer {within}{of}")
     return top_k
 
 
-def top_k(probs: torch.Tensor, k: int, names: list[str] = GTSRB_CLASSES) -> list[list[Guess]]:
+def top_k(probs: torch.Tensor, k: int, names: Sequence[str]) -> list[list[Guess]]:
     """(N, C) probabilities -> per row the ``k`` most probable classes (named by ``names``), best first."""
     values, indices = probs.topk(k, dim=1)
     return [

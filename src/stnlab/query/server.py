@@ -23,10 +23,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from stnlab.data.gtsrb import open_image
-from stnlab.query.classifier import ImageClassifier
 from stnlab.query.images import InputError, decode_image, network_pixels
 from stnlab.query.predictor import Predictor, check_top_k
-from stnlab.training.checkpoints import load_module
+from stnlab.training.checkpoints import config_of, load_module
 
 log = logging.getLogger(__name__)
 FIELD = "file"
@@ -137,7 +136,7 @@ class SignAPI(ls.LitAPI):
         probs, size = output
         return {
             "top": [g.as_dict() for g in self.predictor.top_k(probs, self.k)[0]],
-            "model": self.predictor.module.cfg["model"].get("name"),
+            "model": config_of(self.predictor.module).model,
             "image_size": self.predictor.image_size,
             "input_size": list(size),
         }
@@ -148,7 +147,7 @@ def build_server(
 ) -> ls.LitServer:
     """A LitServer for ``ckpt``; the checkpoint is loaded here once first, so a bad one (or a ``top_k`` beyond its
     classes) fails before serving."""
-    check_top_k(top_k, len(ImageClassifier.of(load_module(ckpt, "cpu")).class_names), ckpt)
+    check_top_k(top_k, config_of(load_module(ckpt, "cpu")).num_classes, ckpt)
     disconnects = logging.getLogger("litserve.server")  # the HTTP servers are forked from here: they inherit it
     if not any(isinstance(f, ClientDisconnects) for f in disconnects.filters):
         disconnects.addFilter(ClientDisconnects())

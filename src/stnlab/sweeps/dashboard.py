@@ -1,7 +1,7 @@
 """optuna-dashboard on the sweep storage: ``python src/dashboard.py [study=NAME] [storage=URL] [port=8080]``.
 
 ``make dashboard`` (``STUDY=name`` to print that study's page). The default storage is the
-one ``src/sweep.py`` uses: ``sqlite:///outputs/sweeps/optuna.db``.
+one ``src/sweep.py`` uses: ``sqlite:///<paths.sweeps_dir>/optuna.db`` (``outputs/sweeps``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,17 @@ def study_url(storage, study: str | None, host: str, port: int) -> str:
     return f"{base}/studies/{storage.get_study_id_from_name(study)}"
 
 
-def serve(study: str | None = None, storage: str | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve optuna-dashboard on ``storage`` (default: the sweeps' SQLite file) until Ctrl-C."""
+def serve(
+    study: str | None = None,
+    storage: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    sweeps_dir: str | Path | None = None,
+) -> None:
+    """Serve optuna-dashboard on ``storage`` (default: the SQLite file in ``sweeps_dir``, the sweeps') until Ctrl-C."""
     from optuna_dashboard import run_server
 
-    url = storage or default_storage()
+    url = storage or default_storage(sweeps_dir)
     path = Path(url.removeprefix("sqlite:///"))
     if url.startswith("sqlite:///") and not path.is_file():
         raise ConfigError(f"no sweep storage at {path}; run `make sweep` first or pass storage=URL")

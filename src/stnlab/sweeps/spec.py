@@ -27,15 +27,17 @@ from stnlab.sweeps.space import Param, parse_space
 
 SWEEPS_DIR = CONF_DIR.parent / "sweeps"
 DEFAULTS = CONF_DIR / "sweep.yaml"
+PATHS = CONF_DIR / "paths" / "default.yaml"
 # Keys of conf/sweep.yaml that are preset tables, not options.
 _PRESETS = ("samplers", "pruners")
 
 
 def _defaults() -> DictConfig:
-    """conf/sweep.yaml's keys, without its defaults list (Hydra's: the settings that the apps share)."""
+    """conf/sweep.yaml's keys, without its defaults list (Hydra's: the settings that the apps share), with the
+    paths group it composes (``out_dir`` is ``${paths.sweeps_dir}``)."""
     cfg = OmegaConf.load(DEFAULTS)
     cfg.pop("defaults", None)
-    return cfg
+    return OmegaConf.merge({"paths": OmegaConf.load(PATHS)}, cfg)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def _param_text(param: Param) -> str:
 
 
 def default_storage(out_dir: Path | str | None = None) -> str:
-    """``sqlite:///<out_dir>/optuna.db``, ``out_dir`` defaulting to conf/sweep.yaml's (relative to the working dir)."""
+    """``sqlite:///<out_dir>/optuna.db``, ``out_dir`` defaulting to conf/sweep.yaml's (``paths.sweeps_dir``, relative
+    to the working dir)."""
     out_dir = Path(out_dir if out_dir is not None else _defaults().out_dir)
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 

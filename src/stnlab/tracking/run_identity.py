@@ -33,6 +33,7 @@ NEUTRAL_KEYS = (
     "hydra",
     "wandb",
     "logger",
+    "paths",
     "run_dir",
     "resume",
     "test",
@@ -142,7 +143,7 @@ def logged_config(cfg: dict, choices: dict[str, Any] | None = None) -> dict[str,
     for key, value in flat_config(without_copies({k: v for k, v in cfg.items() if k != "hydra"})).items():
         if key.endswith(IMPL_SUFFIXES):
             out[f"impl.{key}"] = value
-        elif key in PATH_KEYS:
+        elif key in PATH_KEYS or key.startswith("paths."):  # the paths group too: paths.paths.runs_dir
             out[f"paths.{key}"] = absolute(value)
         else:
             out[key] = value

@@ -14,17 +14,20 @@ one trained from the official server, then reads the local archives.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 
+from stnlab.data.classes import NUM_CLASSES, class_names
 from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError, StnlabError, first_line
 from stnlab.training.module import build_module
@@ -182,6 +185,44 @@ def _is_allowed_class(target: Any) -> bool:
         return False
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """What the readers of a trained module need from its run config, read in one place (:meth:`of`)."""
+
+    model: str | None  # model.name: the variant (two_st, no_st, ...)
+    transform: str | None  # transform.name: the STs' default transform
+    data: str  # data.name
+    image_size: int  # the side of the network's input images, in pixels
+    num_classes: int
+    class_names: tuple[str, ...]  # one per class, by class id
+    crop_roi: bool  # trained on images cropped to the sign's region
+
+    @classmethod
+    def of(cls, cfg: dict, saved_names: Sequence[str] | None = None) -> CheckpointConfig:
+        """The view of a run config (today's layout: :func:`upgrade_config`) and the class names its checkpoint
+        saved; checkpoints written before the names were saved get the data's ``class_names``, else GTSRB's for
+        43 classes, else ``class <id>``."""
+        data, model = cfg.get("data") or {}, cfg.get("model") or {}
+        num_classes = int(model.get("num_classes") or data.get("num_classes") or NUM_CLASSES)
+        names = saved_names or data.get("class_names")
+        if not names or len(names) != num_classes:
+            names = class_names(num_classes)
+        return cls(
+            model=model.get("name"),
+            transform=(cfg.get("transform") or {}).get("name"),
+            data=str(data.get("name", "gtsrb")),
+            image_size=int(data.get("image_size") or model["image_size"]),
+            num_classes=num_classes,
+            class_names=tuple(str(n) for n in names),
+            crop_roi=bool(data.get("crop_roi")),
+        )
+
+
+def config_of(module) -> CheckpointConfig:
+    """The typed view of a module's run config, with the class names its checkpoint saved (or its data had)."""
+    return CheckpointConfig.of(module.cfg, getattr(module, "class_names", None))
+
+
 def upgrade_config(cfg: dict) -> dict:
     """The run config of a checkpoint written before the module was built from its parts (no ``module`` node):
     the same run in today's layout. Such runs normalised with the ``floored`` contrast normalisation."""
@@ -216,6 +257,7 @@ def load_module(ckpt: Path | str, device: torch.device | str = "cpu"):
     try:
         module = build_module(upgrade_config(saved["hyper_parameters"]["cfg"]))
         module.load_state_dict(saved["state_dict"])
+        module.class_names = (saved.get("stnlab") or {}).get("class_names")
     except (StnlabError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
         # An edited config, or weights of another network under this config: nothing to rebuild it from.
         raise CheckpointError(

@@ -96,6 +96,8 @@ class STNModule(pl.LightningModule):
         self.val_acc_weighted_best = MaxMetric()
         # NonFiniteLossError for a non-finite training loss, without a GPU sync per step (stnlab.training.finite_loss).
         self.finite_watch = FiniteWatch(self._non_finite)
+        # The data's names of the classes, saved in the checkpoints (None: not trained here, nor loaded).
+        self.class_names: list[str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -118,6 +120,8 @@ class STNModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and dm is not None and getattr(dm, "mean", None) is not None:
             self.normalizer.set_stats(dm.mean.float(), dm.std.float())
+        if getattr(dm, "class_names", None) is not None:
+            self.class_names = list(dm.class_names)
         frequencies = getattr(dm, "class_frequencies", None) if dm is not None else None
         if frequencies is not None:
             self.val_acc_weighted.set_weights(frequencies)
@@ -178,6 +182,8 @@ class STNModule(pl.LightningModule):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["torch.cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["stnlab"] = {"val_acc_best": best, "val_acc_weighted_best": best_weighted, "rng": rng}
+        if self.class_names is not None:  # what predict, serve and export call the classes
+            checkpoint["stnlab"]["class_names"] = list(self.class_names)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("stnlab") or {}
@@ -186,6 +192,7 @@ class STNModule(pl.LightningModule):
         if state.get("val_acc_weighted_best") is not None:
             self.val_acc_weighted_best.update(torch.tensor(state["val_acc_weighted_best"]))
         self._rng_to_restore = state.get("rng")
+        self.class_names = state.get("class_names") or self.class_names
 
     def on_train_batch_start(self, batch, batch_idx):
         # Restored at the first batch after resuming: the augmentation then draws as in an uninterrupted run.

@@ -3,7 +3,7 @@
 
 ``resume`` takes a checkpoint file, a run directory (its ``checkpoints/last.ckpt``) or
 ``last``: the ``checkpoints/last.ckpt`` of ``run_dir`` when one is given, else of the most
-recently written run under ``outputs/runs``. The resumed run writes into the run directory
+recently written run under ``paths.runs_dir`` (``outputs/runs``). The resumed run writes into the run directory
 the checkpoint came from (Hydra's output directory included, through the
 ``stnlab.run_dir`` resolver used by ``hydra.run.dir`` in ``conf/train.yaml``).
 """

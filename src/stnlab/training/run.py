@@ -21,7 +21,7 @@ from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.errors import ConfigError, first_line
 from stnlab.files import write_text_whole
 from stnlab.noise import silence_known_noise
-from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_resume, run_dir_of
+from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_resume, run_dir_of, runs_dir_of
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
@@ -56,7 +56,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
             raise refused
         validate(resolved)
         # resume=last|PATH: the checkpoint and its run directory, which the resumed run writes into.
-        ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"))
+        ckpt_path, resumed_dir = resolve_resume(resolved.get("resume"), resolved.get("run_dir"), runs_dir_of(resolved))
         run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else resumed_dir or run_dir_of(cfg)
         pl.seed_everything(resolved.get("seed", 0), workers=True, verbose=False)
         module = build_module(resolved)

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from stnlab.training.checkpoints import data_config, load_split
+from stnlab.training.checkpoints import config_of, data_config, load_split
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def load_images(module, data_cfg: dict | None, split: str, n: int) -> tuple[torc
     """``n`` uint8 images of ``split`` spread over its classes, and their labels, from ``data_cfg`` (default: the
     run's own data config) at the image size the network was trained on."""
     cfg = dict(data_cfg) if data_cfg else data_config(module.cfg)
-    cfg["image_size"] = module.cfg["data"]["image_size"]
+    cfg["image_size"] = config_of(module).image_size
     images = load_split(cfg, split)
     index = spread_over_classes(images.labels, n)
     return images.images[index], images.labels[index]
