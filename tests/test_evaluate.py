@@ -375,7 +375,7 @@ def test_curve_scores_every_epoch_checkpoint_against_the_runs_wall_minutes(tiny_
         "epoch-01.ckpt",
         "epoch-02.ckpt",
     ]
-    run_app("evaluate", [f"ckpt={run}", "curve=true", "device=cpu"])
+    run_app("evaluate", [f"ckpt={run}", "curve=true"])  # device=auto, the default
     out = capsys.readouterr().out
     with (run / "eval" / "test_curve.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -19,6 +19,7 @@ from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 from stnlab.evaluation.curve import first_passing, score_epochs, write_curve
 from stnlab.run_dirs import run_dir_of_checkpoint
+from stnlab.training.checkpoints import pick_device
 
 
 def options(cfg: DictConfig) -> dict:
@@ -40,7 +41,7 @@ def curve(values: dict) -> None:
     ckpt = Path(values["ckpt"])
     run_dir = ckpt if (ckpt / "checkpoints").is_dir() else run_dir_of_checkpoint(ckpt)
     split = values["split"]
-    points = score_epochs(run_dir, split, values["data"], values["batch_size"], str(values["device"]))
+    points = score_epochs(run_dir, split, values["data"], values["batch_size"], pick_device(values["device"]))
     path = write_curve(points, Path(values["out"] or run_dir / "eval") / f"{split}_curve.csv", split)
     for p in points:
         at = "" if p.minutes is None else f" at {p.minutes:.1f} min"

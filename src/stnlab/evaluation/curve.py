@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from stnlab.evaluation.metrics import top1_accuracy
 from stnlab.files import written_whole
 from stnlab.training.checkpoints import CheckpointError, data_config, load_module, load_split
@@ -52,7 +54,11 @@ def elapsed_minutes(run_dir: Path) -> dict[int, float]:
 
 
 def score_epochs(
-    run_dir: Path, split: str = "test", data: dict | None = None, batch_size: int = 1000, device: str = "cpu"
+    run_dir: Path,
+    split: str = "test",
+    data: dict | None = None,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
 ) -> list[Point]:
     """Every epoch checkpoint of ``run_dir`` scored on ``split`` of the run's own data."""
     checkpoints = epoch_checkpoints(run_dir)
