@@ -23,12 +23,12 @@ from omegaconf import DictConfig
 from stnlab.bench.inference import inference_table
 from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
 from stnlab.bench.report import render
-from stnlab.cli import checks, hydra_entry, run_cli
-from stnlab.config import CONF_DIR, compose_train, group_options
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR, checks, compose_train, group_options
+from stnlab.config.schema import speed_settings
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.errors import ConfigError, StnlabError, first_line
 from stnlab.noise import silence_known_noise
-from stnlab.training.speed import speed_settings
 
 QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
 # Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).

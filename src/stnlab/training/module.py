@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from stnlab.data.normalize import InputNormalizer
 from stnlab.errors import StnlabError
 from stnlab.metrics import ClassWeightedAccuracy
-from stnlab.training.checks import build
+from stnlab.training.build import build
 from stnlab.training.finite_loss import FiniteWatch
 
 
