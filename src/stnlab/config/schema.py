@@ -1,12 +1,9 @@
-"""The run config's shape and its checks: every value of ``conf/train.yaml`` composed is checked here, before any
-work starts, with one clear line each (the data modules call :func:`check_data` too, as they are also built
-from Python with no config).
+"""The run config's shape and its checks: each value of ``conf/train.yaml`` composed is checked here before any
+work starts, in one clear line (the data modules, also built from Python, call :func:`check_data` too).
 
-Plain functions over the composed config rather than Hydra structured configs (dataclasses as schemas): the
-YAML files and their comments are the documentation that ``--help`` shows, which a second copy of every key
-in dataclasses would drift from; and the nodes that ``_target_``s and ``_partial_``s build take the arguments
-of their targets, which :func:`check_arguments` reads from the targets themselves.
-"""
+Plain functions over the composed config, not Hydra structured configs (dataclasses as schemas): the YAML
+comments are the ``--help`` text, which a second copy of every key would drift from, and the ``_target_``
+nodes take their targets' arguments, which :func:`check_arguments` reads from the targets themselves."""
 
 from __future__ import annotations
 
@@ -124,11 +121,9 @@ def check_data(data: Mapping) -> None:
             f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)"
         )
     if "num_train" in data:  # the synthetic data's sizes, shapes and clutter
-        n = {k: number(f"data.{k}", data[k], int) for k in ("num_train", "num_val", "num_test")}
-        if min(n["num_train"], n["num_val"]) < 1 or n["num_test"] < 0:
-            raise ConfigError(
-                f"data.num_train={n['num_train']}, num_val={n['num_val']} must be >= 1 and num_test={n['num_test']} >= 0"
-            )
+        train, val, test = (number(f"data.{k}", data[k], int) for k in ("num_train", "num_val", "num_test"))
+        if min(train, val) < 1 or test < 0:
+            raise ConfigError(f"data.num_train={train}, num_val={val} must be >= 1 and num_test={test} >= 0")
         scale = list(data["scale"])
         if len(scale) != 2 or not 0 < number("data.scale", scale[0]) <= number("data.scale", scale[1]):
             raise ConfigError(f"data.scale={scale} must be [min, max] with 0 < min <= max")
@@ -138,10 +133,9 @@ def check_data(data: Mapping) -> None:
 
 def check_classes(num_classes: int, class_names: list | None = None, least: int = 2, most: int | None = None) -> None:
     """``data.num_classes`` in ``least..most`` and, when given, one class name for each."""
-    if most is not None and not least <= num_classes <= most:
-        raise ConfigError(f"data.num_classes={num_classes} must lie in {least}..{most}")
-    if int(num_classes) < least:
-        raise ConfigError(f"data.num_classes={num_classes} must be at least {least}")
+    if not least <= int(num_classes) <= (most or int(num_classes)):
+        within = f"lie in {least}..{most}" if most else f"be at least {least}"
+        raise ConfigError(f"data.num_classes={num_classes} must {within}")
     if class_names is not None and len(class_names) != int(num_classes):
         raise ConfigError(
             f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; give one name per class"

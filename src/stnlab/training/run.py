@@ -26,11 +26,10 @@ from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_
 from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
-from stnlab.training.build import build
 from stnlab.training.callbacks import EpochCheckpoints, RunTimeEstimate
 from stnlab.training.checkpoints import safe_loading
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
-from stnlab.training.module import build_module
+from stnlab.training.module import build, build_module
 from stnlab.training.resume import check_compatible
 from stnlab.training.speed import SpeedSwitches
 
