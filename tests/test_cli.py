@@ -11,8 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, run_script
-from stnlab.cli import checks
 from stnlab.cli.help import help_text, read
+from stnlab.config import checks
 from stnlab.errors import ConfigError
 
 APPS = sorted(p.stem for p in (ROOT / "src").glob("*.py"))

@@ -18,6 +18,8 @@ LAYERS = [
         "stnlab.metrics",
         "stnlab.noise",
         "stnlab.run_dirs",
+        "stnlab.config.checks",  # the one place that checks config values: every layer uses it
+        "stnlab.config.schema",
     ),
     ("stnlab.data", "stnlab.models", "stnlab.tracking", "stnlab.config"),
     ("stnlab.training",),

@@ -520,8 +520,8 @@ def test_unwritable_wandb_data_dir_warns_and_the_run_completes(
 
 
 def test_the_metric_names_a_sweep_may_use_are_what_a_run_reports(reference):
-    """stnlab.training.checks.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
-    from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS
+    """stnlab.config.schema.RUN_METRICS / VAL_EPOCH_METRICS (the sweep preflight's lists) against a real run."""
+    from stnlab.config.schema import RUN_METRICS, VAL_EPOCH_METRICS
 
     metrics, run_a = reference
     assert set(metrics) - {"best_checkpoint"} <= set(RUN_METRICS)

@@ -23,12 +23,13 @@ from omegaconf import DictConfig
 from stnlab.bench.inference import inference_table
 from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
 from stnlab.bench.report import render
-from stnlab.cli import checks, hydra_entry, run_cli
-from stnlab.config import CONF_DIR, compose_train, group_options
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR, checks, compose_train, group_options
+from stnlab.config.schema import speed_settings
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.errors import ConfigError, StnlabError, first_line
 from stnlab.noise import silence_known_noise
-from stnlab.training.speed import speed_settings
+from stnlab.training.checkpoints import pick_device
 
 QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
 # Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).
@@ -50,20 +51,9 @@ DEFAULTS = {  # per device: warmup steps, timed steps, repetitions of each loop
 }
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: no CUDA device is visible here; use device=cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name} is not a device; use auto, cpu or cuda") from None
-
-
 def settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """conf/bench.yaml's values, checked, with the defaults of the device and of ``quick=true`` filled in."""
-    device = _device(str(values["device"]))
+    device = pick_device(str(values["device"]))
     q = QUICK if checks.boolean("quick", values["quick"]) else {}
     counts = {"warmup": checks.non_negative_int, "steps": checks.positive_int, "reps": checks.positive_int}
     loop = {

@@ -15,8 +15,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import checks, hydra_entry, run_cli
-from stnlab.config import CONF_DIR
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR, checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.compare import CURVES, WIDTH, X_AXES, all_gtsrb, curves, find_runs, markdown, read_runs, table
 from stnlab.evaluation.plots import plot_val_curves

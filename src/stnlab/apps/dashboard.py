@@ -6,8 +6,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from stnlab.cli import checks, hydra_entry, run_cli
-from stnlab.config import CONF_DIR
+from stnlab.cli import hydra_entry, run_cli
+from stnlab.config import CONF_DIR, checks
 from stnlab.sweeps.dashboard import serve
 
 

@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC
-from stnlab.cli import checks, hydra_entry, log_progress, run_cli
-from stnlab.config import CONF_DIR
+from stnlab.cli import hydra_entry, log_progress, run_cli
+from stnlab.config import CONF_DIR, checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 from stnlab.evaluation.curve import first_passing, score_epochs, write_curve

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from stnlab.cli import hydra_entry, run_cli
 from stnlab.config import CONF_DIR
+from stnlab.config.checks import required, wandb_mode
 from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.files import write_text_whole
 from stnlab.query.classifier import ImageClassifier
@@ -28,7 +29,6 @@ from stnlab.query.export import (
     sidecar,
     write_error,
 )
-from stnlab.query.keys import required, wandb
 from stnlab.tracking.run_identity import logged_config, run_name
 from stnlab.training.checkpoints import config_of, load_module, resolve_checkpoint
 
@@ -79,7 +79,7 @@ def export(cfg: DictConfig) -> Path:
     fmt = check_format(str(cfg.format))
     check_opset(cfg.get("opset"))
     dtype = check_dtype(str(cfg.dtype))
-    mode = wandb(cfg)
+    mode = wandb_mode("wandb", cfg.get("wandb", False))
     module = load_module(ckpt, "cpu")
     classifier = ImageClassifier.of(module)
     path = Path(cfg.out) if cfg.get("out") else default_path(ckpt, fmt)

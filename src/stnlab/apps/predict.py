@@ -19,10 +19,10 @@ from omegaconf import DictConfig
 
 from stnlab.cli import hydra_entry, run_cli
 from stnlab.config import CONF_DIR
+from stnlab.config.checks import positive_key, required
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
-from stnlab.query.keys import positive_int, required
 from stnlab.query.outputs import Staging, write_csv, write_json
 from stnlab.query.predictor import Guess, Predictor, check_top_k
 from stnlab.training.checkpoints import config_of, load_module, pick_device, resolve_checkpoint
@@ -87,11 +87,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Classify what ``cfg.input`` names with the checkpoint ``cfg.ckpt``; returns the JSON written."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
     source = required(cfg, "input", "an image, a folder of images, a video or a GTSRB folder/zip with track=C/T")
-    batch_size, display_size = positive_int(cfg, "batch_size"), positive_int(cfg, "display_size")
+    batch_size, display_size = positive_key(cfg, "batch_size"), positive_key(cfg, "display_size")
     if display_size > MAX_DISPLAY:  # a copy of every frame is kept at this size
         raise ConfigError(f"display_size={display_size}: expected at most {MAX_DISPLAY} pixels")
-    frame_step = positive_int(cfg, "frame_step")
-    max_frames = None if cfg.get("max_frames") is None else positive_int(cfg, "max_frames")
+    frame_step = positive_key(cfg, "frame_step")
+    max_frames = None if cfg.get("max_frames") is None else positive_key(cfg, "max_frames")
     fps = cfg.get("fps")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
         raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")

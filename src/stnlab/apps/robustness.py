@@ -9,8 +9,8 @@ The keys are those of ``conf/robustness.yaml`` (``--help``).
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import checks, hydra_entry, log_progress, run_cli
-from stnlab.config import CONF_DIR
+from stnlab.cli import hydra_entry, log_progress, run_cli
+from stnlab.config import CONF_DIR, checks
 from stnlab.evaluation.robustness_report import format_table, run_robustness
 
 LEVELS = ("rotation", "scale", "translation", "perspective")

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from stnlab.cli import hydra_entry, run_cli
 from stnlab.config import CONF_DIR
+from stnlab.config.checks import positive_key, required
 from stnlab.errors import ConfigError, StnlabError
-from stnlab.query.keys import positive_int, required
 from stnlab.query.predictor import check_top_k
 from stnlab.query.server import build_server
 from stnlab.training.checkpoints import pick_device
@@ -41,14 +41,14 @@ def check_port(host: str, port: int) -> None:
 def serve(cfg: DictConfig) -> None:
     ckpt = required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt")
     k = check_top_k(cfg.top_k)
-    port = positive_int(cfg, "port")
+    port = positive_key(cfg, "port")
     if port > 65535:
         raise ConfigError(f"port={port}: expected 1..65535")
     limit = cfg.max_upload_mb
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
         raise ConfigError(f"max_upload_mb={limit}: expected a positive number of megabytes")
     check_port(str(cfg.host), port)
-    server = build_server(ckpt, k, float(limit), pick_device(cfg.device), positive_int(cfg, "timeout"))
+    server = build_server(ckpt, k, float(limit), pick_device(cfg.device), positive_key(cfg, "timeout"))
     url = f"http://{cfg.host}:{port}/predict"
     print(f"serving {ckpt} at {url}; try: curl -F file=@sign.ppm {url}", flush=True)
     # By default SIGTERM would end this process alone, orphaning the inference worker.

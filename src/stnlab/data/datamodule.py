@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from stnlab.config.schema import check_data
 from stnlab.data import archives
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.gtsrb import (
@@ -21,7 +22,7 @@ from stnlab.data.gtsrb import (
     train_classes,
 )
 from stnlab.data.tensors import TensorDataModule
-from stnlab.errors import ConfigError, DataError
+from stnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,7 @@ class GTSRBDataModule(TensorDataModule):
         num_classes: int = 43,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, name, balance, num_classes)
-        if image_size < 8:
-            raise ConfigError(f"data.image_size={image_size} is too small; use at least 8 (the reference uses 48)")
-        if val_tracks_per_class < 0:
-            raise ConfigError(f"data.val_tracks_per_class={val_tracks_per_class} must be >= 0")
+        check_data({"val_tracks_per_class": val_tracks_per_class})
         self.root = Path(root).expanduser()
         self.mirror = mirror or None
         self.crop_roi, self.val_tracks_per_class, self.split_seed = crop_roi, val_tracks_per_class, split_seed

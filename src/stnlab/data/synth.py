@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from stnlab.config.schema import check_classes, check_data
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
-from stnlab.errors import ConfigError
 from stnlab.geometry import affine_matrix, apply_homography, base_grid, compose, invert, sample
 
 NUM_CLASSES = 43
@@ -271,22 +271,12 @@ class SynthDataModule(TensorDataModule):
         num_workers: int = 0,
         name: str = "synth",
     ):
-        if not 1 <= num_classes <= NUM_CLASSES:
-            raise ConfigError(f"data.num_classes={num_classes} must lie in 1..{NUM_CLASSES}")
+        check_classes(num_classes, least=1, most=NUM_CLASSES)
         kept = max(num_classes, 2)
         super().__init__(
             batch_size, eval_batch_size, num_workers, image_size, name, num_classes=kept, class_names=CLASS_NAMES[:kept]
         )
-        if image_size < 8:
-            raise ConfigError(f"data.image_size={image_size} is too small; use at least 8")
-        if min(num_train, num_val) < 1 or num_test < 0:
-            raise ConfigError(
-                f"data.num_train={num_train}, num_val={num_val} must be >= 1 and num_test={num_test} >= 0"
-            )
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-            raise ConfigError(f"data.scale={list(scale)} must be [min, max] with 0 < min <= max")
-        if not 0 <= clutter <= 1:
-            raise ConfigError(f"data.clutter={clutter} must lie in [0, 1]")
+        check_data(dict(num_train=num_train, num_val=num_val, num_test=num_test, scale=scale, clutter=clutter))
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.distortion = dict(rotation=rotation, scale=tuple(scale), translation=translation, perspective=perspective)
         self.clutter, self.sign_extent, self.seed = clutter, sign_extent, seed

@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stnlab.config.schema import check_classes, check_data
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.classes import class_names as default_class_names
 from stnlab.data.gtsrb import Split
@@ -77,19 +78,10 @@ class TensorDataModule(pl.LightningDataModule):
         class_names: list[str] | None = None,
     ):
         super().__init__()
-        if int(num_classes) < 2:
-            raise ConfigError(f"data.num_classes={num_classes} must be at least 2")
-        if class_names is not None and len(class_names) != int(num_classes):
-            raise ConfigError(
-                f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; "
-                "give one name per class"
-            )
+        check_classes(num_classes, class_names)
+        check_data({"image_size": image_size, "balance": balance})
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else default_class_names(self.num_classes)
-        if not 0.0 <= float(balance) <= 1.0:
-            raise ConfigError(
-                f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)"
-            )
         self.balance = float(balance)
         if name:
             self.name = name

@@ -23,6 +23,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
+from stnlab.config.schema import RUN_METRICS, VAL_EPOCH_METRICS, sense
 from stnlab.errors import ConfigError
 from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
@@ -30,7 +31,6 @@ from stnlab.sweeps.space import overrides_of, suggest_all
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.run_identity import mark_modified, run_name
 from stnlab.training import run as training_run
-from stnlab.training.checks import RUN_METRICS, VAL_EPOCH_METRICS, sense
 from stnlab.training.interrupt import RunInterrupted
 
 # Ctrl-C or SIGTERM: a run stopped by them (RunInterrupted, after its checkpoint), Lightning's SIGTERMException

@@ -19,12 +19,12 @@ import optuna
 from optuna.trial import TrialState
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.config.schema import VAL_EPOCH_METRICS
 from stnlab.evaluation.compare import read_curve
 from stnlab.files import write_text_whole, written_whole
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.wandb_logger import open_run
-from stnlab.training.checks import VAL_EPOCH_METRICS
 
 TEST_KEY = "test/acc"
 

@@ -1,4 +1,5 @@
-"""The ``LightningModule``: one network, cross-entropy, torchmetrics accuracy, optimiser from config."""
+"""The ``LightningModule``: one network, cross-entropy, torchmetrics accuracy, optimiser from config; and
+``build``, which builds a run's parts from its config nodes with the user errors inside as one line."""
 
 from __future__ import annotations
 
@@ -8,16 +9,38 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from stnlab.data.normalize import InputNormalizer
-from stnlab.errors import StnlabError
+from stnlab.errors import ConfigError, StnlabError, first_line
 from stnlab.metrics import ClassWeightedAccuracy
-from stnlab.training.checks import build
 from stnlab.training.finite_loss import FiniteWatch
+
+
+def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
+    """``instantiate(node)`` (None for an empty node), with a user error inside (a StnlabError, or a bad value or
+    argument: bad shapes, positions, trainer flags) raised as one line naming ``section`` rather than Hydra's
+    wrapped traceback; ``fix`` says what to change (default: the ``section.*`` override)."""
+    if not node:
+        return None
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, StnlabError):
+            raise cause from None
+        # RuntimeError: torch refusing a shape or an allocation; ImportError: a missing backend (accelerator=tpu).
+        if cause is not None and isinstance(
+            cause, (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
+        ):
+            first = first_line(cause, empty=type(cause).__name__)
+            raise ConfigError(f"{section}: {first}; {fix or f'fix the {section}.* override'}") from None
+        raise
 
 
 class NonFiniteLossError(StnlabError):

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
+from stnlab.config.schema import no_validation, sense, validate
 from stnlab.errors import ConfigError, first_line
 from stnlab.files import write_text_whole
 from stnlab.noise import silence_known_noise
@@ -27,9 +28,8 @@ from stnlab.tracking.run_identity import identity_of, logged_config, mark_modifi
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, RunTimeEstimate
 from stnlab.training.checkpoints import safe_loading
-from stnlab.training.checks import build, no_validation, sense, validate
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
-from stnlab.training.module import build_module
+from stnlab.training.module import build, build_module
 from stnlab.training.resume import check_compatible
 from stnlab.training.speed import SpeedSwitches
 

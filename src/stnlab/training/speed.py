@@ -22,57 +22,22 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from stnlab.errors import ConfigError
+from stnlab.config.checks import switch
+from stnlab.config.schema import speed_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "device_resident": "auto",
-    "channels_last": "auto",
-    "compile": False,
-    "compile_mode": None,
-    "matmul_precision": "high",
-    "threads": None,
-}
 RESIDENT_SHARE = 0.25  # device_resident=auto: the data may take this share of the free accelerator memory
 
 
-def _switch(key: str, value: Any) -> bool | None:
-    """``true``/``false``/``auto`` -> True/False/None (auto)."""
-    if value is None or (isinstance(value, str) and value.lower() == "auto"):
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "on", "off"):
-        return value.lower() in ("true", "on")
-    raise ConfigError(f"speed.{key}={value} must be true, false or auto")
-
-
-def speed_settings(speed: Mapping | None) -> dict[str, Any]:
-    """The ``speed:`` section with defaults filled in, checked (one ConfigError line per bad key)."""
-    out = dict(DEFAULTS)
-    for key, value in (speed or {}).items():
-        if key not in DEFAULTS:
-            raise ConfigError(f"speed.{key} is not a speed switch; use one of {', '.join(DEFAULTS)}")
-        out[key] = value
-    for key in ("device_resident", "channels_last"):
-        _switch(key, out[key])
-    if out["matmul_precision"] not in (None, "highest", "high", "medium"):
-        raise ConfigError(f"speed.matmul_precision={out['matmul_precision']} must be highest, high or medium")
-    threads = out["threads"]
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"speed.threads={threads} must be a positive integer or null (one thread per core)")
-    return out
-
-
 def use_channels_last(setting: Any, device: torch.device) -> bool:
-    on = _switch("channels_last", setting)
+    on = switch("speed.channels_last", setting)
     return device.type == "cuda" if on is None else on
 
 
 def resident_device(setting: Any, device: torch.device, nbytes: int) -> torch.device | None:
     """Where to keep a dataset of ``nbytes``: the accelerator, or None (host memory, as loaded)."""
-    on = _switch("device_resident", setting)
+    on = switch("speed.device_resident", setting)
     if device.type == "cpu" or on is False:
         return None
     if on is None:

@@ -1,11 +1,14 @@
-"""Checks of the values that the apps' command lines give (Hydra has parsed them already: ``batch_size=0`` is
-the int 0, ``rotation=[0,30]`` a list). Each returns the value in the form the app uses, or raises a ConfigError
-``key=value: what was expected``."""
+"""Checks of single config values: the apps' command lines (Hydra has parsed them already: ``batch_size=0`` is
+the int 0, ``rotation=[0,30]`` a list) and the numbers of the run config. Each returns the value in the form its
+user takes, or raises a one-line ConfigError naming the key, the value and what was expected."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from stnlab.errors import ConfigError
 
@@ -31,6 +34,42 @@ def _integer(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     return int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else None
+
+
+def number(key: str, value: Any, kind=float):
+    """``kind(value)`` of a finite number, or a ConfigError naming the key (``data.batch_size=abc``)."""
+    try:
+        out = float(value)
+        if isinstance(value, bool) or not math.isfinite(out) or (kind is int and out != int(out)):
+            raise ValueError
+        return kind(out)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key}={value} is not {'an integer' if kind is int else 'a number'}; "
+            f"set {key}=<{'integer' if kind is int else 'number'}>"
+        ) from None
+
+
+def switch(key: str, value: Any) -> bool | None:
+    """``true``/``false``/``auto`` (or null) -> True/False/None (auto)."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "on", "off"):
+        return value.lower() in ("true", "on")
+    raise ConfigError(f"{key}={value} must be true, false or auto")
+
+
+def required(cfg: DictConfig, key: str, hint: str) -> str:
+    """``cfg[key]`` as a string; a one-line ConfigError with ``hint`` when it is ``???`` or empty."""
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise ConfigError(f"{key}= is required; pass {key}={hint}")
+    return str(cfg[key])
+
+
+def positive_key(cfg: DictConfig, key: str) -> int:
+    return positive_int(key, cfg.get(key))
 
 
 def positive_int(key: str, value: Any) -> int:
@@ -135,8 +174,6 @@ def evaluation_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 def given_once(key: str) -> None:
     """Hydra keeps the last of ``ckpt=a ckpt=b`` (the spelling of the scripts before Hydra): refuse it."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return
     given = [o for o in HydraConfig.get().overrides.task if o.split("=")[0].lstrip("+") == key]

@@ -1,19 +1,21 @@
-"""Checks of a run config before any work starts (one clear line each), and building its parts."""
+"""The run config's shape and its checks: each value of ``conf/train.yaml`` composed is checked here before any
+work starts, in one clear line (the data modules, also built from Python, call :func:`check_data` too).
+
+Plain functions over the composed config, not Hydra structured configs (dataclasses as schemas): the YAML
+comments are the ``--help`` text, which a second copy of every key would drift from, and the ``_target_``
+nodes take their targets' arguments, which :func:`check_arguments` reads from the targets themselves."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.config.checks import number, switch, text
+from stnlab.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -48,49 +50,33 @@ def sense(metric: str) -> str:
     return ""
 
 
-def _number(key: str, value: Any, kind=float):
-    """``kind(value)``, or a ConfigError naming the key (``data.batch_size=abc`` is not a number)."""
-    try:
-        number = float(value)
-        if isinstance(value, bool) or not math.isfinite(number) or (kind is int and number != int(number)):
-            raise ValueError
-        return kind(number)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{key}={value} is not {'an integer' if kind is int else 'a number'}; "
-            f"set {key}=<{'integer' if kind is int else 'number'}>"
-        ) from None
-
-
 def validate(cfg: dict) -> None:
     """Reject invalid values before any work starts (one clear line each)."""
     lr = cfg["optim"].get("lr")
-    if lr is None or _number("optim.lr", lr) <= 0:
+    if lr is None or number("optim.lr", lr) <= 0:
         raise ConfigError(f"optim.lr={lr} must be positive (the reference uses 0.01)")
     for key in ("batch_size", "eval_batch_size"):
         v = cfg["data"].get(key)
-        if v is not None and _number(f"data.{key}", v, int) <= 0:
+        if v is not None and number(f"data.{key}", v, int) <= 0:
             raise ConfigError(f"data.{key}={v} must be a positive integer (the reference uses 50)")
     for key, least in (("download_retries", 1), ("download_timeout", 1e-9)):
         v = cfg["data"].get(key)
-        if v is not None and _number(f"data.{key}", v) < least:
+        if v is not None and number(f"data.{key}", v) < least:
             raise ConfigError(
                 f"data.{key}={v} must be positive (the default is {3 if key == 'download_retries' else 30})"
             )
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps")
-    if every is not None and _number("checkpoint.every_n_train_steps", every, int) < 0:
+    if every is not None and number("checkpoint.every_n_train_steps", every, int) < 0:
         raise ConfigError(f"checkpoint.every_n_train_steps={every} must be >= 0 (0 or null: only at epoch ends)")
-    size = _number("data.image_size", cfg["data"].get("image_size", 48), int)
-    if size < 8:
-        raise ConfigError(f"data.image_size={size} is too small; use at least 8 (the reference uses 48)")
+    check_data(cfg["data"])
     scale = cfg["module"].get("locnet_lr_scale", 1.0)
-    if scale is not None and _number("module.locnet_lr_scale", scale) < 0:
+    if scale is not None and number("module.locnet_lr_scale", scale) < 0:
         raise ConfigError(f"module.locnet_lr_scale={scale} must be >= 0")
     seed = cfg.get("seed", 0)
-    if seed is not None and not 0 <= _number("seed", seed, int) < 2**32:
+    if seed is not None and not 0 <= number("seed", seed, int) < 2**32:
         raise ConfigError(f"seed={seed} must be in 0..{2**32 - 1}")
     workers = cfg["data"].get("num_workers")
-    if workers is not None and _number("data.num_workers", workers, int) < 0:
+    if workers is not None and number("data.num_workers", workers, int) < 0:
         raise ConfigError(f"data.num_workers={workers} must be >= 0 (0: load in the main process)")
     most = 4 * (os.cpu_count() or 1)  # each worker is a copy of this process (hundreds of MB): a swarm exhausts memory
     if workers is not None and int(workers) > most:
@@ -99,13 +85,14 @@ def validate(cfg: dict) -> None:
             f"the training process; use at most {most} (0 loads in the main process)"
         )
     smoothing = cfg["module"].get("label_smoothing")
-    if smoothing is not None and not 0 <= _number("module.label_smoothing", smoothing) <= 1:
+    if smoothing is not None and not 0 <= number("module.label_smoothing", smoothing) <= 1:
         raise ConfigError(f"module.label_smoothing={smoothing} must be in 0..1 (0: none, the reference)")
     check_sizes(cfg["model"], "model")
     for section in ("optim", "scheduler"):
         check_arguments(cfg.get(section), section)
     check_budget(cfg)
     check_trainer(cfg.get("trainer") or {})
+    speed_settings(cfg.get("speed"))
     trainer = cfg.get("trainer") or {}
     if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
         import torch
@@ -117,6 +104,42 @@ def validate(cfg: dict) -> None:
                 "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
                 "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
             )
+
+
+def check_data(data: Mapping) -> None:
+    """The values of a ``data`` node, or a data module's arguments (they are also built from Python): each key
+    that is there. The data modules check ``num_classes`` themselves (:func:`check_classes`): its range is theirs."""
+    size = data.get("image_size")
+    if size is not None and number("data.image_size", size, int) < 8:
+        raise ConfigError(f"data.image_size={size} is too small; use at least 8 (the reference uses 48)")
+    tracks = data.get("val_tracks_per_class")
+    if tracks is not None and number("data.val_tracks_per_class", tracks, int) < 0:
+        raise ConfigError(f"data.val_tracks_per_class={tracks} must be >= 0")
+    balance = data.get("balance")
+    if balance is not None and not 0 <= number("data.balance", balance) <= 1:
+        raise ConfigError(
+            f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)"
+        )
+    if "num_train" in data:  # the synthetic data's sizes, shapes and clutter
+        train, val, test = (number(f"data.{k}", data[k], int) for k in ("num_train", "num_val", "num_test"))
+        if min(train, val) < 1 or test < 0:
+            raise ConfigError(f"data.num_train={train}, num_val={val} must be >= 1 and num_test={test} >= 0")
+        scale = list(data["scale"])
+        if len(scale) != 2 or not 0 < number("data.scale", scale[0]) <= number("data.scale", scale[1]):
+            raise ConfigError(f"data.scale={scale} must be [min, max] with 0 < min <= max")
+        if not 0 <= number("data.clutter", data["clutter"]) <= 1:
+            raise ConfigError(f"data.clutter={data['clutter']} must lie in [0, 1]")
+
+
+def check_classes(num_classes: int, class_names: list | None = None, least: int = 2, most: int | None = None) -> None:
+    """``data.num_classes`` in ``least..most`` and, when given, one class name for each."""
+    if not least <= int(num_classes) <= (most or int(num_classes)):
+        within = f"lie in {least}..{most}" if most else f"be at least {least}"
+        raise ConfigError(f"data.num_classes={num_classes} must {within}")
+    if class_names is not None and len(class_names) != int(num_classes):
+        raise ConfigError(
+            f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}; give one name per class"
+        )
 
 
 # Sizes in the model node (backbone, localisation nets): a positive integer each, or a list of them.
@@ -131,24 +154,20 @@ def check_sizes(node: dict, prefix: str) -> None:
             check_sizes(value, path)
         elif key in SIZES and value is not None:
             values = value if isinstance(value, list) else [value]
-            if not values or any(_number(path, v, int) < 1 for v in values):
-                raise ConfigError(f"{path}={_shown(value)} must be positive integers (channels, units, kernel sizes)")
-        elif key == "dropout" and value is not None and not 0 <= _number(path, value) < 1:
+            if not values or any(number(path, v, int) < 1 for v in values):
+                raise ConfigError(f"{path}={text(value)} must be positive integers (channels, units, kernel sizes)")
+        elif key == "dropout" and value is not None and not 0 <= number(path, value) < 1:
             raise ConfigError(f"{path}={value} must be in 0..1 (0: no dropout)")
-
-
-def _shown(value: Any) -> str:
-    return "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
 
 
 def check_trainer(trainer: dict) -> None:
     """Trainer values Lightning would take and then fail on mid-run (a division by zero, a hang)."""
     for key in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         v = trainer.get(key)
-        if v is not None and _number(f"trainer.{key}", v, int) < 1:
+        if v is not None and number(f"trainer.{key}", v, int) < 1:
             raise ConfigError(f"trainer.{key}={v} must be an integer >= 1")
     interval = trainer.get("val_check_interval")
-    if interval is not None and _number("trainer.val_check_interval", interval) <= 0:
+    if interval is not None and number("trainer.val_check_interval", interval) <= 0:
         raise ConfigError(
             f"trainer.val_check_interval={interval} must be > 0: a fraction of the epoch (<= 1.0) or a number of batches"
         )
@@ -205,7 +224,7 @@ def check_budget(cfg: dict) -> None:
     trainer = cfg.get("trainer") or {}
     for key in ("max_epochs", "max_steps"):
         v = trainer.get(key)
-        if v is not None and (_number(f"trainer.{key}", v, int) == 0 or int(v) < -1):
+        if v is not None and (number(f"trainer.{key}", v, int) == 0 or int(v) < -1):
             raise ConfigError(
                 f"trainer.{key}={v} trains nothing: the test would measure untrained weights; "
                 f"set trainer.{key} >= 1 (-1: no limit)"
@@ -220,7 +239,7 @@ def check_budget(cfg: dict) -> None:
         v = trainer.get(key)
         if v is None:
             continue
-        if _number(f"trainer.{key}", v) < 0:
+        if number(f"trainer.{key}", v) < 0:
             raise ConfigError(f"trainer.{key}={v} must be >= 0 (a fraction <= 1.0 or a number of batches)")
         if float(v) == 0 and key == "limit_train_batches":
             raise ConfigError(
@@ -263,7 +282,7 @@ def no_validation(cfg: dict) -> list[str]:
     )
     data = cfg.get("data") or {}
     for key in ("val_tracks_per_class", "num_val"):
-        if data.get(key) is not None and _number(f"data.{key}", data[key], int) == 0:
+        if data.get(key) is not None and number(f"data.{key}", data[key], int) == 0:
             reasons.append(f"data.{key}=0")
     return reasons
 
@@ -280,22 +299,29 @@ def _locate(path: str):
             raise ImportError(first_line(e, empty=path)) from None
 
 
-def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
-    """``instantiate(node)`` (None for an empty node), with a user error inside (a StnlabError, or a bad value or
-    argument: bad shapes, positions, trainer flags) raised as one line naming ``section`` rather than Hydra's
-    wrapped traceback; ``fix`` says what to change (default: the ``section.*`` override)."""
-    if not node:
-        return None
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, StnlabError):
-            raise cause from None
-        # RuntimeError: torch refusing a shape or an allocation; ImportError: a missing backend (accelerator=tpu).
-        if cause is not None and isinstance(
-            cause, (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
-        ):
-            first = first_line(cause, empty=type(cause).__name__)
-            raise ConfigError(f"{section}: {first}; {fix or f'fix the {section}.* override'}") from None
-        raise
+# The speed: section (stnlab.training.speed applies it) and its defaults.
+DEFAULTS: dict[str, Any] = {
+    "device_resident": "auto",
+    "channels_last": "auto",
+    "compile": False,
+    "compile_mode": None,
+    "matmul_precision": "high",
+    "threads": None,
+}
+
+
+def speed_settings(speed: Mapping | None) -> dict[str, Any]:
+    """The ``speed:`` section with defaults filled in, checked (one ConfigError line per bad key)."""
+    out = dict(DEFAULTS)
+    for key, value in (speed or {}).items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"speed.{key} is not a speed switch; use one of {', '.join(DEFAULTS)}")
+        out[key] = value
+    for key in ("device_resident", "channels_last"):
+        switch(f"speed.{key}", out[key])
+    if out["matmul_precision"] not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"speed.matmul_precision={out['matmul_precision']} must be highest, high or medium")
+    threads = out["threads"]
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"speed.threads={threads} must be a positive integer or null (one thread per core)")
+    return out

@@ -22,7 +22,7 @@ from stnlab.errors import ConfigError
 from stnlab.run_dirs import register_resolvers
 from stnlab.tracking.run_identity import mark_modified
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
 def message_line(e: BaseException) -> str:
