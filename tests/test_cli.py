@@ -98,6 +98,29 @@ def test_train_help_lists_the_config_groups_with_their_options():
     assert re.search(r"^  speed\.compile=false +torch\.compile", text, re.M)
 
 
+def test_help_and_a_command_line_that_does_not_compose_import_no_torch(tmp_path):
+    """The apps are imported when their job runs: --help and a bad command line answer in about a second."""
+    code = (
+        "import runpy, sys\n"
+        f"for app in {APPS!r}:\n"
+        "    for arg in ('--help', 'hydra/help=nope'):\n"
+        f"        sys.argv = [r'{ROOT / 'src'}/' + app + '.py', arg]\n"
+        "        try:\n"
+        "            runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code in (None, 0, 2), (app, arg, e.code)\n"
+        "print(sorted({'torch', 'lightning', 'optuna', 'wandb', 'onnxruntime', 'litserve'} & set(sys.modules)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.pop("HYDRA_FULL_ERROR", None)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+    assert res.stderr.count("stnlab: error: In 'hydra/config': Could not find 'hydra/help/nope'") == len(APPS)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -21,6 +21,7 @@ from stnlab.sweeps import dashboard
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.callbacks import TrialBudget
 from stnlab.sweeps.objective import Objective, check
+from stnlab.sweeps.options import split_command_line
 from stnlab.sweeps.space import override_value, parse_param
 from stnlab.sweeps.storage import make_storage, sampler_of
 from stnlab.tracking.runfile import read_run
@@ -306,7 +307,7 @@ def test_spec_options_and_errors(tmp_path):
 
 
 def test_command_line_split_before_hydra():
-    hydra_args, overrides = spec_mod.split_command_line(
+    hydra_args, overrides = split_command_line(
         [
             "sweep=smoke",
             "--cfg",
