@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, FAST, ROOT, load_study, run_app, run_script, write_spec
+from conftest import FAST, ROOT, load_study, run_app, run_script, write_spec
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.apps.sweep import sweep
 from stnlab.errors import ConfigError
@@ -344,9 +344,6 @@ def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
 
 
 def test_ablation_spec_composes_every_variant():
-    needed = [CONF / "model" / "three_st.yaml", CONF / "transform" / "tps.yaml"]
-    if not all(p.is_file() for p in needed):
-        pytest.skip("three_st / restricted transform presets not present yet")
     spec, overrides = spec_mod.load(["sweep=ablation"])
     check(spec, overrides)  # raises if any variant's overrides fail to compose
 
@@ -634,11 +631,11 @@ def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
 
 
 def test_ctrl_c_stops_a_sweep_with_one_line_and_queues_its_trial_again(sweep_args, tmp_path):
-    """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/test_train.py's SignalAt)."""
+    """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/tiny_runs.py's SignalAt)."""
     spec = write_spec(
         tmp_path, "ctrlc", n_trials=2, pruner="none", overrides=[*FAST, "wandb.mode=disabled"], params=GOOD_PARAMS
     )
-    stop = "+callbacks.stop={_target_:test_train.SignalAt,step:2,signum:2}"
+    stop = "+callbacks.stop={_target_:tiny_runs.SignalAt,step:2,signum:2}"
     env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT / "tests")}
     res = run_script("sweep.py", f"sweep={spec}", *sweep_args, stop, cwd=tmp_path, env=env)
     assert res.returncode == 130, res.stderr[-3000:]
