@@ -29,6 +29,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(processes, tmp_pa
     assert all(Path(d).is_dir() and not any(Path(d).iterdir()) for d in dirs)
 
 
+@pytest.mark.e2e
 def test_cli_run_lands_beside_a_run_started_in_the_same_second(gtsrb_mirror, data_root, tmp_path):
     """The default folder (<date>/<H-M-S>-<model>) is taken for the next 15 minutes (a loaded machine may take
     minutes to start Python): the run gets <...>-2."""

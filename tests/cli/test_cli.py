@@ -186,6 +186,7 @@ def test_a_misspelt_optional_group_choice_is_one_line_naming_the_choices(argv, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_a_multirun_goes_on_past_failed_jobs_lists_them_and_exits_non_zero(tiny_overrides, tmp_path):
     """Job 1 fails with a user error (one line), job 2 with a traceback (a bug): job 3 still runs."""
     train = [o for o in tiny_overrides if not o.startswith("run_dir=")]

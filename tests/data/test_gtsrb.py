@@ -92,6 +92,7 @@ Path(sys.argv[2]).write_text(str(len(split)))
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("problem", ["full_disk", "cache_is_a_file"])
 def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, caplog):
     cache_dir = tmp_path / "cache"

@@ -37,6 +37,7 @@ def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
 # --- a real 3-trial sweep -----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, capsys):
     spec = write_spec(
         tmp_path,
@@ -123,6 +124,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
 # --- pruning and failures -----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path, capsys):
     spec = write_spec(
         tmp_path,
@@ -184,6 +186,7 @@ def fake_train(monkeypatch):
     return fake
 
 
+@pytest.mark.e2e
 def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path, fake_train):
     hb = {"interval": 1, "grace_period": 1, "max_retry": 1}
     spec = write_spec(
@@ -220,6 +223,7 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
     assert len(load_study(tmp_path, "resume").trials) == 4 and fake_train.calls == [0, 2, 3]
 
 
+@pytest.mark.e2e
 def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, tmp_path, fake_train):
     fake_train.interrupt_at = 1
     spec = write_spec(
@@ -408,6 +412,7 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "stnlab: error: port=http: expected a positive integer"
 
 
+@pytest.mark.e2e
 def test_cli_user_error_is_one_line(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     res = subprocess.run(
@@ -437,6 +442,7 @@ def _open_new_study(spec_path: str, barrier, results) -> None:
         results.put(f"{type(e).__name__}: {e}")
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", [3, 5])
 def test_workers_starting_together_on_a_new_sqlite_study_all_join_it(workers, tmp_path):
@@ -573,6 +579,7 @@ def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
     assert fake_train.calls == [0]
 
 
+@pytest.mark.e2e
 def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     spec = write_spec(tmp_path, "cli", n_trials=1, metric="val/acc_bets", params=GOOD_PARAMS)
     env = dict(os.environ, WANDB_MODE="disabled")
@@ -607,6 +614,7 @@ def test_report_rows_of_other_data_have_no_committee_delta():
 # --- study integrity, storage paths, Ctrl-C (issue 23) -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_rerunning_a_study_with_another_metric_is_refused_naming_both(sweep_args, tmp_path):
     """The old trials' values are val/acc_best: ranking them as test/acc would report wrong numbers."""
     fields = {"n_trials": 1, "pruner": "none", "overrides": [*FAST, "wandb.mode=disabled"], "params": GOOD_PARAMS}
@@ -630,6 +638,7 @@ def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_a_sweep_with_one_line_and_queues_its_trial_again(sweep_args, tmp_path):
     """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/tiny_runs.py's SignalAt)."""
     spec = write_spec(

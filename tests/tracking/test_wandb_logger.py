@@ -98,6 +98,7 @@ def test_wandb_rejected_key_falls_back_to_offline(wandb_env, caplog, tmp_path):
     assert "online start failed" in warning and "logging offline" in warning
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
 def test_unwritable_wandb_data_dir_warns_and_the_run_completes(

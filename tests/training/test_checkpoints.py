@@ -116,6 +116,7 @@ def _small_disk(limit: int):
     return limit_file_size
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_full_disk_under_run_dir_is_one_line_and_leaves_no_truncated_checkpoint(
     reference, gtsrb_mirror, data_root, tmp_path

@@ -20,6 +20,7 @@ from stnlab.training.run import train
 from tiny_runs import FINAL, Crash, CrashAt, epoch_metrics, step_losses, tiny_run, train_cli
 
 
+@pytest.mark.e2e
 def test_same_seed_same_metrics_on_cpu(reference, gtsrb_mirror, data_root, tmp_path):
     metrics, run_a = reference
     again = train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run")))
@@ -28,6 +29,7 @@ def test_same_seed_same_metrics_on_cpu(reference, gtsrb_mirror, data_root, tmp_p
     assert epoch_metrics(tmp_path / "run") == epoch_metrics(run_a)
 
 
+@pytest.mark.e2e
 def test_crash_mid_epoch_then_resume_last_gives_the_same_run(reference, gtsrb_mirror, data_root, tmp_path):
     metrics, run_a = reference
     run_b = tmp_path / "run"

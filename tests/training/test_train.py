@@ -26,6 +26,7 @@ from tiny_runs import tiny_run, train_cli
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("preset", PRESETS)
 def test_fast_dev_run_each_preset(preset, tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + [f"model={preset}", "trainer.fast_dev_run=true"]))
@@ -33,6 +34,7 @@ def test_fast_dev_run_each_preset(preset, tiny_overrides, tmp_path):
     assert "test/acc" in metrics  # the tiny mirror has test labels
 
 
+@pytest.mark.e2e
 def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
     """A short fit of the compact network with both STs, one-cycle and jitter: the loss falls and each
     ST has left the identity; elapsed wall time is logged per epoch."""
@@ -66,6 +68,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
         assert not torch.allclose(st.regressor.bias, identity, atol=1e-4) or st.regressor.weight.abs().sum() > 0, name
 
 
+@pytest.mark.e2e
 def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + ["model=conv_st", "trainer.max_epochs=2", "seed=3"]))
     run = tmp_path / "run"
@@ -87,6 +90,7 @@ def _cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.Com
     return run_script("train.py", *args, cwd=cwd, env={"WANDB_MODE": "offline", **(env_extra or {})})
 
 
+@pytest.mark.e2e
 def test_cli_missing_data_is_one_clear_line(tmp_path):
     res = _cli(
         f"data.root={tmp_path / 'd'}", f"data.mirror={tmp_path / 'nowhere'}", "trainer.fast_dev_run=true", cwd=tmp_path
@@ -174,6 +178,7 @@ def test_val_acc_weighted_is_validation_accuracy_weighted_by_training_class_freq
     assert metrics["val/acc"] == pytest.approx(float((predicted == dm.val.labels).float().mean()), abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_a_run_without_validation_checkpoints_its_last_epoch_and_says_so(tiny_overrides, tmp_path, caplog):
     """A refit on every training image (data.val_tracks_per_class=0) has nothing to select on: the last epoch is the
     checkpoint the test scores, and no validation metric is monitored. Every epoch's weights can be kept beside it
@@ -200,6 +205,7 @@ def test_test_false_leaves_the_test_set_unseen(tiny_overrides, capsys):
     assert "test/acc - (test=false)" in line and "(val: no test result)" in line
 
 
+@pytest.mark.e2e
 def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tiny_overrides):
     metrics = train(
         compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=2", "checkpoint.monitor=val/acc_weighted"])
@@ -252,6 +258,7 @@ def _finished_run(folder: Path, model: str = "two_st") -> Path:
     return folder
 
 
+@pytest.mark.e2e
 def test_a_refused_run_dir_leaves_the_run_there_exactly_as_it_was(tmp_path):
     """Hydra writes .hydra/ and its log before train() runs: the claim comes first, so a refused start changes
     nothing there and the refusal names the run's own model (not the refused command's)."""
@@ -269,6 +276,7 @@ def test_a_refused_run_dir_leaves_the_run_there_exactly_as_it_was(tmp_path):
     assert not list(scratch.iterdir())  # Hydra's files of the refused start went to a scratch folder, since removed
 
 
+@pytest.mark.e2e
 def test_run_dir_naming_a_file_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     res = run_script("train.py", f"run_dir={tmp_path / 'notes.txt'}", cwd=tmp_path)
@@ -310,6 +318,7 @@ def test_a_checkpoint_continues_its_own_run_or_starts_one_in_an_empty_folder(fin
     assert (tmp_path / "c" / "metrics.json").is_file() and _snapshot(run_a) == a_before
 
 
+@pytest.mark.e2e
 def test_a_run_folder_held_by_another_process_is_refused(finished, tmp_path):
     """The lock is the kernel's: held here (as a training process holds it), resume=last from another process is
     refused, with run_dir= and without (the latest run under outputs/runs), and writes nothing."""
@@ -355,6 +364,7 @@ def test_multiruns_started_in_the_same_second_get_their_own_folders(processes, t
 # --- exit codes that tell the truth -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_stops_at_a_step_with_its_checkpoint_and_a_non_zero_status(
     signum, status, finished, tmp_path
@@ -429,6 +439,7 @@ def test_validation_interval_beyond_the_epoch_is_one_line(finished, tmp_path):
         train(compose([*overrides, f"run_dir={tmp_path / 'run'}", "trainer.val_check_interval=1000"]))
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_the_cli_with_one_line(gtsrb_mirror, tmp_path):
     assert issubclass(NonFiniteLossError, StnlabError)  # a sweep marks the trial failed and goes on
     res = train_cli(
