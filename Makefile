@@ -12,7 +12,7 @@ ARGS ?=
 SWEEP ?= smoke
 STUDY ?=
 
-.PHONY: install train lint test test-all sweep sync dashboard bench bench-gpu wheels clean
+.PHONY: install train lint test test-e2e test-all sweep sync dashboard bench bench-gpu wheels clean
 
 install: $(STAMP)
 
@@ -30,8 +30,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m ruff format --check src tests
 
+# The fast suite (a few minutes); test-e2e the whole runs (trainings, sweeps, apps in a subprocess), which CI
+# (.ci/run) runs after it; test-all adds the slow ones.
 test: lint
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -m "not slow and not e2e" $(ARGS)
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -q -m "e2e and not slow" $(ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

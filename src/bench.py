@@ -1,9 +1,9 @@
 """Benchmark every model preset: ``python src/bench.py [device=cuda] ['image_size=[32,48]'] [quick=true]``.
 
-The app is ``stnlab.apps.bench``; ``--help`` lists its keys (``conf/bench.yaml``).
+The app is ``stnlab.apps.bench``, imported when the job runs; ``--help`` lists its keys (``conf/bench.yaml``).
 """
 
-from stnlab.apps.bench import main
+from stnlab.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("stnlab.apps.bench:run")

@@ -1,9 +1,9 @@
 """Compare runs: ``python src/compare.py ['runs=[RUN_DIR | FOLDER | SWEEP_NAME, ...]'] [sort=KEY] [order=asc|desc]``.
 
-The app is ``stnlab.apps.compare``; ``--help`` lists its keys (``conf/compare.yaml``).
+The app is ``stnlab.apps.compare``, imported when the job runs; ``--help`` lists its keys (``conf/compare.yaml``).
 """
 
-from stnlab.apps.compare import main
+from stnlab.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("stnlab.apps.compare:compare")

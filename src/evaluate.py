@@ -1,9 +1,9 @@
 """Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [data.KEY=VALUE ...]``.
 
-The app is ``stnlab.apps.evaluate``; ``--help`` lists its keys (``conf/evaluate.yaml``).
+The app is ``stnlab.apps.evaluate``, imported when the job runs; ``--help`` lists its keys (``conf/evaluate.yaml``).
 """
 
-from stnlab.apps.evaluate import main
+from stnlab.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("stnlab.apps.evaluate:evaluate")

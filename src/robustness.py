@@ -1,9 +1,9 @@
 """Geometric robustness: ``python src/robustness.py 'ckpt=[PATH,PATH]' [split=val] [key=value ...]``.
 
-The app is ``stnlab.apps.robustness``; ``--help`` lists its keys (``conf/robustness.yaml``).
+The app is ``stnlab.apps.robustness``, imported when the job runs; ``--help`` lists its keys (``conf/robustness.yaml``).
 """
 
-from stnlab.apps.robustness import main
+from stnlab.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("stnlab.apps.robustness:robustness")

@@ -1,9 +1,9 @@
 """Train one network: ``python src/train.py model=two_st [overrides]``.
 
-The app is ``stnlab.apps.train``; ``--help`` lists its keys (``conf/train.yaml``).
+The app is ``stnlab.apps.train``, imported when the job runs; ``--help`` lists its keys (``conf/train.yaml``).
 """
 
-from stnlab.apps.train import main
+from stnlab.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("stnlab.apps.train:train")

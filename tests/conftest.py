@@ -47,6 +47,23 @@ def short_runs(gtsrb_mirror, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data root shared by the session's tiny runs (tests/tiny_runs.py): the cache is decoded once."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def reference(gtsrb_mirror, data_root, tmp_path_factory):
+    """An uninterrupted 2-epoch tiny run (tests/tiny_runs.py), which the resumed and faulted runs must match:
+    (metrics, run_dir)."""
+    from stnlab.training.run import train
+    from tiny_runs import tiny_run
+
+    run = tmp_path_factory.mktemp("A") / "run"
+    return train(compose(tiny_run(gtsrb_mirror, data_root, run))), run
+
+
+@pytest.fixture(scope="session")
 def http_mirror(gtsrb_mirror):
     """The same archives served over HTTP on 127.0.0.1."""
     handler = functools.partial(_QuietHandler, directory=str(gtsrb_mirror))

@@ -16,15 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig
 
 from stnlab.bench.inference import inference_table
 from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
 from stnlab.bench.report import render
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR, checks, compose_train, group_options
+from stnlab.config import checks, compose_train, group_options
 from stnlab.config.schema import speed_settings
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.errors import ConfigError, StnlabError, first_line
@@ -242,13 +239,3 @@ def run(cfg) -> Path:
 
 class BenchError(StnlabError):
     pass
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="bench", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(run, cfg)
-
-
-def main() -> None:
-    """``python src/bench.py``: the command line (``conf/bench.yaml``), its errors as one line."""
-    hydra_entry(_app)

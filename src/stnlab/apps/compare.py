@@ -12,11 +12,9 @@ Reads local files only. The keys are those of ``conf/compare.yaml`` (``--help``)
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR, checks
+from stnlab.config import checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.compare import CURVES, WIDTH, X_AXES, all_gtsrb, curves, find_runs, markdown, read_runs, table
 from stnlab.evaluation.plots import plot_val_curves
@@ -51,13 +49,3 @@ def compare(cfg: DictConfig) -> None:
     )
     print(text)
     print(f"\nwrote {out / 'compare.md'}, {png}")
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="compare", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(compare, cfg)
-
-
-def main() -> None:
-    """``python src/compare.py``: the command line (``conf/compare.yaml``), its errors as one line."""
-    hydra_entry(_app)

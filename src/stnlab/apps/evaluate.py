@@ -9,12 +9,11 @@ and adds the paired difference in accuracy. The keys are those of ``conf/evaluat
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC
-from stnlab.cli import hydra_entry, log_progress, run_cli
-from stnlab.config import CONF_DIR, checks
+from stnlab.cli import log_progress
+from stnlab.config import checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 from stnlab.evaluation.curve import first_passing, score_epochs, write_curve
@@ -98,13 +97,3 @@ def evaluate(cfg: DictConfig) -> None:
     for pair in report.most_confused(values["top_pairs"]):
         print(f"  {pair['count']:5d} x  {pair['true']} ({pair['true_id']}) -> {pair['pred']} ({pair['pred_id']})")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(evaluate, cfg)
-
-
-def main() -> None:
-    """``python src/evaluate.py``: the command line (``conf/evaluate.yaml``), its errors as one line."""
-    hydra_entry(_app)

@@ -7,11 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.config.checks import required, wandb_mode
 from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.files import write_text_whole
@@ -112,13 +109,3 @@ def export(cfg: DictConfig) -> Path:
         if folder:
             print(f"W&B: artifact {run_name(module.cfg)}-{fmt} in {folder}")
     return path
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="export", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(export, cfg)
-
-
-def main() -> None:
-    """``python src/export.py``: the command line (``conf/export.yaml``), its errors as one line."""
-    hydra_entry(_app)

@@ -13,12 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.config.checks import positive_key, required
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
@@ -160,13 +157,3 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         f"{' and st/*.png' if any(p.parent.name == 'st' for p in written) else ''} to {out}"
     )
     return payload
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="predict", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(predict, cfg)
-
-
-def main() -> None:
-    """``python src/predict.py``: the command line (``conf/predict.yaml``), its errors as one line."""
-    hydra_entry(_app)

@@ -6,11 +6,10 @@ Accuracy of each checkpoint under rotations (0-30 degrees), scales (0.6-1.4), tr
 The keys are those of ``conf/robustness.yaml`` (``--help``).
 """
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import hydra_entry, log_progress, run_cli
-from stnlab.config import CONF_DIR, checks
+from stnlab.cli import log_progress
+from stnlab.config import checks
 from stnlab.evaluation.robustness_report import format_table, run_robustness
 
 LEVELS = ("rotation", "scale", "translation", "perspective")
@@ -54,13 +53,3 @@ def robustness(cfg: DictConfig) -> None:
     print(f"accuracy (%) on {table['num_images']} {table['split']} images\n")
     print(format_table(table))
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="robustness", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(robustness, cfg)
-
-
-def main() -> None:
-    """``python src/robustness.py``: the command line (``conf/robustness.yaml``), its errors as one line."""
-    hydra_entry(_app)

@@ -6,11 +6,8 @@ import os
 import signal
 import socket
 
-import hydra
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.config.checks import positive_key, required
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.query.predictor import check_top_k
@@ -56,13 +53,3 @@ def serve(cfg: DictConfig) -> None:
     server.run(
         host=str(cfg.host), port=port, generate_client_file=False, log_level=str(cfg.log_level), num_api_servers=1
     )
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="serve", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(serve, cfg)
-
-
-def main() -> None:
-    """``python src/serve.py``: the command line (``conf/serve.yaml``), its errors as one line."""
-    hydra_entry(_app)

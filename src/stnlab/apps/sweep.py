@@ -7,25 +7,16 @@ machines) run the same command against one storage to share the study. ``--help`
 """
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.errors import StnlabError
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.runner import run
-from stnlab.sweeps.spec import split_command_line
-
-# The command line's training overrides, kept from Hydra, which composes conf/sweep.yaml alone: each trial
-# composes the training config with them (and with its params).
-TRAINING_OVERRIDES: list[str] = []
 
 
 class _UserErrorsInOneLine(logging.Filter):
@@ -49,13 +40,8 @@ def sweep(argv: Sequence[str]) -> Path:
     return run(spec, overrides)
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    # The spec file goes between conf/sweep.yaml and the command line: the runner reads the options as given.
-    run_cli(sweep, [*HydraConfig.get().overrides.task, *TRAINING_OVERRIDES])
-
-
-def main() -> None:
-    """``python src/sweep.py``: the command line (``conf/sweep.yaml``), its errors as one line."""
-    sys.argv[1:], TRAINING_OVERRIDES[:] = run_cli(split_command_line, sys.argv[1:])
-    hydra_entry(_app)
+def from_command_line(cfg: DictConfig, training_overrides: list[str]) -> Path:
+    """``src/sweep.py``'s job: Hydra composed conf/sweep.yaml alone, from the sweep options; each trial composes the
+    training config with ``training_overrides`` (and its params). The spec file goes between conf/sweep.yaml and
+    the command line: the runner reads the options as given."""
+    return sweep([*HydraConfig.get().overrides.task, *training_overrides])

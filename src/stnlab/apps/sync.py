@@ -3,11 +3,8 @@
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.tracking.sync import describe, find_offline_runs, select, sync
 
 
@@ -26,13 +23,8 @@ def sync_runs(cfg: DictConfig) -> int:
     return sync([r.path for r in chosen], cfg.project, cfg.entity)
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="sync", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    code = run_cli(sync_runs, cfg)
+def sync_all(cfg: DictConfig) -> None:
+    """``src/sync.py``'s job: the upload's failure is the command's exit status."""
+    code = sync_runs(cfg)
     if code:
         sys.exit(code)
-
-
-def main() -> None:
-    """``python src/sync.py``: the command line (``conf/sync.yaml``), its errors as one line."""
-    hydra_entry(_app)

@@ -1,19 +1,11 @@
 """Train one network: ``python src/train.py model=two_st [overrides]``."""
 
-import hydra
 from omegaconf import DictConfig
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
-from stnlab.training.run import train
+from stnlab.training.run import train as train_run
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def _app(cfg: DictConfig) -> float | None:
-    metrics = run_cli(train, cfg)
+def train(cfg: DictConfig) -> float | None:
+    """The run (``stnlab.training.run.train``); its best validation accuracy is the job's value for Hydra."""
+    metrics = train_run(cfg)
     return metrics.get("val/acc_best") if metrics else None
-
-
-def main() -> None:
-    """``python src/train.py``: the command line (``conf/train.yaml``), its errors as one line."""
-    hydra_entry(_app)

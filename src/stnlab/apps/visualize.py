@@ -3,11 +3,8 @@
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.cli import hydra_entry, run_cli
-from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.evaluation.files import writing_into
 from stnlab.run_dirs import run_dir_of_checkpoint
@@ -55,13 +52,3 @@ def visualize(cfg: DictConfig) -> list[Path]:
     log.info("wrote %d panel file(s) to %s", len(written), out)
     print("\n".join(str(p) for p in written if p.parent == out))
     return written
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="visualize", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
-    run_cli(visualize, cfg)
-
-
-def main() -> None:
-    """``python src/visualize.py``: the command line (``conf/visualize.yaml``), its errors as one line."""
-    hydra_entry(_app)

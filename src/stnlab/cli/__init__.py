@@ -1,8 +1,9 @@
-"""Command-line glue: every entry point in ``src/`` is a Hydra app run by :func:`hydra_entry`; user errors
+"""Command-line glue: every entry point in ``src/`` is a Hydra app run by :func:`command`; user errors
 become one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -12,10 +13,34 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from unittest import mock
 
+import hydra
+
 from stnlab.cli.help import register_resolver
-from stnlab.config import message_line
+from stnlab.config import CONF_DIR, message_line
 from stnlab.errors import StnlabError, first_line
 from stnlab.run_dirs import register_resolvers
+
+
+def command(work: str, split: Callable[[list[str]], tuple[list[str], list[str]]] | None = None) -> Any:
+    """``python src/<app>.py``: Hydra composes ``conf/<app>.yaml`` from the command line (:func:`hydra_entry`) and
+    the job calls ``work``, ``"stnlab.apps.<app>:<function>"``, with the config (through :func:`run_cli`).
+
+    ``work``'s module is imported only when the job runs: ``--help`` and a command line that does not compose
+    answer without importing torch or Lightning (a second rather than several). ``split`` takes the arguments that
+    Hydra must not see off the command line first (one line for a user error); they are the work's second argument.
+    """
+    module, _, name = work.partition(":")
+    taken: list[list[str]] = []
+    if split is not None:
+        sys.argv[1:], rest = run_cli(split, sys.argv[1:])
+        taken.append(rest)
+
+    def job(cfg):
+        return run_cli(getattr(importlib.import_module(module), name), cfg, *taken)
+
+    job.__module__ = module  # Hydra names the job after its function's module: hydra.job.name, <app>.log, --help
+    app = hydra.main(config_path=str(CONF_DIR), config_name=module.rpartition(".")[2], version_base="1.3")(job)
+    return hydra_entry(app)
 
 
 def run_cli(fn, *args, **kwargs):

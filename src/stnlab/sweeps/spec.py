@@ -2,42 +2,28 @@
 
 ``load(argv)`` splits the command line into sweep options (keys of conf/sweep.yaml) and
 training overrides (everything else), and returns the validated ``SweepSpec`` with them.
-``split_command_line(argv)`` makes the same split before Hydra composes conf/sweep.yaml (``src/sweep.py``).
+The split itself is ``stnlab.sweeps.options`` (``src/sweep.py`` makes it before Hydra composes conf/sweep.yaml).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError
 from stnlab.sweeps.fidelity import Fidelity, TimeLimit, parse_fidelity, parse_time_limit
+from stnlab.sweeps.options import option_keys, split_args, sweep_defaults
 from stnlab.sweeps.space import Param, parse_space
 
 SWEEPS_DIR = CONF_DIR.parent / "sweeps"
-DEFAULTS = CONF_DIR / "sweep.yaml"
-PATHS = CONF_DIR / "paths" / "default.yaml"
-# Keys of conf/sweep.yaml that are preset tables, not options.
-_PRESETS = ("samplers", "pruners")
-
-
-def _defaults() -> DictConfig:
-    """conf/sweep.yaml's keys, without its defaults list (Hydra's: the settings that the apps share), with the
-    paths group it composes (``out_dir`` is ``${paths.sweeps_dir}``)."""
-    cfg = OmegaConf.load(DEFAULTS)
-    cfg.pop("defaults", None)
-    return OmegaConf.merge({"paths": OmegaConf.load(PATHS)}, cfg)
 
 
 @dataclass(frozen=True)
@@ -107,35 +93,8 @@ def _param_text(param: Param) -> str:
 def default_storage(out_dir: Path | str | None = None) -> str:
     """``sqlite:///<out_dir>/optuna.db``, ``out_dir`` defaulting to conf/sweep.yaml's (``paths.sweeps_dir``, relative
     to the working dir)."""
-    out_dir = Path(out_dir if out_dir is not None else _defaults().out_dir)
+    out_dir = Path(out_dir if out_dir is not None else sweep_defaults().out_dir)
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
-
-
-def option_keys() -> set[str]:
-    """The sweep options: conf/sweep.yaml's keys but its preset tables."""
-    return {str(k) for k in _defaults() if k not in _PRESETS}
-
-
-def split_args(argv: Sequence[str], option_keys: set[str]) -> tuple[list[str], list[str]]:
-    """Command-line ``key=value`` -> (sweep options, training overrides), by the top-level key."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(argv))
-    except HydraException as e:
-        raise ConfigError(f"cannot parse the command line: {e}") from None
-    options, overrides = [], []
-    for arg, o in zip(argv, parsed):
-        is_option = not (o.is_add() or o.is_delete()) and re.split(r"[./]", o.key_or_group)[0] in option_keys
-        (options if is_option else overrides).append(arg)
-    return options, overrides
-
-
-def split_command_line(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``src/sweep.py``'s arguments -> (Hydra's: sweep options, ``hydra.*`` overrides and flags; training overrides).
-
-    Hydra composes conf/sweep.yaml from the first; the trials compose the training config with the second."""
-    hydra_args = [a for a in argv if a.startswith("-") or "=" not in a]  # --help, --cfg job, ...
-    options, overrides = split_args([a for a in argv if a not in hydra_args], option_keys() | {"hydra"})
-    return hydra_args + options, overrides
 
 
 def spec_path(name: str) -> Path:
@@ -189,7 +148,7 @@ def _apply_options(cfg: DictConfig, options: list[str]) -> None:
 
 def load(argv: list[str]) -> tuple[SweepSpec, list[str]]:
     """The spec named by ``sweep=`` on the command line, and the training overrides there."""
-    defaults = _defaults()
+    defaults = sweep_defaults()
     keys = option_keys()
     options, overrides = split_args(argv, keys)
     given = OmegaConf.create({})

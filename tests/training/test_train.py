@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
+import torch
 
-from conftest import CONF, at_once, compose, run_script, tiny_run_overrides
+from conftest import CONF, ROOT, at_once, compose, run_script, tiny_run_overrides
 from gtsrb_fixture import make_archives
 from stnlab import committee_delta
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, StnlabError
 from stnlab.tracking.runfile import read_run
 from stnlab.training.callbacks import shorter_runs
+from stnlab.training.module import NonFiniteLossError, build_module
 from stnlab.training.run import summary_line, train
+from tiny_runs import tiny_run, train_cli
 
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("preset", PRESETS)
 def test_fast_dev_run_each_preset(preset, tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + [f"model={preset}", "trainer.fast_dev_run=true"]))
@@ -29,10 +34,10 @@ def test_fast_dev_run_each_preset(preset, tiny_overrides, tmp_path):
     assert "test/acc" in metrics  # the tiny mirror has test labels
 
 
+@pytest.mark.e2e
 def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
     """A short fit of the compact network with both STs, one-cycle and jitter: the loss falls and each
     ST has left the identity; elapsed wall time is logged per epoch."""
-    import csv
 
     import torch
 
@@ -63,6 +68,7 @@ def test_compact_two_st_fits_tiny_data_with_one_cycle(tiny_overrides, tmp_path):
         assert not torch.allclose(st.regressor.bias, identity, atol=1e-4) or st.regressor.weight.abs().sum() > 0, name
 
 
+@pytest.mark.e2e
 def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + ["model=conv_st", "trainer.max_epochs=2", "seed=3"]))
     run = tmp_path / "run"
@@ -80,22 +86,11 @@ def test_short_run_logs_to_offline_wandb_and_tests_best_checkpoint(tiny_override
     assert record.summary["val/acc_best"] == pytest.approx(metrics["val/acc_best"])
 
 
-def test_invalid_lr_is_rejected_before_any_work(tiny_overrides, tmp_path):
-    with pytest.raises(ConfigError, match="optim.lr=-0.1 must be positive"):
-        train(compose(tiny_overrides + ["optim.lr=-0.1"]))
-    assert not (tmp_path / "data").exists()
-
-
 def _cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     return run_script("train.py", *args, cwd=cwd, env={"WANDB_MODE": "offline", **(env_extra or {})})
 
 
-def test_cli_unknown_preset_lists_the_presets(tmp_path):
-    res = _cli("model=four_st", cwd=tmp_path)
-    assert res.returncode != 0
-    assert "Could not find 'model/four_st'" in res.stderr and "two_st" in res.stderr
-
-
+@pytest.mark.e2e
 def test_cli_missing_data_is_one_clear_line(tmp_path):
     res = _cli(
         f"data.root={tmp_path / 'd'}", f"data.mirror={tmp_path / 'nowhere'}", "trainer.fast_dev_run=true", cwd=tmp_path
@@ -120,11 +115,9 @@ def test_a_failed_run_closes_its_wandb_run(tiny_overrides):
 def test_ema_run_tests_the_averaged_weights_it_validated(tiny_overrides, tmp_path):
     """callbacks=[default,ema]: checkpoints hold the averaged weights, and the test stage must score those (not the raw
     weights of the best epoch, which Lightning's WeightAveraging would load back)."""
-    import torch
     import torch.nn.functional as F
 
     from stnlab.data.datamodule import GTSRBDataModule
-    from stnlab.training.module import build_module
 
     overrides = tiny_overrides + [
         "model=compact_no_st",
@@ -153,10 +146,8 @@ def test_val_acc_weighted_is_validation_accuracy_weighted_by_training_class_freq
     """val/acc_weighted of the last epoch, recomputed by hand from the checkpoint's predictions on the validation
     split: sum_c p_c acc_c / sum_c p_c with p_c the share of class c among all training images (classes of 2, 3
     and 6 tracks here, so the weights are not uniform)."""
-    import torch
 
     from stnlab.data.datamodule import GTSRBDataModule
-    from stnlab.training.module import build_module
 
     mirror = make_archives(tmp_path / "uneven", tracks=[2, 3, 6])
     overrides = tiny_run_overrides(mirror, tmp_path / "data", tmp_path / "run") + [
@@ -187,6 +178,7 @@ def test_val_acc_weighted_is_validation_accuracy_weighted_by_training_class_freq
     assert metrics["val/acc"] == pytest.approx(float((predicted == dm.val.labels).float().mean()), abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_a_run_without_validation_checkpoints_its_last_epoch_and_says_so(tiny_overrides, tmp_path, caplog):
     """A refit on every training image (data.val_tracks_per_class=0) has nothing to select on: the last epoch is the
     checkpoint the test scores, and no validation metric is monitored. Every epoch's weights can be kept beside it
@@ -213,6 +205,7 @@ def test_test_false_leaves_the_test_set_unseen(tiny_overrides, capsys):
     assert "test/acc - (test=false)" in line and "(val: no test result)" in line
 
 
+@pytest.mark.e2e
 def test_checkpoint_monitor_picks_the_weighted_metric_and_a_typo_is_one_line(tiny_overrides):
     metrics = train(
         compose(tiny_overrides + ["model=compact_no_st", "trainer.max_epochs=2", "checkpoint.monitor=val/acc_weighted"])
@@ -243,7 +236,6 @@ def test_the_speed_line_suggests_the_cpu_recipe_only_outside_it():
 
 # --- run folders: one process each, nothing written by a refused start --------------------------------------------
 
-TESTS = Path(__file__).resolve().parent
 FAST = ["model=no_st", "model.backbone.widths=[8,8,8]", "model.backbone.fc=16", "data.image_size=16"]
 
 
@@ -266,6 +258,7 @@ def _finished_run(folder: Path, model: str = "two_st") -> Path:
     return folder
 
 
+@pytest.mark.e2e
 def test_a_refused_run_dir_leaves_the_run_there_exactly_as_it_was(tmp_path):
     """Hydra writes .hydra/ and its log before train() runs: the claim comes first, so a refused start changes
     nothing there and the refusal names the run's own model (not the refused command's)."""
@@ -283,6 +276,7 @@ def test_a_refused_run_dir_leaves_the_run_there_exactly_as_it_was(tmp_path):
     assert not list(scratch.iterdir())  # Hydra's files of the refused start went to a scratch folder, since removed
 
 
+@pytest.mark.e2e
 def test_run_dir_naming_a_file_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     res = run_script("train.py", f"run_dir={tmp_path / 'notes.txt'}", cwd=tmp_path)
@@ -324,6 +318,7 @@ def test_a_checkpoint_continues_its_own_run_or_starts_one_in_an_empty_folder(fin
     assert (tmp_path / "c" / "metrics.json").is_file() and _snapshot(run_a) == a_before
 
 
+@pytest.mark.e2e
 def test_a_run_folder_held_by_another_process_is_refused(finished, tmp_path):
     """The lock is the kernel's: held here (as a training process holds it), resume=last from another process is
     refused, with run_dir= and without (the latest run under outputs/runs), and writes nothing."""
@@ -369,26 +364,15 @@ def test_multiruns_started_in_the_same_second_get_their_own_folders(processes, t
 # --- exit codes that tell the truth -------------------------------------------------------------------------------
 
 
-class SignalAt(pl.Callback):
-    """Fault injection: the process sends itself ``signum`` at the start of the batch after global step ``step``."""
-
-    def __init__(self, step: int, signum: int):
-        self.step, self.signum = step, signum
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), self.signum)
-
-
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_stops_at_a_step_with_its_checkpoint_and_a_non_zero_status(
     signum, status, finished, tmp_path
 ):
-    import torch
 
     overrides, _ = finished
     run = tmp_path / "run"
-    stop = f"+callbacks.stop={{_target_:test_train.SignalAt,step:4,signum:{int(signum)}}}"
+    stop = f"+callbacks.stop={{_target_:tiny_runs.SignalAt,step:4,signum:{int(signum)}}}"
     res = run_script(
         "train.py",
         *overrides,
@@ -396,7 +380,7 @@ def test_sigterm_or_ctrl_c_stops_at_a_step_with_its_checkpoint_and_a_non_zero_st
         "trainer.max_epochs=3",
         stop,
         cwd=tmp_path,
-        env={"PYTHONPATH": str(TESTS)},
+        env={"PYTHONPATH": str(ROOT / "tests")},
     )
     assert res.returncode == status, res.stderr[-3000:]
     name = signal.Signals(signum).name
@@ -453,3 +437,25 @@ def test_validation_interval_beyond_the_epoch_is_one_line(finished, tmp_path):
     overrides, _ = finished
     with pytest.raises(ConfigError, match=r"val_check_interval=1000 is beyond the epoch's 3 training batches"):
         train(compose([*overrides, f"run_dir={tmp_path / 'run'}", "trainer.val_check_interval=1000"]))
+
+
+@pytest.mark.e2e
+def test_non_finite_loss_stops_the_cli_with_one_line(gtsrb_mirror, tmp_path):
+    assert issubclass(NonFiniteLossError, StnlabError)  # a sweep marks the trial failed and goes on
+    res = train_cli(
+        *tiny_run(gtsrb_mirror, tmp_path / "data", tmp_path / "run", "optim.lr=1e30", "augment=none"), cwd=tmp_path
+    )
+    assert res.returncode == 2, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("stnlab: error: training loss became") and "at step" in last and "lower optim.lr" in last
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("override", ["trainer.limit_val_batches=0", "data.val_tracks_per_class=0"])
+def test_a_run_without_validation_says_so_and_completes(override, gtsrb_mirror, data_root, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="stnlab"):
+        metrics = train(compose(tiny_run(gtsrb_mirror, data_root, tmp_path / "run", override, "trainer.max_epochs=1")))
+    warned = [r.getMessage() for r in caplog.records if "no validation" in r.getMessage()]
+    assert len(warned) == 1 and override.split(".")[-1] in warned[0] and "the last epoch is checkpointed" in warned[0]
+    assert "val/acc_best" not in metrics and "test/acc" in metrics
+    assert (tmp_path / "run" / "metrics.json").is_file()

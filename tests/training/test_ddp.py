@@ -73,6 +73,7 @@ def test_presets_compose():
     assert (ddp.strategy, ddp.precision) == ("ddp", "bf16-mixed")
 
 
+@pytest.mark.e2e
 def test_ddp_cpu_agrees_with_one_process_and_logs_once(tiny_overrides, tmp_path):
     """Through stnlab.training.run.train in this process (as sweeps call it): ddp_spawn starts the two workers."""
     single = train(compose(_overrides(tiny_overrides, tmp_path, "single", FULL_BATCH)))

@@ -128,6 +128,7 @@ def _upright_signs(n: int, size: int, seed: int):
     return render(labels, warps, size, gen, clutter=0.2), labels
 
 
+@pytest.mark.e2e
 def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     from stnlab.data.normalize import channel_stats
     from stnlab.training.module import build_module
@@ -163,6 +164,7 @@ def test_accuracy_of_a_no_st_model_falls_under_heavy_rotation():
     assert curve[30] < curve[0] - 0.3 and curve[45] < curve[0] - 0.5, curve
 
 
+@pytest.mark.e2e
 def test_robustness_cli_with_two_checkpoints(short_runs, tmp_path, capsys):
     ckpts = [short_runs[k] / "checkpoints" / "last.ckpt" for k in ("run_a", "run_b")]
     run_app(

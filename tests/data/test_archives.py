@@ -1,14 +1,11 @@
-"""Bad input: each case ends in one DataError/ConfigError line naming the problem and the fix, before any
-work that it would spoil, and leaves nothing half-made behind. (Cases already in test_data.py and
-test_train.py are not repeated here: truncated zip, wrong layout, bad CSV text, refused mirror, lr<0.)"""
+"""The GTSRB archives (stnlab.data.archives): corrupt members, bad CSVs and images, archives off the official
+structure, a misbehaving mirror, a full disk: one DataError line each, nothing half-made left behind."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -18,15 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose
 from stnlab.data import archives
 from stnlab.data.datamodule import GTSRBDataModule
-from stnlab.data.gtsrb import Split, _checksum, cached
-from stnlab.errors import ConfigError, DataError
-from stnlab.training.run import train
+from stnlab.errors import DataError
 
 TRAIN_ZIP = archives.TRAIN.filename
+
+
 CSV_1 = "GTSRB/Final_Training/Images/00001/GT-00001.csv"
+
+
 IMAGE_1 = "GTSRB/Final_Training/Images/00001/00000_00001.ppm"
 
 
@@ -62,9 +60,6 @@ def mirror_with(tmp_path: Path, gtsrb_mirror: Path, replace: dict[str, bytes | N
     return mirror
 
 
-# --- archives --------------------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     "stored, where, problem",
     [
@@ -83,9 +78,6 @@ def test_corrupt_member_is_named_and_never_kept(stored, where, problem, gtsrb_mi
     (root / TRAIN_ZIP).write_bytes((mirror / TRAIN_ZIP).read_bytes())
     with pytest.raises(DataError, match=problem):
         archives.fetch(archives.TRAIN, root, str(gtsrb_mirror))
-
-
-# --- CSVs and images inside a valid archive ----------------------------------------------------------
 
 
 def _csv_1(gtsrb_mirror: Path) -> str:
@@ -133,51 +125,6 @@ def test_bad_csv_or_image_in_a_valid_archive(case, problem, gtsrb_mirror, tmp_pa
     assert not list((tmp_path / "root").rglob("*.pt")) and not list((tmp_path / "root").rglob("*.part"))
 
 
-# --- the decoded cache ------------------------------------------------------------------------------
-
-
-def _split(seed: int = 0) -> Split:
-    g = torch.Generator().manual_seed(seed)
-    return Split(
-        torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8, generator=g), torch.arange(6) % 3, torch.arange(6)
-    )
-
-
-def test_tampered_cache_with_a_matching_key_is_rebuilt(tmp_path):
-    made = []
-
-    def build():
-        made.append(1)
-        return _split()
-
-    key = {"archives": "abc", "image_size": 4}
-    good = cached(tmp_path, "train", key, build)
-    (path,) = tmp_path.glob("train-*.pt")
-    blob = torch.load(path, weights_only=True)
-    # Swap two pixel values: same sums, same key, same shapes; only a digest of the bytes sees it.
-    images = blob["images"].clone().view(-1)
-    i, j = next((i, j) for i in range(len(images)) for j in range(i + 1, len(images)) if images[i] != images[j])
-    images[i], images[j] = images[j].clone(), images[i].clone()
-    torch.save(dict(blob, images=images.view_as(blob["images"])), path)
-    again = cached(tmp_path, "train", key, build)
-    assert len(made) == 2 and torch.equal(again.images, good.images)
-    # A file at the right name holding another key's data (copied by hand) is not trusted either.
-    other = _split(seed=1)
-    torch.save(dict(vars(other), key='{"archives": "xyz"}', checksum=_checksum(other)), path)
-    assert torch.equal(cached(tmp_path, "train", key, build).images, good.images) and len(made) == 3
-
-
-def test_stale_part_files_of_a_killed_writer_are_cleared(tmp_path):
-    key = {"image_size": 4}
-    cached(tmp_path, "train", key, _split)
-    (path,) = tmp_path.glob("train-*.pt")
-    stale = tmp_path / f".{path.name}.deadbeef.part"
-    stale.write_bytes(b"half a tensor")
-    path.unlink()  # the writer died before its rename
-    cached(tmp_path, "train", key, _split)
-    assert path.is_file() and not stale.exists()
-
-
 def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
     from gtsrb_fixture import make_archives
 
@@ -191,89 +138,6 @@ def test_replaced_archive_gets_a_new_cache(gtsrb_mirror, tmp_path):
     second.setup("fit")
     assert not torch.equal(second.train.images, first.train.images)
     assert len(list((root / "cache").glob("train-*.pt"))) == 2
-
-
-# --- config values, checked before any work ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "override, problem",
-    [
-        ("optim.lr=0", "optim.lr=0 must be positive"),
-        ("optim.lr=fast", "optim.lr=fast is not a number"),
-        ("optim.lr=nan", "optim.lr=nan is not a number"),
-        ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
-        ("data.eval_batch_size=2.5", "data.eval_batch_size=2.5 is not an integer"),
-        ("data.image_size=8", "is too small .*; change model.* or data.image_size"),  # the IDSIA two_st network
-        ("model=no_st data.image_size=7", "data.image_size=7 is too small; use at least 8"),
-        ("model.transformers.conv2.position=5", "ST 'conv2' position 5 is beyond the backbone: use 0"),
-        ("checkpoint.every_n_train_steps=-1", "checkpoint.every_n_train_steps=-1 must be >= 0"),
-        ("data.download_retries=0", "data.download_retries=0 must be positive"),
-        ("data.val_tracks_per_class=-1", "data.val_tracks_per_class=-1 must be >= 0"),
-        ("resume=RUN/nowhere.ckpt", "no such checkpoint file"),
-        ("resume=last", "resume=last: .*last.ckpt does not exist"),
-        ("resume=RUN/broken.ckpt", "checkpoint .*broken.ckpt is truncated or corrupt"),
-        # issue 16, item 7: these raised tracebacks, late
-        ("resume=RUN/plain.ckpt", "plain.ckpt is not a training checkpoint .*drop resume="),
-        ("seed=-1", "seed=-1 must be in 0..4294967295"),
-        ("seed=4294967296", "seed=4294967296 must be in 0..4294967295"),
-        ("seed=abc", "seed=abc is not an integer"),
-        ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
-        ("data.num_workers=two", "data.num_workers=two is not an integer"),
-        ("+optim.foo=1", "optim.foo is not an argument of torch.optim.SGD .*; drop the optim.foo override"),
-        ("optim=adam +optim.momentum=0.9", "optim.momentum is not an argument of torch.optim.Adam"),
-        ("scheduler=step +scheduler.bar=2", "scheduler.bar is not an argument of torch.optim.lr_scheduler.StepLR"),
-        ("module.locnet_lr_scale=abc", "module.locnet_lr_scale=abc is not a number"),
-        # issue 16, item 6: these tested untrained weights without a word
-        ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: the test would measure untrained weights"),
-        ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
-        ("trainer.max_epochs=-5", "trainer.max_epochs=-5 trains nothing"),
-        ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing"),
-        ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 must be >= 0"),
-        ("trainer.limit_test_batches=abc", "trainer.limit_test_batches=abc is not a number"),
-    ],
-)
-def test_invalid_config_fails_before_any_work(override, problem, tiny_overrides, tmp_path):
-    (tmp_path / "RUN").mkdir()
-    (tmp_path / "RUN" / "broken.ckpt").write_bytes(b"PK\x03\x04" + os.urandom(200))  # a checkpoint cut short
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "RUN" / "plain.ckpt")  # a torch file, not a checkpoint
-    overrides = override.replace("RUN", str(tmp_path / "RUN")).split()
-    with pytest.raises(ConfigError, match=problem):
-        train(compose(tiny_overrides + ["model=two_st", *overrides]))
-    assert not (tmp_path / "data").exists()  # nothing fetched, nothing decoded
-    assert not (tmp_path / "run").exists()  # no run directory started
-
-
-def test_deterministic_gpu_run_with_sts_is_refused_before_any_work(tiny_overrides, tmp_path, monkeypatch):
-    # Seen on an H100 (torch 2.11): grid_sampler_2d_backward_cuda raises under use_deterministic_algorithms(True).
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with pytest.raises(ConfigError, match="deterministic=true cannot run on a GPU.*use trainer.deterministic=warn"):
-        train(compose(tiny_overrides + ["model=two_st", "trainer.accelerator=auto", "trainer.deterministic=true"]))
-    assert not (tmp_path / "data").exists()
-
-
-def test_bad_trainer_argument_is_one_line(tiny_overrides):
-    with pytest.raises(ConfigError, match="trainer: .*precision.*; fix the trainer.\\* override"):
-        train(compose(tiny_overrides + ["model=no_st", "trainer.precision=13", "wandb.mode=disabled"]))
-
-
-def test_cli_unknown_transform_lists_the_choices(tmp_path):
-    env = dict(os.environ, WANDB_MODE="disabled")
-    env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), "transform=shear"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode != 0 and "Traceback" not in res.stderr
-    assert "Could not find 'transform/shear'" in res.stderr and "affine" in res.stderr  # Hydra lists the options
-    assert not (tmp_path / "outputs").exists()
-
-
-# --- a mirror that hangs, cuts off or fails ----------------------------------------------------------
 
 
 class _BadServer:
@@ -324,8 +188,6 @@ def test_misbehaving_mirror_is_retried_a_bounded_number_of_times(behaviour, tmp_
     assert server.connections == 2
     assert list(root.iterdir()) == []  # no half-downloaded archive under any name
 
-
-# --- the training archive against the official structure (issue 16, item 3) -----------------------------
 
 IMAGES = "GTSRB/Final_Training/Images/"
 
@@ -448,9 +310,6 @@ def test_csvs_with_cr_or_crlf_line_ends_read_like_lf(line_end, gtsrb_mirror, tmp
     assert torch.equal(dm.train.images, ref.train.images) and torch.equal(dm.train.labels, ref.train.labels)
 
 
-# --- leftovers and permissions under data.root (issue 16, item 8) ----------------------------------------
-
-
 def test_a_killed_copys_part_file_is_cleared_and_files_get_the_umasks_mode(gtsrb_mirror, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
@@ -466,57 +325,6 @@ def test_a_killed_copys_part_file_is_cleared_and_files_get_the_umasks_mode(gtsrb
     made = [*root.glob("*.zip"), *root.glob("cache/*.pt")]
     assert len(made) == 3 + 2  # three archives, the train and test caches
     assert {oct(p.stat().st_mode & 0o777) for p in made} == {oct(0o644)}  # not mkstemp's 0600
-
-
-def _split_of(n: int) -> Split:
-    return Split(torch.zeros(n, 3, 16, 16, dtype=torch.uint8), torch.arange(n) % 3, torch.arange(n))
-
-
-def test_cache_folder_deleted_during_the_decode_is_made_again(tmp_path):
-    cache_dir = tmp_path / "cache"
-
-    def build():
-        shutil.rmtree(cache_dir)  # someone cleans data.root while we decode
-        return _split_of(4)
-
-    assert len(cached(cache_dir, "train", {"k": 1}, build)) == 4
-    assert len(list(cache_dir.glob("train-*.pt"))) == 1 and not list(cache_dir.glob("*.part"))
-
-
-# Run in a fresh interpreter, not a fork: a child forked after torch's OpenMP pool started can hang.
-_FULL_DISK = """
-import resource, signal, sys
-from pathlib import Path
-import torch
-from stnlab.data.gtsrb import Split, cached
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
-resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-n = 64  # ~50 kB: does not fit
-split = cached(Path(sys.argv[1]), "train", {"k": 1},
-               lambda: Split(torch.zeros(n, 3, 16, 16, dtype=torch.uint8), torch.arange(n) % 3, torch.arange(n)))
-Path(sys.argv[2]).write_text(str(len(split)))
-"""
-
-
-@pytest.mark.parametrize("problem", ["full_disk", "cache_is_a_file"])
-def test_unwritable_cache_warns_and_the_data_is_still_used(problem, tmp_path, caplog):
-    cache_dir = tmp_path / "cache"
-    if problem == "full_disk":
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        done = subprocess.run(
-            [sys.executable, "-c", _FULL_DISK, str(cache_dir), str(tmp_path / "n")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0 and (tmp_path / "n").read_text() == "64", done.stderr[-2000:]
-    else:  # a data.root where the cache cannot go (read-only, or its cache/ taken by a file)
-        cache_dir.write_text("not a folder")
-        with caplog.at_level("WARNING"):
-            assert len(cached(cache_dir, "train", {"k": 1}, lambda: _split_of(64))) == 64
-        assert any("without caching" in r.getMessage() for r in caplog.records)
-    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.pt"))
 
 
 def _fetch_on_a_full_disk(root: str, mirror: str, out: str) -> None:

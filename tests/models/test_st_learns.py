@@ -77,6 +77,7 @@ def alignment(module: STNModule, split) -> float:
     return alignment_error(split.warps, st_points, pts).mean().item()
 
 
+@pytest.mark.e2e
 def test_st_learns_to_undo_translations(one_torch_thread):
     """A classifier first learns the signs in canonical pose (the ST stays the identity), then the
     signs are shifted by up to 12% of the image per axis and only the ST may adapt: the loss can fall

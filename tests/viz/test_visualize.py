@@ -46,6 +46,7 @@ def trained_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.e2e
 def test_callback_logs_st_images_every_epoch_and_a_gif(trained_run):
     (wandb_dir,) = trained_run.glob("wandb/offline-run-*")
     record = read_run(wandb_dir)
@@ -71,6 +72,7 @@ def _compose_visualize(overrides: list[str]):
     return compose_app("visualize", overrides)
 
 
+@pytest.mark.e2e
 def test_visualize_cli_writes_a_panel_grid_per_st(trained_run, tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     env.pop("HYDRA_FULL_ERROR", None)

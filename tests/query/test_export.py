@@ -55,6 +55,7 @@ def _check_onnx(tmp_path: Path, model: str, transform: str, size: int, dtype: st
     assert diff < TOLERANCE, (model, transform, size, diff)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model,transform,size", QUICK)
 def test_onnx_matches_pytorch(tmp_path, model, transform, size):
     _check_onnx(tmp_path, model, transform, size)
@@ -82,6 +83,7 @@ def test_torchscript_loads_and_matches(tmp_path):
     assert max_difference(classifier, run, "float32", batches=(2,)) < TOLERANCE  # float images too
 
 
+@pytest.mark.e2e
 def test_export_app_exported_program_with_wandb_artifact(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
@@ -144,6 +146,7 @@ def _small_disk():
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fmt", ["torchscript", "exported_program"])
 def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(fmt, tmp_path):
     """torch's C++ file writer aborted the interpreter there (exit 134), leaving its .part behind."""

@@ -96,6 +96,7 @@ def postgres_url(tmp_path):
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.e2e
 def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overrides, tmp_path):
     seeds = [1, 2, 3, 4]
     spec = tmp_path / "pg.yaml"

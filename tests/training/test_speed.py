@@ -52,6 +52,7 @@ class _Probe(pl.Callback):
         }
 
 
+@pytest.mark.e2e
 def test_channels_last_switch_reaches_the_run(tiny_overrides):
     from conftest import compose
     from stnlab.training.run import train

@@ -174,6 +174,7 @@ def test_report_files(tmp_path):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.e2e
 def test_training_run_reports_its_test_stage(short_runs):
     run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -193,6 +194,7 @@ def test_training_run_reports_its_test_stage(short_runs):
     assert png["_type"] == "image-file" and png["path"] in record.files
 
 
+@pytest.mark.e2e
 def test_evaluate_cli_matches_the_test_stage(short_runs, tmp_path):
     run = short_runs["run_b"]
     metrics = json.loads((run / "metrics.json").read_text())

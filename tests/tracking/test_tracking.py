@@ -22,6 +22,7 @@ def _offline(run_dir: Path):
     return read_run(folder)
 
 
+@pytest.mark.e2e
 def test_a_run_is_named_tagged_and_configured_once(tiny_overrides, tmp_path):
     train(
         compose(
@@ -68,6 +69,7 @@ def _identity(overrides: list[str]) -> tuple[str, str, str, list[str]]:
     return i["experiment"], i["modified"], run_name(cfg), run_tags(cfg)
 
 
+@pytest.mark.e2e
 def test_only_runs_that_differ_by_their_seed_share_an_identity():
     runs = {
         "s1": ["experiment=compact", "seed=1"],
@@ -113,6 +115,7 @@ def test_logged_paths_are_absolute_and_copied_sections_logged_once(monkeypatch, 
     assert logged["transform.name"] == "affine" and logged["impl.transform._target_"].endswith("Affine")
 
 
+@pytest.mark.e2e
 def test_logger_group_selects_the_loggers(tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "logger=[csv,tensorboard]"]))
     run = tmp_path / "run"
@@ -121,6 +124,7 @@ def test_logger_group_selects_the_loggers(tiny_overrides, tmp_path):
     assert (run / "metrics.json").is_file() and metrics["val/acc_best"] >= 0
 
 
+@pytest.mark.e2e
 def test_a_run_without_loggers_still_writes_its_metrics(tiny_overrides, tmp_path):
     metrics = train(compose(tiny_overrides + ["model=no_st", "trainer.max_epochs=1", "logger=none"]))
     run = tmp_path / "run"
@@ -128,6 +132,7 @@ def test_a_run_without_loggers_still_writes_its_metrics(tiny_overrides, tmp_path
     assert metrics["val/acc_best"] >= 0
 
 
+@pytest.mark.e2e
 def test_a_debug_run_is_marked_and_left_out_of_comparisons(tiny_overrides, tmp_path):
     from stnlab.evaluation.compare import find_runs, read_runs
 
@@ -139,6 +144,7 @@ def test_a_debug_run_is_marked_and_left_out_of_comparisons(tiny_overrides, tmp_p
     assert len(read_runs(find_runs([str(tmp_path / "run")]), include_debug=True)) == 1
 
 
+@pytest.mark.e2e
 def test_synthetic_data_gets_no_committee_delta(tmp_path):
     metrics = train(
         compose(
@@ -177,6 +183,7 @@ TINY_CLI = [
 ]
 
 
+@pytest.mark.e2e
 def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp_path):
     res = _cli(
         "train.py",
@@ -212,6 +219,7 @@ def test_multirun_jobs_share_a_group_and_have_readable_folders(gtsrb_mirror, tmp
     assert sorted(find_runs([], tmp_path / "outputs")) == jobs
 
 
+@pytest.mark.e2e
 def test_a_rejected_run_leaves_no_folder_and_no_wandb_run(gtsrb_mirror, tmp_path):
     bad_lr = _cli("train.py", "optim.lr=-1", *TINY_CLI, cwd=tmp_path)
     no_data = _cli(
@@ -223,6 +231,7 @@ def test_a_rejected_run_leaves_no_folder_and_no_wandb_run(gtsrb_mirror, tmp_path
     assert not list(tmp_path.rglob("offline-run-*"))
 
 
+@pytest.mark.e2e
 def test_sync_dry_run_lists_every_kind_and_skips_failed_and_debug(tiny_overrides, gtsrb_mirror, tmp_path):
     from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
     from stnlab.tracking.wandb_logger import open_run

@@ -4,15 +4,20 @@ checkpoint whose config does not fit its weights is one line."""
 from __future__ import annotations
 
 import builtins
+import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_TWO_ST, run_app
+from conftest import ROOT, TINY_TWO_ST, run_app
 from query_checkpoint import save_checkpoint, untrained
 from stnlab.training.checkpoints import CheckpointError, load_module
+from tiny_runs import tiny_run
 
 
 class Payload:
@@ -99,3 +104,39 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_one_line_never_a_hang(where,
         load_module(fifo if where == "given" else tmp_path / "run")
     with pytest.raises(CheckpointError, match="is not a regular file"):
         resolve_checkpoint(tmp_path / "run")
+
+
+def _small_disk(limit: int):
+    def limit_file_size():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return limit_file_size
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_full_disk_under_run_dir_is_one_line_and_leaves_no_truncated_checkpoint(
+    reference, gtsrb_mirror, data_root, tmp_path
+):
+    """Checkpoints of this network are ~48 kB; every other file of the run is smaller than 20 kB."""
+    run = tmp_path / "run"
+    env = dict(os.environ, WANDB_MODE="disabled")
+    env.pop("HYDRA_FULL_ERROR", None)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *tiny_run(gtsrb_mirror, data_root, run)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=_small_disk(20_000),
+    )
+    assert res.returncode == 2, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"stnlab: error: cannot write {run}/checkpoints/") and "File too large" in last
+    assert f"then continue with resume=last run_dir={run}" in last and "Traceback" not in res.stderr
+    assert not list(run.rglob("*.part")) and not (run / "metrics.json").exists()
+    assert not list((run / "checkpoints").glob("*.ckpt"))  # none truncated under a final name (was a cut last.ckpt)

@@ -10,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, run_script
+from conftest import CONF, ROOT, run_app, run_script
 from stnlab.cli.help import help_text, read
 from stnlab.config import checks
 from stnlab.errors import ConfigError
@@ -18,19 +18,27 @@ from stnlab.errors import ConfigError
 APPS = sorted(p.stem for p in (ROOT / "src").glob("*.py"))
 
 
-def _help(app: str, *argv: str, cwd) -> str:
-    """``python src/<app>.py <argv> --help``, as a user runs it."""
-    res = run_script(f"{app}.py", *argv, "--help", cwd=cwd, env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stdout
+@pytest.fixture
+def help_of(capsys, monkeypatch, tmp_path):
+    """``python src/<app>.py <argv> --help``'s output, run in this process in tmp_path (a fresh interpreter's --help
+    is test_help_and_a_command_line_that_does_not_compose_import_no_torch's)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(app: str, *argv: str) -> str:
+        with pytest.raises(SystemExit) as stop:
+            run_app(app, [*argv, "--help"])
+        assert stop.value.code in (None, 0), capsys.readouterr().err[-2000:]
+        return capsys.readouterr().out
+
+    return run
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_help_lists_the_keys_of_the_app_and_writes_nothing(app, tmp_path):
+def test_help_lists_the_keys_of_the_app_and_writes_nothing(app, help_of, tmp_path):
     from stnlab.config import compose
     from stnlab.tracking.run_identity import flat_config
 
-    text = _help(app, cwd=tmp_path)
+    text = help_of(app)
     config = CONF / f"{app}.yaml"
     if config.is_file():  # an app whose config is named after it: each of its keys, with its default
         keys = [k for k in OmegaConf.load(config) if k not in ("defaults", "hydra")]
@@ -67,11 +75,11 @@ def test_help_reads_comments_nested_keys_groups_and_placed_configs(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [[], ["experiment=compact"]], ids=["defaults", "experiment=compact"])
-def test_train_help_lists_every_leaf_key_of_the_composed_config_with_its_value_and_meaning(argv, tmp_path):
+def test_train_help_lists_every_leaf_key_of_the_composed_config_with_its_value_and_meaning(argv, help_of):
     from stnlab.config import compose_train
     from stnlab.tracking.run_identity import flat_config
 
-    text = _help("train", *argv, cwd=tmp_path)
+    text = help_of("train", *argv)
     leaves = flat_config(OmegaConf.to_container(compose_train(argv), resolve=False))
     lines = {m.group(1): m.group(2) for m in re.finditer(r"^  ([\w./-]+)=(\S*)(?:  +(\S.*))?$", text, re.M)}
     described = {m.group(1) for m in re.finditer(r"^  ([\w./-]+)=\S*  +\S", text, re.M)}
@@ -86,8 +94,8 @@ def test_train_help_lists_every_leaf_key_of_the_composed_config_with_its_value_a
     assert all(len(line) <= 120 or "=" in line.split()[0] for line in text.splitlines())
 
 
-def test_visualize_help_describes_n_and_scale(tmp_path):
-    text = _help("visualize", cwd=tmp_path)
+def test_visualize_help_describes_n_and_scale(help_of):
+    text = help_of("visualize")
     assert re.search(r"^  n=16 +Images shown, spread over the split's classes", text, re.M)
     assert re.search(r"^  scale=4 +Enlargement of each image pixel", text, re.M)
 
@@ -96,6 +104,29 @@ def test_train_help_lists_the_config_groups_with_their_options():
     text = help_text("train")
     assert re.search(r"^  model=two_st +options: .*no_st.*two_st", text, re.M)
     assert re.search(r"^  speed\.compile=false +torch\.compile", text, re.M)
+
+
+def test_help_and_a_command_line_that_does_not_compose_import_no_torch(tmp_path):
+    """The apps are imported when their job runs: --help and a bad command line answer in about a second."""
+    code = (
+        "import runpy, sys\n"
+        f"for app in {APPS!r}:\n"
+        "    for arg in ('--help', 'hydra/help=nope'):\n"
+        f"        sys.argv = [r'{ROOT / 'src'}/' + app + '.py', arg]\n"
+        "        try:\n"
+        "            runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code in (None, 0, 2), (app, arg, e.code)\n"
+        "print(sorted({'torch', 'lightning', 'optuna', 'wandb', 'onnxruntime', 'litserve'} & set(sys.modules)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.pop("HYDRA_FULL_ERROR", None)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+    assert res.stderr.count("stnlab: error: In 'hydra/config': Could not find 'hydra/help/nope'") == len(APPS)
 
 
 @pytest.mark.parametrize(
@@ -155,10 +186,11 @@ def test_a_misspelt_optional_group_choice_is_one_line_naming_the_choices(argv, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_a_multirun_goes_on_past_failed_jobs_lists_them_and_exits_non_zero(tiny_overrides, tmp_path):
     """Job 1 fails with a user error (one line), job 2 with a traceback (a bug): job 3 still runs."""
     train = [o for o in tiny_overrides if not o.startswith("run_dir=")]
-    crash = "{_target_:test_reliability_runs.CrashAt,step:1}"
+    crash = "{_target_:tiny_runs.CrashAt,step:1}"
     res = run_script(
         "train.py",
         "-m",

@@ -11,6 +11,7 @@ from PIL import Image
 from stnlab.tracking.runfile import read_run
 
 
+@pytest.mark.e2e
 def test_training_run_file_holds_history_summary_and_config(short_runs):
     run = short_runs["run_a"]
     metrics = json.loads((run / "metrics.json").read_text())

@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, FAST, ROOT, load_study, run_app, run_script, write_spec
+from conftest import FAST, ROOT, load_study, run_app, run_script, write_spec
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.apps.sweep import sweep
 from stnlab.errors import ConfigError
@@ -21,6 +21,7 @@ from stnlab.sweeps import dashboard
 from stnlab.sweeps import spec as spec_mod
 from stnlab.sweeps.callbacks import TrialBudget
 from stnlab.sweeps.objective import Objective, check
+from stnlab.sweeps.options import split_command_line
 from stnlab.sweeps.space import override_value, parse_param
 from stnlab.sweeps.storage import make_storage, sampler_of
 from stnlab.tracking.runfile import read_run
@@ -36,6 +37,7 @@ def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
 # --- a real 3-trial sweep -----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, capsys):
     spec = write_spec(
         tmp_path,
@@ -122,6 +124,7 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
 # --- pruning and failures -----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_failing_trial_is_recorded_and_useless_lr_is_pruned(sweep_args, tmp_path, capsys):
     spec = write_spec(
         tmp_path,
@@ -183,6 +186,7 @@ def fake_train(monkeypatch):
     return fake
 
 
+@pytest.mark.e2e
 def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, tmp_path, fake_train):
     hb = {"interval": 1, "grace_period": 1, "max_retry": 1}
     spec = write_spec(
@@ -219,6 +223,7 @@ def test_resume_continues_numbers_and_retries_a_dead_workers_trial(sweep_args, t
     assert len(load_study(tmp_path, "resume").trials) == 4 and fake_train.calls == [0, 2, 3]
 
 
+@pytest.mark.e2e
 def test_interrupted_trial_is_queued_again_and_runs_first_on_resume(sweep_args, tmp_path, fake_train):
     fake_train.interrupt_at = 1
     spec = write_spec(
@@ -306,7 +311,7 @@ def test_spec_options_and_errors(tmp_path):
 
 
 def test_command_line_split_before_hydra():
-    hydra_args, overrides = spec_mod.split_command_line(
+    hydra_args, overrides = split_command_line(
         [
             "sweep=smoke",
             "--cfg",
@@ -343,9 +348,6 @@ def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
 
 
 def test_ablation_spec_composes_every_variant():
-    needed = [CONF / "model" / "three_st.yaml", CONF / "transform" / "tps.yaml"]
-    if not all(p.is_file() for p in needed):
-        pytest.skip("three_st / restricted transform presets not present yet")
     spec, overrides = spec_mod.load(["sweep=ablation"])
     check(spec, overrides)  # raises if any variant's overrides fail to compose
 
@@ -410,6 +412,7 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "stnlab: error: port=http: expected a positive integer"
 
 
+@pytest.mark.e2e
 def test_cli_user_error_is_one_line(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     res = subprocess.run(
@@ -439,6 +442,7 @@ def _open_new_study(spec_path: str, barrier, results) -> None:
         results.put(f"{type(e).__name__}: {e}")
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", [3, 5])
 def test_workers_starting_together_on_a_new_sqlite_study_all_join_it(workers, tmp_path):
@@ -575,6 +579,7 @@ def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
     assert fake_train.calls == [0]
 
 
+@pytest.mark.e2e
 def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     spec = write_spec(tmp_path, "cli", n_trials=1, metric="val/acc_bets", params=GOOD_PARAMS)
     env = dict(os.environ, WANDB_MODE="disabled")
@@ -609,6 +614,7 @@ def test_report_rows_of_other_data_have_no_committee_delta():
 # --- study integrity, storage paths, Ctrl-C (issue 23) -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_rerunning_a_study_with_another_metric_is_refused_naming_both(sweep_args, tmp_path):
     """The old trials' values are val/acc_best: ranking them as test/acc would report wrong numbers."""
     fields = {"n_trials": 1, "pruner": "none", "overrides": [*FAST, "wandb.mode=disabled"], "params": GOOD_PARAMS}
@@ -632,12 +638,13 @@ def test_sqlite_storage_under_a_file_is_one_line(sweep_args, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_a_sweep_with_one_line_and_queues_its_trial_again(sweep_args, tmp_path):
-    """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/test_train.py's SignalAt)."""
+    """A real SIGINT, sent by the trial's process to itself mid-epoch (tests/tiny_runs.py's SignalAt)."""
     spec = write_spec(
         tmp_path, "ctrlc", n_trials=2, pruner="none", overrides=[*FAST, "wandb.mode=disabled"], params=GOOD_PARAMS
     )
-    stop = "+callbacks.stop={_target_:test_train.SignalAt,step:2,signum:2}"
+    stop = "+callbacks.stop={_target_:tiny_runs.SignalAt,step:2,signum:2}"
     env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT / "tests")}
     res = run_script("sweep.py", f"sweep={spec}", *sweep_args, stop, cwd=tmp_path, env=env)
     assert res.returncode == 130, res.stderr[-3000:]

@@ -198,6 +198,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(ckpt, tmp_path):
         read_query(_write_video(tmp_path / "none.mp4", 0), 32)
 
 
+@pytest.mark.e2e
 def test_cli_prints_one_line_and_help_lists_keys(tmp_path):
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)

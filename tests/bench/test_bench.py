@@ -28,6 +28,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.e2e
 def test_quick_bench_prints_the_table_without_wandb(tmp_path):
     out = tmp_path / "bench"
     res = subprocess.run(

@@ -85,6 +85,7 @@ def server(tmp_path):
     assert not list(tmp_path.glob("client.py"))  # LitServe's client generator is off
 
 
+@pytest.mark.e2e
 def test_round_trip_and_bad_uploads(server):
     good = _ppm()
     answer = requests.post(f"{server}/predict", files={"file": ("sign.ppm", good)}, timeout=30)
@@ -123,6 +124,7 @@ def _hang_up_mid_upload(url: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.e2e
 def test_oversized_images_and_hang_ups_cost_the_other_clients_nothing(server, tmp_path):
     """Uploads declaring 81 megapixels (a few hundred kB each, 243 MB once decoded) are refused on their header
     while sign-sized uploads go on being answered; a client hanging up is no traceback in the log."""

@@ -57,6 +57,7 @@ def test_balance_out_of_range_is_a_config_error(balance, tiny_overrides):
         train(compose(tiny_overrides + [f"data.balance={balance}"]))
 
 
+@pytest.mark.e2e
 def test_a_balanced_run_trains(tiny_overrides, tmp_path):
     from conftest import compose
     from stnlab.training.run import train

@@ -20,6 +20,7 @@ def test_every_app_composes_the_paths_group():
         assert not [v for v in values if "outputs/" in v or v.rstrip().endswith(": outputs")], app
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_outputs_dir_moves_a_run_its_comparison_and_predictions(tmp_path, monkeypatch):
     out, cwd = tmp_path / "elsewhere", tmp_path / "cwd"

@@ -152,6 +152,7 @@ def _sh_spec(tmp_path, name="sh", **fields):
     )
 
 
+@pytest.mark.e2e
 def test_a_sweep_runs_rung_zero_at_a_fraction_then_the_best_half_in_full(tmp_path, sweep_args, fake_epochs_train):
     sweep([f"sweep={_sh_spec(tmp_path)}", *sweep_args])
     study = load_study(tmp_path, "sh")
@@ -167,6 +168,7 @@ def test_a_sweep_runs_rung_zero_at_a_fraction_then_the_best_half_in_full(tmp_pat
     assert "| rung |" in report and "## Every trial" in report
 
 
+@pytest.mark.e2e
 def test_configurations_over_the_time_limit_are_violations_and_never_promoted(tmp_path, sweep_args, fake_epochs_train):
     # 1.5 images/s: the full 4-epoch run of 100 images is projected to 4 x 100 / 1.5 / 60 + 1 = 5.4 minutes.
     spec = _sh_spec(tmp_path, "limited", time_limit={"minutes": 4.0, "speedup": 1.0})
@@ -179,6 +181,7 @@ def test_configurations_over_the_time_limit_are_violations_and_never_promoted(tm
     assert len(study.trials) == 4  # nothing feasible, nothing promoted
 
 
+@pytest.mark.e2e
 def test_a_worker_bringing_another_metric_is_refused_in_one_line(tmp_path, sweep_args, fake_epochs_train):
     spec = _sh_spec(tmp_path, "same")
     sweep([f"sweep={spec}", *sweep_args])
@@ -188,6 +191,7 @@ def test_a_worker_bringing_another_metric_is_refused_in_one_line(tmp_path, sweep
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.e2e
 def test_trials_compose_from_the_study_snapshot_after_conf_changed(tmp_path, sweep_args, monkeypatch):
     """The snapshot is taken when the study starts; edits to conf/ (here a model preset deleted and the sgd step size
     changed) reach no trial of that study."""
