@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -103,6 +104,9 @@ def run_app(name: str, argv: list[str]) -> None:
         runpy.run_path(script, run_name="__main__")
     finally:
         sys.argv = saved
+        # Hydra keeps the job's config in a process-wide singleton; a later in-process train() would take it
+        # (after --help, one without runtime.output_dir) for its own command line's.
+        HydraConfig.instance().cfg = None
 
 
 # The Moodstocks two-ST network shrunk to a few thousand parameters, for runs of a few seconds.
