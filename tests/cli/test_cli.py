@@ -138,16 +138,7 @@ def test_help_and_a_command_line_that_does_not_compose_import_no_torch(tmp_path)
     ],
 )
 def test_a_command_line_that_does_not_compose_is_one_line(argv, message, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "evaluate.py"), *argv],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_script("evaluate.py", *argv, cwd=tmp_path, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith(message) and len(res.stderr.strip().splitlines()) == 1
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONF, ROOT, TINY_TWO_ST
+from conftest import CONF, TINY_TWO_ST, run_script
 from query_checkpoint import save_checkpoint, untrained
 from stnlab.apps.predict import predict
 from stnlab.data.gtsrb import Row, decode
@@ -200,29 +198,13 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(ckpt, tmp_path):
 
 @pytest.mark.e2e
 def test_cli_prints_one_line_and_help_lists_keys(tmp_path):
-    env = dict(os.environ)
-    env.pop("HYDRA_FULL_ERROR", None)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.ckpt")
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "predict.py"), f"ckpt={tmp_path / 'foreign.ckpt'}", f"input={tmp_path}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_script("predict.py", f"ckpt={tmp_path / 'foreign.ckpt'}", f"input={tmp_path}", cwd=tmp_path, timeout=120)
     assert res.returncode == 2, res.stderr
     errors = [line for line in res.stderr.splitlines() if line.startswith("stnlab: error:")]
     assert len(errors) == 1 and "is not an stnlab checkpoint" in errors[0] and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("outputs"))
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "predict.py"), "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_script("predict.py", "--help", cwd=tmp_path, timeout=120)
     assert res.returncode == 0
     for key in ("ckpt=", "input=", "track=", "top_k=", "out=", "show_st=", "device=", "batch_size="):
         assert key in res.stdout

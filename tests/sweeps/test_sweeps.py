@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -414,15 +411,7 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.e2e
 def test_cli_user_error_is_one_line(tmp_path):
-    env = dict(os.environ, WANDB_MODE="offline")
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "sweep.py"), "sweep=nope"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_script("sweep.py", "sweep=nope", cwd=tmp_path, env={"WANDB_MODE": "offline"}, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("stnlab: error: no sweep spec 'nope'")
     assert "Traceback" not in res.stderr
@@ -582,13 +571,12 @@ def test_a_good_spec_passes_the_preflight(sweep_args, tmp_path, fake_train):
 @pytest.mark.e2e
 def test_cli_typo_in_the_metric_exits_2_before_training(tmp_path):
     spec = write_spec(tmp_path, "cli", n_trials=1, metric="val/acc_bets", params=GOOD_PARAMS)
-    env = dict(os.environ, WANDB_MODE="disabled")
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "sweep.py"), f"sweep={spec}", f"out_dir={tmp_path / 'sweeps'}"],
+    res = run_script(
+        "sweep.py",
+        f"sweep={spec}",
+        f"out_dir={tmp_path / 'sweeps'}",
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env={"WANDB_MODE": "disabled"},
         timeout=120,
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr

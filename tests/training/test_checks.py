@@ -4,13 +4,11 @@ the fix, before any data is fetched or a run folder started."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, compose
+from conftest import compose, run_script
 from stnlab.errors import ConfigError
 from stnlab.training.run import train
 
@@ -77,16 +75,7 @@ def test_bad_trainer_argument_is_one_line(tiny_overrides):
 
 
 def test_cli_unknown_transform_lists_the_choices(tmp_path):
-    env = dict(os.environ, WANDB_MODE="disabled")
-    env.pop("HYDRA_FULL_ERROR", None)
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), "transform=shear"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_script("train.py", "transform=shear", cwd=tmp_path, env={"WANDB_MODE": "disabled"}, timeout=120)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "Could not find 'transform/shear'" in res.stderr and "affine" in res.stderr  # Hydra lists the options
     assert not (tmp_path / "outputs").exists()
