@@ -31,15 +31,19 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests
 
 # The fast suite (a few minutes); test-e2e the whole runs (trainings, sweeps, apps in a subprocess), which CI
-# (.ci/run) runs after it; test-all adds the slow ones.
+# (.ci/run) runs after it; test-all adds the slow ones. pytest-xdist runs them on one process a core
+# (TEST_WORKERS=0: in this process, e.g. for pdb); each worker keeps to one torch thread (tests/conftest.py).
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+
 test: lint
-	$(PY) -m pytest -q -m "not slow and not e2e" $(ARGS)
+	$(PYTEST) -m "not slow and not e2e" $(ARGS)
 
 test-e2e: $(STAMP)
-	$(PY) -m pytest -q -m "e2e and not slow" $(ARGS)
+	$(PYTEST) -m "e2e and not slow" $(ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PYTEST) $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) src/sweep.py sweep=$(SWEEP) $(ARGS)

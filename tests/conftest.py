@@ -17,6 +17,10 @@ SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(Path(__file__).parent))
 
+# pytest-xdist (make test) runs a worker per core: one intra-op thread each, set before torch is imported,
+# rather than every worker contending for every core (two 1-thread processes beat one 2-thread one here).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
