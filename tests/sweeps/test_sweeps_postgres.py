@@ -139,7 +139,8 @@ def test_two_workers_share_a_grid_study_each_point_once(postgres_url, tiny_overr
 
     trials = optuna.load_study(study_name="pg", storage=make_storage(postgres_url)).get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(t.params["seed"] for t in done) == seeds  # every grid point, each once
+    states = [(t.number, t.state.name, t.params, t.system_attrs.get("grid_id"), t.user_attrs) for t in trials]
+    assert sorted(t.params["seed"] for t in done) == seeds, states  # every grid point, each once
     # Anything else can only be a trial that a worker drew after the grid ran out, ended unrun.
     assert all(
         t.state == TrialState.PRUNED and t.user_attrs.get("prune_reason", "").startswith("grid exhausted")

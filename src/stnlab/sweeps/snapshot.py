@@ -24,6 +24,7 @@ import optuna
 
 from stnlab.config import CONF_DIR
 from stnlab.errors import ConfigError
+from stnlab.files import locked
 
 CONF_KEY = "stnlab:conf_snapshot"
 SPEC_KEY = "stnlab:spec"
@@ -46,26 +47,35 @@ def pack(conf_dir: Path = CONF_DIR) -> dict[str, str]:
 
 
 def unpack(snapshot: dict[str, str], target: Path) -> Path:
-    """The snapshot's files under ``target`` (written whole: a temp folder renamed into place)."""
-    marker = target / ".snapshot"
-    if marker.is_file() and marker.read_text().strip() == snapshot["sha"]:
+    """The snapshot's files under ``target`` (written whole: a temp folder renamed into place).
+
+    Workers of one machine unpack it at the same moment: under the lock on ``target``'s parent only the
+    first writes it, and a folder in use (its marker names this snapshot) is never moved away; a folder
+    with another marker is a deleted study's, and is replaced."""
+    if _holds(target, snapshot):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".conf-", dir=target.parent))
-    try:
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(snapshot["tar"])), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        (tmp / ".snapshot").write_text(snapshot["sha"] + "\n")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
-    except FileExistsError:  # another worker of this machine put the same snapshot there first
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with locked(target.parent):
+        if _holds(target, snapshot):  # another worker unpacked it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".conf-", dir=target.parent))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(snapshot["tar"])), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+            (tmp / ".snapshot").write_text(snapshot["sha"] + "\n")
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _holds(target: Path, snapshot: dict[str, str]) -> bool:
+    marker = target / ".snapshot"
+    return marker.is_file() and marker.read_text().strip() == snapshot["sha"]
 
 
 def _attrs(study: optuna.Study) -> dict[str, Any]:
