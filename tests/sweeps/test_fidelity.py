@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 
@@ -12,7 +11,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import CONF, FAST, load_study, write_spec
+from conftest import CONF, FAST, at_once, load_study, write_spec
 from stnlab.apps.sweep import sweep
 from stnlab.config import compose_train
 from stnlab.errors import ConfigError
@@ -221,26 +220,18 @@ def test_trials_compose_from_the_study_snapshot_after_conf_changed(tmp_path, swe
         compose_train(FAST, conf)
 
 
-def _unpack_at(barrier, snap, target, out):
-    barrier.wait()
+def _unpack(job) -> int:
+    snap, target = job
     snapshot.unpack(snap, target)
-    out.put(os.stat(target).st_ino)
+    return os.stat(target).st_ino
 
 
 def test_workers_unpacking_the_snapshot_at_once_write_it_once(tmp_path):
-    """Two workers of a study start together: the folder the first unpacked is never moved from under the
-    second's trials (CI once lost a grid point to a trial composed from a folder being replaced)."""
-    ctx = multiprocessing.get_context("fork")
-    snap, target, n = snapshot.pack(CONF), tmp_path / "snap" / "conf", 6
-    barrier, out = ctx.Barrier(n), ctx.Queue()
-    workers = [ctx.Process(target=_unpack_at, args=(barrier, snap, target, out)) for _ in range(n)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=60)
-    assert [w.exitcode for w in workers] == [0] * n
-    inodes = [out.get(timeout=5) for _ in workers]
-    assert set(inodes) == {os.stat(target).st_ino}  # one folder, unpacked once, seen by every worker
+    """Workers of a study start together: the folder the first unpacked is never moved from under another's
+    trials (CI once lost a grid point to a trial composed from a folder being replaced)."""
+    target = tmp_path / "snap" / "conf"
+    inodes = at_once(_unpack, (snapshot.pack(CONF), target), processes=6)
+    assert inodes == {os.stat(target).st_ino}  # one folder, unpacked once, seen by every worker
     assert (target / "model" / "no_st.yaml").is_file()
     assert sorted(p.name for p in target.parent.iterdir()) == ["conf"]  # no temp or old folder left
 
