@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import functools
 import http.server
+import multiprocessing
 import os
 import runpy
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -165,8 +167,6 @@ def tiny_overrides(gtsrb_mirror, tmp_path):
 def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
     """``python src/<script> <args>`` in a fresh interpreter, as a user runs it (Hydra's own error display,
     not HYDRA_FULL_ERROR); ``env`` is added to this process's environment."""
-    import subprocess
-
     full = dict(os.environ, **(env or {}))
     full["PYTHONPATH"] = with_src(full.get("PYTHONPATH"))
     full.pop("HYDRA_FULL_ERROR", None)
@@ -226,9 +226,7 @@ def _released_together(fn, arg, barrier, results) -> None:
 def at_once(fn, arg, processes: int) -> set:
     """``fn(arg)`` in ``processes`` forked processes released at the same instant (``fn`` at module level); the set
     of what they returned."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
+    ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=_released_together, args=(fn, arg, barrier, results)) for _ in range(processes)]
     for p in procs:
