@@ -127,6 +127,9 @@ def test_val_curves_figure_is_titled_from_zero_and_draws_the_committee_only_when
     assert [line.get_label() for line in ax.lines] == ["run_a (no_st)"]
     with_line = val_curves_figure({"a": [(0, 0.5), (1, 0.7)]}, "minutes", committee=True)
     assert any("IDSIA committee" in line.get_label() for line in with_line.axes[0].lines)
+    zoomed = val_curves_figure({"a": [(0, 0.5), (1, 0.995)]}, "minutes", y_min=98)
+    bottom, top = zoomed.axes[0].get_ylim()
+    assert bottom == 98 and 99.5 < top <= 100  # the first point falls below the axis; the last and 99.46 are shown
     path = plot_val_curves({"a": [(0, 0.5), (1, 0.7)]}, tmp_path / "curves.png")
     width, height = Image.open(path).size
     assert 600 <= width <= 900 and 350 <= height <= 600
@@ -179,6 +182,8 @@ def test_sweep_name_resolves_to_its_trials(short_runs, tmp_path):
         (["sort=colour"], "sort=colour is not a column"),
         (["order=up"], "order=up must be asc or desc"),
         (["x=hours"], "x=hours must be one of epoch, minutes"),
+        (["y_min=high"], "y_min=high is not a number; set y_min=<number>"),
+        (["y_min=99.9e1"], "y_min=999.0 is an accuracy in %: set 0 <= y_min < 100"),
         (["nosuch"], "Error parsing override 'nosuch'"),  # the spelling before Hydra: runs=nosuch
     ],
 )

@@ -27,6 +27,9 @@ def compare(cfg: DictConfig) -> None:
         raise ConfigError(f"order={values['order']} must be asc or desc")
     checks.one_of("x", values["x"], X_AXES)
     checks.one_of("curve", values["curve"], CURVES)
+    y_min = checks.optional(checks.number, "y_min", values["y_min"])
+    if y_min is not None and not 0 <= y_min < 100:
+        raise ConfigError(f"y_min={y_min} is an accuracy in %: set 0 <= y_min < 100, or y_min=null to fit every point")
     targets = checks.words("runs", values["runs"])
     outputs = Path(values["outputs"])
     runs = read_runs(
@@ -45,7 +48,12 @@ def compare(cfg: DictConfig) -> None:
     stem = values["curve"].replace("/", "_")
     name = f"compare_{stem}{'_minutes' if values['x'] == 'minutes' else ''}.png"
     png = plot_val_curves(
-        curves(runs, rows), out / name, x=values["x"], committee=all_gtsrb(runs), metric=values["curve"]
+        curves(runs, rows),
+        out / name,
+        x=values["x"],
+        committee=all_gtsrb(runs),
+        metric=values["curve"],
+        y_min=y_min,
     )
     print(text)
     print(f"\nwrote {out / 'compare.md'}, {png}")

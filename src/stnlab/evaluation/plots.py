@@ -137,19 +137,21 @@ def val_curves_figure(
     x: str = "epoch",
     committee: bool = True,
     metric: str = "val/acc",
+    y_min: float | None = None,
 ) -> Figure:
     """``curves[run] = [(x, val_acc), ...]``; ``x`` is ``epoch`` (Lightning's, from 0: drawn as epochs done) or
     ``minutes`` (wall minutes of training, validation included). ``committee``: the IDSIA committee's test
-    accuracy as a dashed line (GTSRB runs only: it means nothing for other data)."""
+    accuracy as a dashed line (GTSRB runs only: it means nothing for other data). ``y_min``: the lowest
+    accuracy shown, in %, to read the last epochs (the first ones fall below the axis); None fits every point."""
     fig = Figure(figsize=(7, 4.4), layout="constrained")
     ax = fig.add_subplot()
     shift = 1 if x == "epoch" else 0
-    right = 0.0
+    right, top = 0.0, IDSIA_COMMITTEE_ACC if committee else 0.0
     for label, points in curves.items():
         if points:
             xs, ys = zip(*points)
             xs = [v + shift for v in xs]
-            right = max(right, *xs)
+            right, top = max(right, *xs), max(top, *(100 * y for y in ys))
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
     if committee:
         ax.axhline(
@@ -157,6 +159,8 @@ def val_curves_figure(
         )
     # From 0, so that a run of one epoch (or one minute) is a point on a readable axis, not the axis' centre.
     ax.set_xlim(0, max(right, 1.0) * 1.05)
+    if y_min is not None:  # the top as if the points below y_min were not there
+        ax.set_ylim(y_min, min(100.0, top + 0.08 * max(top - y_min, 1.0)))
     if x == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epochs trained" if x == "epoch" else "wall minutes (training + validation)")
@@ -179,8 +183,9 @@ def plot_val_curves(
     x: str = "epoch",
     committee: bool = True,
     metric: str = "val/acc",
+    y_min: float | None = None,
 ) -> Path:
-    return _save(val_curves_figure(curves, x, committee, metric), path)
+    return _save(val_curves_figure(curves, x, committee, metric, y_min), path)
 
 
 CURVE_NAMES = {
