@@ -229,7 +229,7 @@ def test_summary_line_claims_a_committee_delta_only_on_the_whole_official_test_s
 
 
 def test_the_speed_line_suggests_the_cpu_recipe_only_outside_it():
-    assert "experiment=compact (~15 min" in shorter_runs("custom") and "debug=limit" in shorter_runs("custom")
+    assert "experiment=compact (~8 min" in shorter_runs("custom") and "debug=limit" in shorter_runs("custom")
     inside = shorter_runs("compact")
     assert "experiment=compact" not in inside and inside == "shorter runs: trainer.max_epochs=N, or debug=limit"
 

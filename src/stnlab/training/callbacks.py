@@ -122,5 +122,5 @@ def shorter_runs(experiment: str | None) -> str:
     """The speed line's advice; the CPU recipe is suggested only to runs that are not already it."""
     ways = ["trainer.max_epochs=N", "debug=limit"]
     if experiment != "compact":
-        ways.append("experiment=compact (~15 min on 2 CPU cores)")
+        ways.append("experiment=compact (~8 min on 2 CPU cores)")
     return "shorter runs: " + ", ".join(ways[:-1]) + ", or " + ways[-1]
