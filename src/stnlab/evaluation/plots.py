@@ -150,9 +150,9 @@ def val_curves_figure(
     for label, points in curves.items():
         if points:
             xs, ys = zip(*points)
-            xs = [v + shift for v in xs]
-            right, top = max(right, *xs), max(top, *(100 * y for y in ys))
-            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
+            xs, percent = [v + shift for v in xs], [100 * y for y in ys]
+            right, top = max(right, *xs), max(top, *percent)
+            ax.plot(xs, percent, marker="o", ms=3, label=label)
     if committee:
         ax.axhline(
             IDSIA_COMMITTEE_ACC, color="k", ls="--", lw=1, label=f"IDSIA committee, {IDSIA_COMMITTEE_ACC}% (test)"
