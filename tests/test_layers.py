@@ -1,4 +1,5 @@
-"""The imports show the architecture (docs/layout.md): layers, no cycle, no stnlab import inside a function."""
+"""The imports show the architecture (docs/layout.md): layers, no cycle, no stnlab import inside a function, and
+any other import inside a function says why."""
 
 from __future__ import annotations
 
@@ -72,6 +73,24 @@ def test_no_stnlab_import_inside_a_function():
                     or (isinstance(node, ast.Import) and any(a.name.startswith("stnlab") for a in node.names))
                 ]
     assert not nested, nested
+
+
+def test_an_import_inside_a_function_says_why():
+    """Only heavy or optional imports wait for their function (W&B, PyAV, onnxruntime, Lightning on the --help
+    path), each with its reason on its line or the line above."""
+    silent = []
+    for path in sorted(SRC.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                silent += [
+                    f"{path.relative_to(SRC)}:{node.lineno}"
+                    for node in ast.walk(fn)
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    and "#" not in lines[node.lineno - 1]
+                    and not lines[node.lineno - 2].lstrip().startswith("#")
+                ]
+    assert not silent, silent
 
 
 def test_no_module_imports_a_layer_above_its_own():

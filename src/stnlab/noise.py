@@ -12,6 +12,8 @@ import logging
 import warnings
 from collections.abc import Iterator
 
+import torch
+
 # (message regex, category) of each warning, with why it is harmless here.
 _WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # Lightning 2.6 (and torch's own deepcopy of specs) builds pytree LeafSpecs, which torch 2.13 deprecates.
@@ -48,8 +50,6 @@ def silence_known_noise() -> None:
 def silence_exporters() -> None:
     """The exporters' chatter: torch.jit.trace's TracerWarnings for the transforms' shape tests (constant for a
     given network, so freezing them into the trace is right), and the ONNX stack's per-op INFO lines."""
-    import torch  # only where something is exported: the sweeps' dashboard imports this module without it
-
     silence_known_noise()
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     # The ONNX exporter warns once per torchvision op it cannot register (torchvision is not installed here).
@@ -65,7 +65,7 @@ def silence_exporters() -> None:
 def optuna_experimental() -> Iterator[None]:
     """Around the Optuna features stnlab relies on that Optuna marks experimental (heartbeats and retries,
     TPE constraints, metric names): its ExperimentalWarning concerns Optuna's API, not the user's sweep."""
-    from optuna.exceptions import ExperimentalWarning
+    from optuna.exceptions import ExperimentalWarning  # only where sweeps run: training alone loads no Optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)

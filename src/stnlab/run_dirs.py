@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from stnlab.errors import ConfigError
@@ -120,8 +121,6 @@ def runs_dir_of(cfg: Any) -> Path:
 def run_dir_of(cfg: Any) -> Path:
     """The folder of the run ``cfg`` (a composed train config) describes: ``run_dir``, else Hydra's output
     folder, else a new one claimed under ``paths.runs_dir``."""
-    from hydra.core.hydra_config import HydraConfig
-
     if cfg.get("run_dir"):
         return Path(cfg.run_dir)
     if HydraConfig.initialized():

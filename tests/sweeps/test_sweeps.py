@@ -396,7 +396,7 @@ def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch, capsys):
     optuna.create_study(study_name="a", storage=url)
     sid = optuna.create_study(study_name="b", storage=url)._study_id
     served = {}
-    monkeypatch.setattr("optuna_dashboard.run_server", lambda storage, host, port: served.update(port=port))
+    monkeypatch.setattr("stnlab.sweeps.dashboard.run_server", lambda storage, host, port: served.update(port=port))
     run_app("dashboard", ["study=b", f"storage={url}", "port=8123"])
     assert served == {"port": 8123}
     assert f"http://127.0.0.1:8123/dashboard/studies/{sid}" in capsys.readouterr().out

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning
 import torch
+from omegaconf import OmegaConf
 
 from stnlab.bench.inference import inference_table
 from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
@@ -123,8 +125,6 @@ def _data(opts: dict, image_size: int, num_train: int):
 
 
 def _run_config(model: str, size: int, batch: int) -> dict:
-    from omegaconf import OmegaConf
-
     cfg = compose_train([f"model={model}", f"data.image_size={size}", f"data.batch_size={batch}"])
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
@@ -142,9 +142,6 @@ def _quiet() -> None:
 
 def run(cfg) -> Path:
     """The benchmark that conf/bench.yaml's values ``cfg`` describe; returns the report's path."""
-    import lightning
-    from omegaconf import OmegaConf
-
     opts = settings(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg)
     _quiet()
     device, loop, batch, eval_batch, speed, precision = (

@@ -40,7 +40,7 @@ def default_path(ckpt: Path, fmt: str) -> Path:
 
 def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], mode: str | None) -> str | None:
     """Log ``files`` as one W&B model artifact from an ``export`` run beside them; returns the run folder."""
-    import wandb as wb
+    import wandb as wb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     name = run_name(cfg)
     run = start_wandb_run(

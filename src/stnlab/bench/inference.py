@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from stnlab.config import compose_train
 from stnlab.query.classifier import ImageClassifier
@@ -78,8 +79,6 @@ def inference_speed(
 
 def preset_classifier(model: str, image_size: int) -> ImageClassifier:
     """The untrained network of a model preset with its normalisation (speed does not depend on the weights)."""
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.to_container(compose_train([f"model={model}", f"data.image_size={image_size}"]), resolve=True)
     return ImageClassifier.of(build_module(cfg))
 

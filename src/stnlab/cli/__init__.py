@@ -14,6 +14,10 @@ from typing import Any, NoReturn
 from unittest import mock
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from stnlab.cli.help import register_resolver
 from stnlab.config import CONF_DIR, message_line
@@ -80,9 +84,6 @@ _JOBS: list[_Job] = []  # this process's multirun jobs so far
 
 def _multirun_job() -> _Job | None:
     """The running ``-m`` multirun job; None outside a multirun."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     hydra = HydraConfig.get()
@@ -126,9 +127,6 @@ def hydra_entry(main: Callable[[], Any]) -> Any:
     file). A command line that does not compose (an unknown key, a value that does not parse, a missing group
     option) is one line and exit status 2, as the apps' own user errors, rather than Hydra's several lines.
     """
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     register_resolver()  # ${stnlab.help:...} of conf/hydra/help/stnlab.yaml
     register_resolvers()  # ${stnlab.run_dir:...} and the others of conf/train.yaml's hydra node
     _JOBS.clear()
@@ -163,8 +161,6 @@ def _raised_by_the_app(error: BaseException) -> bool:
 
 def command_line_error(error: BaseException) -> str:
     """One line for a command line that Hydra cannot compose."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
     cause = error.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in struct" in str(cause):
         return f"unknown key '{cause.full_key}'; --help lists the keys (+{cause.full_key}=VALUE adds a new one)"

@@ -15,6 +15,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -71,8 +72,6 @@ def config_files(
     """The files that ``compose(config_name, overrides)`` merges, in order, as ``(config path, package)``:
     ``("data/gtsrb", "data")``, ``("backbone/idsia", "model.backbone")``, ``("experiment/compact", "")``.
     Hydra's own (``hydra/...``) are left out."""
-    from hydra.types import RunMode
-
     with _hydra_at(conf_dir):
         loader = GlobalHydra.instance().config_loader()
         found = loader.compute_defaults_list(config_name, list(overrides), RunMode.RUN).defaults

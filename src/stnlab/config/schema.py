@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import torch
+from hydra.utils import get_class, get_method
+from lightning.pytorch.accelerators import AcceleratorRegistry
+
 from stnlab.config.checks import number, switch, text
 from stnlab.errors import ConfigError, first_line
 
@@ -95,8 +99,6 @@ def validate(cfg: dict) -> None:
     speed_settings(cfg.get("speed"))
     trainer = cfg.get("trainer") or {}
     if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
-        import torch
-
         if str(trainer.get("accelerator", "auto")) in ("gpu", "cuda") or (
             str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()
         ):
@@ -186,8 +188,6 @@ def check_trainer(trainer: dict) -> None:
 
 def _available(accelerator: str) -> bool:
     """Whether Lightning's accelerator of that name (``gpu`` is ``cuda``) can run here."""
-    from lightning.pytorch.accelerators import AcceleratorRegistry
-
     name = "cuda" if accelerator == "gpu" else accelerator
     if name not in AcceleratorRegistry.available_accelerators():
         return True  # not a name Lightning registers (an object, a typo): Lightning says what is wrong
@@ -288,8 +288,6 @@ def no_validation(cfg: dict) -> list[str]:
 
 
 def _locate(path: str):
-    from hydra.utils import get_class, get_method
-
     try:
         return get_class(path)
     except Exception:  # noqa: BLE001 - a function target (optim given as a factory)

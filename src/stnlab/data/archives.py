@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from stnlab.errors import DataError
 from stnlab.files import clear_parts, locked, written_whole
 
@@ -88,8 +90,6 @@ def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str 
 
 def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
     """Stream ``url`` into ``dest`` with a progress bar, retrying transient failures."""
-    from tqdm.auto import tqdm
-
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         try:

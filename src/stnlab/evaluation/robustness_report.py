@@ -155,7 +155,7 @@ def format_table(table: dict[str, Any]) -> str:
 
 
 def _log_wandb(table, cfgs, curves, units, out: Path, mode, png: Path) -> None:
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     labels = [m["label"] for m in table["models"]]
     tags = sorted({f"variant:{m['variant']}" for m in table["models"]})

@@ -20,7 +20,7 @@ def report_media(
 ) -> dict[str, Any]:
     """Interactive confusion matrix (``wandb.plot.confusion_matrix``), the errors as a ``wandb.Table`` with
     images, per-class accuracy as a table, and any PNGs given (``{"confusion": path, ...}``) as images."""
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     cm = report.confusion
     true_ids = torch.arange(cm.shape[0]).repeat_interleave(cm.shape[1])
@@ -59,7 +59,7 @@ def robustness_media(
     curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], units: Mapping[str, str]
 ) -> dict[str, Any]:
     """One ``wandb.plot.line_series`` per distortion (x = level, one line per model) plus the raw table."""
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     out: dict[str, Any] = {}
     rows = wandb.Table(columns=["distortion", "model", "level", "accuracy"])

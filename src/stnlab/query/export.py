@@ -149,7 +149,7 @@ def load_exported(
     fmt = fmt or format_of(path)
     silence_exporters()
     if fmt == "onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional and heavy: only an ONNX export's check runs it
 
         options = ort.SessionOptions()
         if threads:

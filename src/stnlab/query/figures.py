@@ -12,6 +12,7 @@ shared by every resolution). Those panels are labelled "(on the image)".
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -104,9 +105,7 @@ def write_animation_gif(frames: Sequence[Image.Image], path: Path, fps: float) -
 
 def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
     """An H.264 MP4 of ``frames`` at ``fps`` (PyAV's bundled FFmpeg)."""
-    from fractions import Fraction
-
-    import av
+    import av  # PyAV (FFmpeg) loads only when an MP4 is written
 
     frames = same_size(frames, even=True)
     with av.open(str(path), "w", format="mp4") as container:

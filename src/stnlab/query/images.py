@@ -236,7 +236,7 @@ def _video_frames(
     path: Path, max_frames: int | None, frame_step: int
 ) -> tuple[Iterator[tuple[str, Image.Image]], float]:
     """The frames of a video (every ``frame_step``-th, at most ``max_frames``) and their rate."""
-    import av
+    import av  # PyAV (FFmpeg) loads only when a video is read
 
     try:
         container = av.open(str(path))

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+from optuna_dashboard import run_server
+
 from stnlab.errors import ConfigError
 from stnlab.sweeps.spec import default_storage
 from stnlab.sweeps.storage import make_storage
 
 
 def study_url(storage, study: str | None, host: str, port: int) -> str:
-    import optuna
-
     base = f"http://{host}:{port}/dashboard"
     if not study:
         return base
@@ -33,8 +34,6 @@ def serve(
     sweeps_dir: str | Path | None = None,
 ) -> None:
     """Serve optuna-dashboard on ``storage`` (default: the SQLite file in ``sweeps_dir``, the sweeps') until Ctrl-C."""
-    from optuna_dashboard import run_server
-
     url = storage or default_storage(sweeps_dir)
     path = Path(url.removeprefix("sqlite:///"))
     if url.startswith("sqlite:///") and not path.is_file():

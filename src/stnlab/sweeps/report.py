@@ -10,12 +10,14 @@ and the charts.
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
@@ -218,8 +220,6 @@ def curve_metric(spec: SweepSpec) -> str:
 
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
     """Every trial's validation metric against the wall minutes of its fit, one line per trial, by rung."""
-    from matplotlib.figure import Figure
-
     metric = curve_metric(spec)
     lines = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
@@ -260,8 +260,6 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     where the objective is a GTSRB accuracy. Dots, not bars: accuracies near 100% need no zero baseline."""
     if not table_rows:
         return None
-    from matplotlib.figure import Figure
-
     shown = table_rows[:40]
     accuracy = "acc" in spec.metric
     scale = 100 if accuracy else 1
@@ -288,8 +286,6 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
 
 def report_run_id(study: str) -> str:
     """The W&B id of a study's report run: the same for every rewrite of the report, so it updates one run."""
-    import hashlib
-
     safe = "".join(c if c.isalnum() else "-" for c in study.lower())[:40]
     return f"report-{safe}-{hashlib.sha1(study.encode()).hexdigest()[:8]}"
 
@@ -314,7 +310,7 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
     )
     if run is None:
         return
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     data = [[str(c) for c in row] for row in cells]
     payload: dict[str, Any] = {"report/table": wandb.Table(columns=columns, data=data)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -65,8 +66,6 @@ class SweepSpec:
 
     @property
     def is_grid(self) -> bool:
-        import optuna
-
         return issubclass(target_class(self.sampler["_target_"]), optuna.samplers.GridSampler)
 
     def grid_space(self) -> dict[str, list[Any]]:

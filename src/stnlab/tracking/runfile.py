@@ -22,7 +22,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def iter_records(path: Path):
     """Yield every ``Record`` protobuf in a ``.wandb`` file, in order."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.proto import wandb_internal_pb2 as pb  # loads wandb (seconds): only a run file's reader needs it
 
     data = Path(path).read_bytes()
     if not data.startswith(HEADER):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -78,7 +79,7 @@ def init_kwargs(
     """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): the
     project of the ``wandb`` config section ``wb``, run files under ``out_dir``, no system stats, a bounded
     wait for the service."""
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -112,7 +113,7 @@ def open_run(
     Offline unless ``mode`` / ``wb["mode"]`` / ``WANDB_MODE`` asks otherwise and the server answers.
     With ``run_id``, the run with that id is continued (online) or replaced (offline: the earlier offline
     copy under ``out_dir`` is removed), so that rewriting a report keeps one run."""
-    import wandb
+    import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     mode = resolve_mode(mode or wb.get("mode"))
     if mode == "disabled":
@@ -123,8 +124,6 @@ def open_run(
     if run_id:
         extra = {"id": run_id, "resume": "allow"}
         if mode != "online":
-            import shutil
-
             for old in (out_dir / "wandb").glob(f"offline-run-*-{run_id}"):
                 shutil.rmtree(old, ignore_errors=True)
     return wandb.init(
@@ -136,6 +135,7 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     """Lightning's WandbLogger of a training run (``conf/logger/wandb.yaml``), opened with :func:`init_kwargs`:
     named and tagged from ``identity``, set up by the ``wandb`` config section ``settings``. None on DDP
     workers (rank 0 logs the run) and when W&B is disabled. The config arrives through ``log_hyperparams``."""
+    # This module is on the apps' --help path, which loads no Lightning.
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:  # a DDP worker started by Lightning, torchrun or SLURM: rank 0 logs the run
@@ -144,7 +144,7 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
     mode = resolve_mode(wb.get("mode"))
     if mode == "disabled":
         return None
-    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger  # (Lightning: as above)
 
     cfg = {"identity": identity or {}, "wandb": wb}
     kw = init_kwargs(

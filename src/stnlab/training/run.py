@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -115,8 +118,6 @@ def _undo_start(hydra, run_dir: Path | None, made: bool) -> None:
 
 
 def _hydra_config():
-    from hydra.core.hydra_config import HydraConfig
-
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
@@ -134,8 +135,6 @@ def _one_line_per_log_record() -> None:
 
 def _join_multirun_group(cfg: DictConfig) -> None:
     """Jobs of one ``train.py -m`` share a W&B group named after their multirun folder."""
-    from hydra.types import RunMode
-
     hydra = _hydra_config()
     if hydra is not None and hydra.mode == RunMode.MULTIRUN and not cfg.wandb.get("group"):
         cfg.wandb.group = "multirun-" + "_".join(Path(hydra.sweep.dir).parts[-2:])
@@ -183,8 +182,6 @@ def discard_if_unused(run_dir: Path) -> None:
 
 
 def _wandb_loggers(loggers: list) -> list:
-    from lightning.pytorch.loggers import WandbLogger
-
     return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 

@@ -83,6 +83,6 @@ class STPanels(pl.Callback):
             self.written.append(path)
             log.info("ST %s over %d epochs: %s", name, len(frames), path)
             if wb is not None:
-                import wandb
+                import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
                 wb.log_metrics({f"st/{name}_evolution": wandb.Video(str(path), format="gif")}, step=trainer.global_step)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from stnlab.geometry import to_pixels
 from stnlab.viz.trace import STView
@@ -106,8 +107,6 @@ def _lines(text: str, face: ImageFont.ImageFont, width: int, most: int = 2) -> l
 
 def save_png(image: Image.Image, path: Path | str) -> Path:
     """Write ``image`` as a PNG, with its ``Title`` (if any) as the PNG's Title text."""
-    from PIL.PngImagePlugin import PngInfo
-
     info = PngInfo()
     if image.info.get("Title"):
         info.add_text("Title", str(image.info["Title"]))
