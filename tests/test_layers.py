@@ -61,35 +61,39 @@ def _imports(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
     return edges
 
 
-def test_no_stnlab_import_inside_a_function():
-    nested = []
+def _imports_inside_functions() -> list[tuple[str, ast.Import | ast.ImportFrom, list[str]]]:
+    """Every import statement inside a function of src/: ``(file:line, node, the file's lines)``."""
+    found = []
     for path in sorted(SRC.rglob("*.py")):
-        for fn in ast.walk(ast.parse(path.read_text())):
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                nested += [
-                    f"{path.relative_to(SRC)}:{node.lineno}"
+                found += [
+                    (f"{path.relative_to(SRC)}:{node.lineno}", node, lines)
                     for node in ast.walk(fn)
-                    if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stnlab"))
-                    or (isinstance(node, ast.Import) and any(a.name.startswith("stnlab") for a in node.names))
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
                 ]
+    return found
+
+
+def test_no_stnlab_import_inside_a_function():
+    nested = [
+        where
+        for where, node, _ in _imports_inside_functions()
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stnlab"))
+        or (isinstance(node, ast.Import) and any(a.name.startswith("stnlab") for a in node.names))
+    ]
     assert not nested, nested
 
 
 def test_an_import_inside_a_function_says_why():
     """Only heavy or optional imports wait for their function (W&B, PyAV, onnxruntime, Lightning on the --help
     path), each with its reason on its line or the line above."""
-    silent = []
-    for path in sorted(SRC.rglob("*.py")):
-        lines = path.read_text().splitlines()
-        for fn in ast.walk(ast.parse("\n".join(lines))):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                silent += [
-                    f"{path.relative_to(SRC)}:{node.lineno}"
-                    for node in ast.walk(fn)
-                    if isinstance(node, (ast.Import, ast.ImportFrom))
-                    and "#" not in lines[node.lineno - 1]
-                    and not lines[node.lineno - 2].lstrip().startswith("#")
-                ]
+    silent = [
+        where
+        for where, node, lines in _imports_inside_functions()
+        if "#" not in lines[node.lineno - 1] and not lines[node.lineno - 2].lstrip().startswith("#")
+    ]
     assert not silent, silent
 
 
