@@ -21,7 +21,7 @@ from stnlab.evaluation.compare import (
     read_run,
     table,
 )
-from stnlab.evaluation.plots import plot_val_curves, val_curves_figure
+from stnlab.evaluation.plots import save, val_curves_figure
 
 
 def _compare_main(argv):
@@ -130,7 +130,7 @@ def test_val_curves_figure_is_titled_from_zero_and_draws_the_committee_only_when
     zoomed = val_curves_figure({"a": [(0, 0.5), (1, 0.995)]}, "minutes", y_min=98)
     bottom, top = zoomed.axes[0].get_ylim()
     assert bottom == 98 and 99.5 < top <= 100  # the first point falls below the axis; the last and 99.46 are shown
-    path = plot_val_curves({"a": [(0, 0.5), (1, 0.7)]}, tmp_path / "curves.png")
+    path = save(val_curves_figure({"a": [(0, 0.5), (1, 0.7)]}), tmp_path / "curves.png")
     width, height = Image.open(path).size
     assert 600 <= width <= 900 and 350 <= height <= 600
 

@@ -19,7 +19,7 @@ from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.errors import ConfigError
 from stnlab.evaluation import ReportBuilder, evaluate
 from stnlab.evaluation.files import write_report
-from stnlab.evaluation.metrics import difference_interval, group_interval
+from stnlab.evaluation.metrics import group_interval
 from stnlab.tracking.runfile import read_run
 
 # Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0 (softmax confidence of the prediction
@@ -97,12 +97,12 @@ def test_paired_difference_cancels_shared_track_difficulty():
     a[:60] = False
     b = a.clone()
     a[270], b[270:273] = False, False
-    diff = difference_interval(a, b, tracks, samples=4000)
+    diff = group_interval(a, tracks, samples=4000, baseline=b)
     assert diff.estimate == pytest.approx(2 / 300)
     assert 0 <= diff.low <= diff.estimate <= diff.high  # never negative: a is never worse on any track
     each = group_interval(a, tracks, samples=4000)
     assert diff.high - diff.low < 0.2 * (each.high - each.low)  # the hard tracks' swing cancels in the pair
-    same = difference_interval(a, a, tracks)
+    same = group_interval(a, tracks, baseline=a)
     assert same.estimate == same.low == same.high == 0
 
 
@@ -136,7 +136,7 @@ def _captions_overlap(fig) -> list:
 
 
 def test_error_gallery_shows_whole_class_names_without_overlap(tmp_path):
-    from stnlab.evaluation.plots import errors_figure, plot_errors
+    from stnlab.evaluation.plots import errors_figure, save
 
     labels = torch.tensor([10, 42, 41, 16, 11, 20, 21, 24, 27, 30, 31, 32])
     preds = torch.tensor([42, 10, 16, 41, 42, 21, 20, 27, 24, 31, 30, 10])  # every one wrong, long names
@@ -148,7 +148,7 @@ def test_error_gallery_shows_whole_class_names_without_overlap(tmp_path):
     longest = "end of no passing for vehicles over 3.5t"  # class 42, the longest GTSRB name
     assert any(f"true: {longest}" in t for t in titles) and any(f"pred: {longest}" in t for t in titles)
     assert not _captions_overlap(fig)
-    width, height = Image.open(plot_errors(report, tmp_path / "errors.png")).size
+    width, height = Image.open(save(errors_figure(report), tmp_path / "errors.png")).size
     assert 1000 <= width <= 1400 and 400 <= height <= 900
 
 

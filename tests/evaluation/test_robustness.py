@@ -264,7 +264,7 @@ def test_robustness_cli_bad_values_are_one_line_before_any_work(arg, message, ca
 def test_robustness_figure_says_its_split_and_number_of_images(tmp_path):
     from PIL import Image
 
-    from stnlab.evaluation.plots import plot_robustness, robustness_figure
+    from stnlab.evaluation.plots import robustness_figure, save
 
     curves = {
         "rotation": {"two_st": [(0, 0.98), (30, 0.9)], "no_st": [(0, 0.97), (30, 0.7)]},
@@ -275,5 +275,5 @@ def test_robustness_figure_says_its_split_and_number_of_images(tmp_path):
     assert fig._suptitle.get_text() == "Accuracy under distortions: val split, 300 images per point"
     assert [ax.get_xlabel() for ax in fig.axes] == ["degrees", "zoom factor"]
     assert fig.axes[0].get_legend() is not None and fig.axes[0].get_ylabel() == "accuracy (%)"
-    width, height = Image.open(plot_robustness(curves, units, tmp_path / "r.png", "val", 300)).size
+    width, height = Image.open(save(robustness_figure(curves, units, "val", 300), tmp_path / "r.png")).size
     assert 800 <= width <= 1100 and 350 <= height <= 500

@@ -1,13 +1,7 @@
 """Compare runs: ``python src/compare.py ['runs=[RUN_DIR | FOLDER | SWEEP_NAME, ...]'] [sort=KEY] [order=asc|desc]``.
 
-Prints a markdown table (each run's folder, identity and group, the config keys that differ between the
-runs, val/acc_best, test/acc, delta to the 99.46% committee in points, parameters, train time, img/s) that fits
-120 columns (``all=true``: every key) and writes
-it to ``<out>/compare.md`` with ``<out>/compare_val_acc.png`` (validation accuracy per epoch,
-with the 99.46% line; ``x=minutes``: per wall minute, ``compare_val_acc_minutes.png``). A sweep
-name means ``outputs/sweeps/<name>/trial_*/``; no runs mean every run under ``outputs/runs`` and ``outputs/multirun`` (debug runs only with
-``include_debug=true``).
-Reads local files only. The keys are those of ``conf/compare.yaml`` (``--help``).
+Prints the runs' table (:mod:`stnlab.evaluation.compare`) and writes it with their curves; reads local files
+only. The keys, and what is written where, are those of ``conf/compare.yaml`` (``--help``).
 """
 
 from pathlib import Path
@@ -17,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from stnlab.config import checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.compare import CURVES, WIDTH, X_AXES, all_gtsrb, curves, find_runs, markdown, read_runs, table
-from stnlab.evaluation.plots import plot_val_curves
+from stnlab.evaluation.plots import save, val_curves_figure
 
 
 def compare(cfg: DictConfig) -> None:
@@ -47,13 +41,7 @@ def compare(cfg: DictConfig) -> None:
     (out / "compare.md").write_text(f"# {len(rows)} runs, sorted by {values['sort']} ({values['order']})\n\n{text}\n")
     stem = values["curve"].replace("/", "_")
     name = f"compare_{stem}{'_minutes' if values['x'] == 'minutes' else ''}.png"
-    png = plot_val_curves(
-        curves(runs, rows),
-        out / name,
-        x=values["x"],
-        committee=all_gtsrb(runs),
-        metric=values["curve"],
-        y_min=y_min,
-    )
+    figure = val_curves_figure(curves(runs, rows), values["x"], all_gtsrb(runs), values["curve"], y_min)
+    png = save(figure, out / name)
     print(text)
     print(f"\nwrote {out / 'compare.md'}, {png}")

@@ -1,10 +1,7 @@
-"""Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [data.KEY=VALUE ...]``.
+"""Evaluate a checkpoint: ``python src/evaluate.py ckpt=PATH [split=test|val] [baseline=PATH] [data.KEY=VALUE ...]``.
 
-Writes ``<split>_report.json`` (top-1 accuracy with a bootstrap interval over whole tracks,
-per-class accuracy, macro F1, confusion matrix, most-confused pairs, errors),
-``<split>_confusion.png`` and ``<split>_errors.png`` to ``out`` (default: the checkpoint's run
-folder, ``<ckpt>/../../eval/``). ``baseline=PATH`` scores a second checkpoint on the same images
-and adds the paired difference in accuracy. The keys are those of ``conf/evaluate.yaml`` (``--help``).
+Writes its report (:mod:`stnlab.evaluation.checkpoint_report`), or with ``curve=true`` every epoch's accuracy,
+and prints the figures. The keys, and what is written where, are those of ``conf/evaluate.yaml`` (``--help``).
 """
 
 from pathlib import Path
@@ -16,7 +13,7 @@ from stnlab.cli import log_progress
 from stnlab.config import checks
 from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
-from stnlab.evaluation.curve import first_passing, score_epochs, write_curve
+from stnlab.evaluation.curve import score_epochs, write_curve
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.training.checkpoints import pick_device
 
@@ -45,7 +42,7 @@ def curve(values: dict) -> None:
     for p in points:
         at = "" if p.minutes is None else f" at {p.minutes:.1f} min"
         print(f"{split}: epoch {p.epoch}{at}: accuracy {100 * p.accuracy:.2f}%")
-    passed = first_passing(points, IDSIA_COMMITTEE_ACC / 100)
+    passed = next((p for p in points if p.accuracy >= IDSIA_COMMITTEE_ACC / 100), None)
     if passed is None:
         print(f"{split} accuracy never reached the committee's {IDSIA_COMMITTEE_ACC}%")
     else:

@@ -1,9 +1,7 @@
 """Geometric robustness: ``python src/robustness.py 'ckpt=[PATH,PATH]' [split=val] [key=value ...]``.
 
-Accuracy of each checkpoint under rotations (0-30 degrees), scales (0.6-1.4), translations
-(0-20% of the size) and perspective tilts (0-50 degrees) of the evaluation images; writes
-``robustness_<split>.json`` and ``robustness_<split>.png`` to ``out`` and prints the table.
-The keys are those of ``conf/robustness.yaml`` (``--help``).
+Accuracy of each checkpoint under the distortions of :mod:`stnlab.evaluation.robustness`, written and printed
+as a table. The keys, and what is written where, are those of ``conf/robustness.yaml`` (``--help``).
 """
 
 from omegaconf import DictConfig, OmegaConf

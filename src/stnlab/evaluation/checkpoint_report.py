@@ -12,7 +12,7 @@ import torch
 from stnlab.data.gtsrb import Split
 from stnlab.errors import ConfigError
 from stnlab.evaluation.files import write_report
-from stnlab.evaluation.metrics import Report, difference_interval, evaluate
+from stnlab.evaluation.metrics import Report, evaluate, group_interval
 from stnlab.evaluation.wandb_media import report_media
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import logged_config, run_name, run_tags
@@ -158,7 +158,7 @@ def compare_on_same_images(
         max_errors=0,
         device=device,
     )
-    diff = difference_interval(report.correct, base.correct, images_split.tracks)
+    diff = group_interval(report.correct, images_split.tracks, baseline=base.correct)
     return {
         "checkpoint": str(Path(base_ckpt).resolve()),
         "run": run_name(base_module.cfg),

@@ -91,26 +91,17 @@ class Run:
     curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch or wall minutes, val/acc)
 
 
-def _short_target(target: Any) -> str:
-    """``torch.optim.SGD`` -> ``SGD``; nothing -> ``none``."""
-    return str(target).rsplit(".", 1)[-1] if target else "none"
-
-
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's flat config from ``.hydra/config.yaml``, else ``csv/hparams.yaml``, else the offline W&B run."""
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    try:
-        cfg = OmegaConf.load(hydra_cfg) if hydra_cfg.is_file() else None
-    except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
-        log.warning(
-            "%s: unreadable (%s); reading the run's config from its CSV log instead",
-            hydra_cfg,
-            first_line(e, empty=type(e).__name__),
-        )
-        cfg = None
-    if cfg is not None and not isinstance(cfg, DictConfig):
-        cfg = None
-    if cfg is not None:
+    cfg = None
+    if hydra_cfg.is_file():
+        try:
+            cfg = OmegaConf.load(hydra_cfg)
+        except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
+            error = first_line(e, empty=type(e).__name__)
+            log.warning("%s: unreadable (%s); reading the run's config from its CSV log instead", hydra_cfg, error)
+    if isinstance(cfg, DictConfig):  # not a list
         try:
             nested = OmegaConf.to_container(cfg, resolve=True)
         except Exception:  # an interpolation that only resolves inside Hydra
@@ -157,11 +148,7 @@ def read_curve(
     runs logged before that column existed spread ``fit_s`` evenly over their epochs instead.
     """
     split = metric.split("/")[0]
-    path = (
-        run_dir
-        / ("eval" if split in ("test", "train") else "csv")
-        / (f"{split}_curve.csv" if split in ("test", "train") else "metrics.csv")
-    )
+    path = run_dir / "eval" / f"{split}_curve.csv" if split in ("test", "train") else run_dir / "csv" / "metrics.csv"
     if not path.is_file():
         return []
     with path.open(newline="") as f:
@@ -193,22 +180,11 @@ def read_runs(
     unless ``include_debug``."""
     runs = []
     for path in paths:
-        try:
+        try:  # a JSONDecodeError is a ValueError
             runs.append(read_run(path, x, curve))
-        except (
-            OSError,
-            ValueError,
-            KeyError,
-            TypeError,
-            csv.Error,
-            yaml.YAMLError,
-        ) as e:  # JSONDecodeError: a ValueError
-            log.warning(
-                "skipping %s: its metrics.json or CSV log is unreadable (%s: %s)",
-                path,
-                type(e).__name__,
-                first_line(e, 200),
-            )
+        except (OSError, ValueError, KeyError, TypeError, csv.Error, yaml.YAMLError) as e:
+            error = f"{type(e).__name__}: {first_line(e, 200)}"
+            log.warning("skipping %s: its metrics.json or CSV log is unreadable (%s)", path, error)
     if not runs:
         raise ConfigError(
             f"none of the {len(paths)} run(s) found is readable (see the warnings); "
@@ -228,7 +204,13 @@ def find_runs(targets: Sequence[str], outputs: Path | str | None = None) -> list
     (``paths.outputs_dir``) is where sweep names, and no targets, are looked up."""
     sweeps = Path(outputs) / "sweeps" if outputs is not None else None
     found: list[Path] = []
-    for target in targets or _default_folders(outputs):
+    if not targets:
+        if outputs is None:
+            raise ConfigError("no runs given; name run folders, or the outputs folder holding runs/")
+        # Those of <outputs>/runs and <outputs>/multirun that exist (runs, to be reported, when neither does).
+        folders = [d for d in (Path(outputs) / "runs", Path(outputs) / "multirun") if d.is_dir()]
+        targets = [str(d) for d in folders or [Path(outputs) / "runs"]]
+    for target in targets:
         path = Path(target)
         if path.is_dir():
             hits = [path] if (path / "metrics.json").is_file() else sorted(p.parent for p in path.rglob("metrics.json"))
@@ -244,14 +226,6 @@ def find_runs(targets: Sequence[str], outputs: Path | str | None = None) -> list
             )
         found += [h for h in hits if h not in found]
     return found
-
-
-def _default_folders(outputs: Path | str | None) -> list[str]:
-    """``<outputs>/runs`` and ``<outputs>/multirun``, those that exist (``runs``, to be reported, when neither does)."""
-    if outputs is None:
-        raise ConfigError("no runs given; name run folders, or the outputs folder holding runs/")
-    folders = [d for d in (Path(outputs) / "runs", Path(outputs) / "multirun") if d.is_dir()]
-    return [str(d) for d in folders or [Path(outputs) / "runs"]]
 
 
 def run_group(config: dict[str, Any], path: Path) -> str | None:
@@ -304,7 +278,9 @@ def row(run: Run) -> dict[str, Any]:
 def shown(config: dict[str, Any], key: str) -> Any:
     """A config value as the table shows it: class paths by their class name (``torch.optim.SGD`` -> ``SGD``)."""
     value = config.get(key)
-    return _short_target(value) if key.endswith("._target_") or key == "_target_" else value
+    if key.endswith("._target_") or key == "_target_":
+        return str(value).rsplit(".", 1)[-1] if value else "none"
+    return value
 
 
 def _ignored(key: str) -> bool:

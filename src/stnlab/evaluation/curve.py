@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from stnlab.evaluation.compare import read_curve
 from stnlab.evaluation.metrics import top1_accuracy
 from stnlab.files import written_whole
 from stnlab.training.checkpoints import CheckpointError, data_config, load_module, load_split
@@ -40,19 +41,6 @@ def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def elapsed_minutes(run_dir: Path) -> dict[int, float]:
-    """Epochs trained -> wall minutes at the end of that epoch, from the run's CSV log."""
-    path = run_dir / "csv" / "metrics.csv"
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        return {
-            int(float(r["epoch"])) + 1: float(r["time/elapsed_min"])
-            for r in csv.DictReader(f)
-            if r.get("time/elapsed_min")
-        }
-
-
 def score_epochs(
     run_dir: Path,
     split: str = "test",
@@ -62,7 +50,8 @@ def score_epochs(
 ) -> list[Point]:
     """Every epoch checkpoint of ``run_dir`` scored on ``split`` of the run's own data."""
     checkpoints = epoch_checkpoints(run_dir)
-    minutes = elapsed_minutes(run_dir)
+    # Epochs trained -> wall minutes at the end of that epoch, from the run's CSV log.
+    minutes = {int(epoch) + 1: m for epoch, m in read_curve(run_dir, metric="time/elapsed_min")}
     points, images = [], None
     for epoch, path in checkpoints:
         module = load_module(path, device)
@@ -86,8 +75,3 @@ def write_curve(points: list[Point], path: Path, split: str) -> Path:
         for p in points:
             writer.writerow([p.epoch - 1, "" if p.minutes is None else f"{p.minutes:.4f}", f"{p.accuracy:.6f}"])
     return path
-
-
-def first_passing(points: list[Point], threshold: float) -> Point | None:
-    """The first epoch whose accuracy reaches ``threshold`` (a fraction)."""
-    return next((p for p in points if p.accuracy >= threshold), None)

@@ -10,7 +10,7 @@ from typing import Any
 
 from stnlab.errors import StnlabError
 from stnlab.evaluation.metrics import Report
-from stnlab.evaluation.plots import plot_confusion, plot_errors
+from stnlab.evaluation.plots import confusion_figure, errors_figure, save
 
 
 @contextlib.contextmanager
@@ -25,26 +25,21 @@ def writing_into(out_dir: Path) -> Iterator[Path]:
 
 
 def write_report(
-    report: Report, out_dir: Path | str, split: str, meta: dict[str, Any] | None = None, top_pairs: int = 10
+    report: Report, out_dir: Path | str, split: str, meta: dict[str, Any] | None = None
 ) -> dict[str, Path]:
     """Write ``<split>_report.json``, ``<split>_confusion.png`` and ``<split>_errors.png`` into ``out_dir``.
 
     Returns ``{"json": ..., "confusion": ..., "errors": ...}`` (the PNG keys are the W&B media names).
     """
-    data = {"split": split, **(meta or {}), **report.as_dict(top_pairs)}
+    data = {"split": split, **(meta or {}), **report.as_dict()}
     with writing_into(Path(out_dir)) as out_dir:
         paths = {"json": out_dir / f"{split}_report.json"}
         paths["json"].write_text(json.dumps(data, indent=1))
         images = f"{split} split, {report.num_images} images"
-        paths["confusion"] = plot_confusion(
-            report,
-            out_dir / f"{split}_confusion.png",
-            title=f"Confusion, {images}: accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%",
-        )
-        paths["errors"] = plot_errors(
-            report,
-            out_dir / f"{split}_errors.png",
-            title=f"The {len(report.errors)} most confident of {report.num_images - int(report.confusion.diagonal().sum())} "
-            f"errors, {images}",
-        )
+        scores = f"accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%"
+        confusion = confusion_figure(report, f"Confusion, {images}: {scores}")
+        paths["confusion"] = save(confusion, out_dir / f"{split}_confusion.png")
+        errors = report.num_images - int(report.confusion.diagonal().sum())
+        title = f"The {len(report.errors)} most confident of {errors} errors, {images}"
+        paths["errors"] = save(errors_figure(report, title=title), out_dir / f"{split}_errors.png")
     return paths

@@ -15,7 +15,7 @@ a negative group id (test images have track -1: no track) makes an image its own
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -37,73 +37,45 @@ class Interval:
     samples: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "estimate": self.estimate,
-            "low": self.low,
-            "high": self.high,
-            "level": self.level,
-            "groups": self.groups,
-            "samples": self.samples,
-            "method": "cluster bootstrap over groups (tracks)",
-        }
-
-
-def _group_draws(groups: torch.Tensor, samples: int, seed: int) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """(group index of each image, number of groups, ``samples`` draws of that many groups with replacement)."""
-    groups = groups.cpu()
-    groups = torch.where(groups < 0, -1 - torch.arange(len(groups)), groups)  # no track: a group of one
-    _, group = torch.unique(groups, return_inverse=True)
-    n_groups = int(group.max()) + 1
-    draws = torch.randint(n_groups, (samples, n_groups), generator=torch.Generator().manual_seed(seed))
-    return group, n_groups, draws
-
-
-def _resampled_accuracy(correct: torch.Tensor, group: torch.Tensor, n_groups: int, draws: torch.Tensor) -> torch.Tensor:
-    hits = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group, correct.cpu().double())
-    sizes = torch.bincount(group, minlength=n_groups).double()
-    return hits[draws].sum(1) / sizes[draws].sum(1)
-
-
-def _interval(estimate: float, resampled: torch.Tensor, level: float, n_groups: int) -> Interval:
-    tail = (1 - level) / 2
-    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
-    return Interval(estimate, low, high, level, n_groups, len(resampled))
-
-
-def _check(groups: torch.Tensor, *correct: torch.Tensor) -> None:
-    for c in correct:
-        if c.shape != groups.shape or c.ndim != 1 or len(c) == 0:
-            raise ValueError(f"correct {tuple(c.shape)} and groups {tuple(groups.shape)} must be equal, non-empty (N,)")
+        return {**asdict(self), "method": "cluster bootstrap over groups (tracks)"}
 
 
 def group_interval(
-    correct: torch.Tensor, groups: torch.Tensor, level: float = 0.95, samples: int = 2000, seed: int = 0
+    correct: torch.Tensor,
+    groups: torch.Tensor,
+    level: float = 0.95,
+    samples: int = 2000,
+    seed: int = 0,
+    baseline: torch.Tensor | None = None,
 ) -> Interval:
     """Percentile bootstrap of the accuracy, drawing whole groups with replacement.
 
     ``correct`` bool (N,), ``groups`` int64 (N,). Each resample draws as many groups as the
     split has and pools their images, so a track that fails as a whole moves the accuracy
     by its ~30 frames at once, as it does between validation splits.
+
+    ``baseline`` bool (N,), another model on the same images: the paired bootstrap of accuracy(correct) -
+    accuracy(baseline): both models are scored on the same resampled tracks, so the tracks' shared difficulty
+    cancels.
     """
-    _check(groups, correct)
-    group, n, draws = _group_draws(groups, samples, seed)
-    return _interval(correct.double().mean().item(), _resampled_accuracy(correct, group, n, draws), level, n)
-
-
-def difference_interval(
-    correct: torch.Tensor,
-    baseline: torch.Tensor,
-    groups: torch.Tensor,
-    level: float = 0.95,
-    samples: int = 2000,
-    seed: int = 0,
-) -> Interval:
-    """The paired bootstrap of accuracy(correct) - accuracy(baseline) on the same images: both
-    models are scored on the same resampled tracks, so the tracks' shared difficulty cancels."""
-    _check(groups, correct, baseline)
-    group, n, draws = _group_draws(groups, samples, seed)
-    diff = _resampled_accuracy(correct, group, n, draws) - _resampled_accuracy(baseline, group, n, draws)
-    return _interval((correct.double().mean() - baseline.double().mean()).item(), diff, level, n)
+    scored = [correct] if baseline is None else [correct, baseline]
+    for c in scored:
+        if c.shape != groups.shape or c.ndim != 1 or len(c) == 0:
+            raise ValueError(f"correct {tuple(c.shape)} and groups {tuple(groups.shape)} must be equal, non-empty (N,)")
+    groups = groups.cpu()
+    groups = torch.where(groups < 0, -1 - torch.arange(len(groups)), groups)  # no track: a group of one
+    _, group = torch.unique(groups, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    draws = torch.randint(n_groups, (samples, n_groups), generator=torch.Generator().manual_seed(seed))
+    sizes = torch.bincount(group, minlength=n_groups).double()[draws].sum(1)
+    hits = [torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group, c.cpu().double()) for c in scored]
+    resampled = [h[draws].sum(1) / sizes for h in hits]
+    estimate, values = correct.double().mean().item(), resampled[0]
+    if baseline is not None:
+        estimate, values = estimate - baseline.double().mean().item(), values - resampled[1]
+    tail = (1 - level) / 2
+    low, high = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return Interval(estimate, low, high, level, n_groups, samples)
 
 
 @dataclass
@@ -145,25 +117,21 @@ class Report:
 
     def most_confused(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` largest off-diagonal cells of the confusion matrix, largest first (ties by class ids)."""
-        off = self.confusion.clone()
-        off.fill_diagonal_(0)
-        cells = [(int(off[t, p]), t, p) for t, p in off.nonzero().tolist()]
-        cells.sort(key=lambda c: (-c[0], c[1], c[2]))
-        out = []
-        for n, t, p in cells[:k]:
-            out.append(
-                {
-                    "true_id": t,
-                    "true": self.names[t],
-                    "pred_id": p,
-                    "pred": self.names[p],
-                    "count": n,
-                    "fraction_of_true": n / self.support[t],
-                }
-            )
-        return out
+        off = self.confusion.clone().fill_diagonal_(0)
+        cells = sorted(((int(off[t, p]), t, p) for t, p in off.nonzero().tolist()), key=lambda c: (-c[0], c[1], c[2]))
+        return [
+            {
+                "true_id": t,
+                "true": self.names[t],
+                "pred_id": p,
+                "pred": self.names[p],
+                "count": n,
+                "fraction_of_true": n / self.support[t],
+            }
+            for n, t, p in cells[:k]
+        ]
 
-    def as_dict(self, top_pairs: int = 10) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "num_images": self.num_images,
             "accuracy": self.accuracy,
@@ -171,7 +139,7 @@ class Report:
             "vs_baseline": self.comparison,
             "f1_macro": self.f1_macro,
             "num_errors": int(self.num_images - self.confusion.diagonal().sum()),
-            "most_confused": self.most_confused(top_pairs),
+            "most_confused": self.most_confused(),
             "per_class": [
                 {
                     "class_id": i,

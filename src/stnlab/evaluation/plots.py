@@ -2,7 +2,7 @@
 
 Each figure stands alone: a title saying what was measured, on which split and how many images, axes with
 units, class names, a legend. ``<name>_figure(...)`` builds a ``matplotlib.figure.Figure`` (no pyplot state,
-no display needed) and ``plot_<name>(..., path)`` writes it and returns the path.
+no display needed) and :func:`save` writes it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from stnlab.evaluation.metrics import Report
 CAPTION_CHARS = 24
 
 
-def _save(fig: Figure, path: Path | str) -> Path:
+def save(fig: Figure, path: Path | str) -> Path:
+    """Write ``fig`` to ``path`` (its folder made if needed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -60,10 +61,6 @@ def confusion_figure(report: Report, title: str = "") -> Figure:
     return fig
 
 
-def plot_confusion(report: Report, path: Path | str, title: str = "") -> Path:
-    return _save(confusion_figure(report, title), path)
-
-
 def _caption(true: str, pred: str, confidence: float) -> str:
     """Whole class names, wrapped: a cut name can hide which of two similar signs was meant."""
     lines = textwrap.wrap(f"true: {true}", CAPTION_CHARS, subsequent_indent="  ")
@@ -71,10 +68,11 @@ def _caption(true: str, pred: str, confidence: float) -> str:
     return "\n".join(lines)
 
 
-def errors_figure(report: Report, cols: int = 6, title: str = "") -> Figure:
-    """Gallery of the most confident errors: each image above its true and predicted class names, in full."""
+def errors_figure(report: Report, title: str = "") -> Figure:
+    """Gallery of the most confident errors, up to 6 a row: each image above its true and predicted class names,
+    in full."""
     errors = report.errors
-    cols = max(1, min(cols, len(errors)))
+    cols = max(1, min(6, len(errors)))
     rows = max(1, -(-len(errors) // cols))
     captions = [_caption(report.names[e.true_id], report.names[e.pred_id], e.confidence) for e in errors]
     lines = max((c.count("\n") + 1 for c in captions), default=2)
@@ -91,10 +89,6 @@ def errors_figure(report: Report, cols: int = 6, title: str = "") -> Figure:
     if not errors:
         fig.axes[0].text(0.5, 0.5, "no errors", ha="center", va="center", transform=fig.axes[0].transAxes)
     return fig
-
-
-def plot_errors(report: Report, path: Path | str, cols: int = 6, title: str = "") -> Path:
-    return _save(errors_figure(report, cols, title), path)
 
 
 def robustness_figure(
@@ -120,16 +114,6 @@ def robustness_figure(
         axes[0].legend(fontsize=7)
     fig.suptitle(f"Accuracy under distortions: {split} split, {num_images} images per point", fontsize=10)
     return fig
-
-
-def plot_robustness(
-    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
-    units: Mapping[str, str],
-    path: Path | str,
-    split: str,
-    num_images: int,
-) -> Path:
-    return _save(robustness_figure(curves, units, split, num_images), path)
 
 
 def val_curves_figure(
@@ -175,17 +159,6 @@ def val_curves_figure(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return fig
-
-
-def plot_val_curves(
-    curves: Mapping[str, Sequence[tuple[float, float]]],
-    path: Path | str,
-    x: str = "epoch",
-    committee: bool = True,
-    metric: str = "val/acc",
-    y_min: float | None = None,
-) -> Path:
-    return _save(val_curves_figure(curves, x, committee, metric, y_min), path)
 
 
 CURVE_NAMES = {

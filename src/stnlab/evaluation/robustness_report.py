@@ -21,7 +21,7 @@ import torch
 from stnlab.errors import ConfigError
 from stnlab.evaluation.checkpoint_report import load_scored, start_wandb_run
 from stnlab.evaluation.files import writing_into
-from stnlab.evaluation.plots import plot_robustness
+from stnlab.evaluation.plots import robustness_figure, save
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.evaluation.wandb_media import robustness_media
 from stnlab.run_dirs import run_dir_of_checkpoint
@@ -82,7 +82,7 @@ def run_robustness(
         "distortions": {n: {"unit": DISTORTIONS[n].unit, "levels": list(chosen[n])} for n in names},
         "models": [],
     }
-    cfgs = []
+    cfgs, n_levels = [], sum(map(len, chosen.values()))
     for ckpt in ckpts:
         module, data_split = load_scored(ckpt, split, data, dev)
         cfgs.append(module.cfg)
@@ -93,13 +93,7 @@ def run_robustness(
             n: [a for _, a in accuracy_curve(module, images, labels, DISTORTIONS[n], chosen[n], batch_size, dev)]
             for n in names
         }
-        log.info(
-            "%s: %d images x %d levels in %.1f s",
-            ckpt,
-            len(labels),
-            sum(map(len, chosen.values())),
-            time.perf_counter() - start,
-        )
+        log.info("%s: %d images x %d levels in %.1f s", ckpt, len(labels), n_levels, time.perf_counter() - start)
         table["num_images"] = len(labels)
         table["models"].append(
             {
@@ -112,21 +106,19 @@ def run_robustness(
         del module
     for entry, label in zip(table["models"], model_labels(cfgs, ckpts)):
         entry["label"] = label
-    out = (
-        Path(out_dir)
-        if out_dir
-        else (
-            run_dir_of_checkpoint(ckpts[0]) / "eval"
-            if len(ckpts) == 1
-            else Path(str(outputs_dir)) / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
-        )
-    )
+    if out_dir:
+        out = Path(out_dir)
+    elif len(ckpts) == 1:
+        out = run_dir_of_checkpoint(ckpts[0]) / "eval"
+    else:
+        out = Path(str(outputs_dir)) / "robustness" / time.strftime("%Y-%m-%d_%H-%M-%S")
     curves = curves_of(table)
     units = {n: DISTORTIONS[n].unit for n in names}
     with writing_into(out):
         paths = {"json": out / f"robustness_{split}.json"}
         paths["json"].write_text(json.dumps(table, indent=1))
-        paths["png"] = plot_robustness(curves, units, out / f"robustness_{split}.png", split, table["num_images"])
+        figure = robustness_figure(curves, units, split, table["num_images"])
+        paths["png"] = save(figure, out / f"robustness_{split}.png")
     if wandb_mode != "disabled":
         _log_wandb(table, cfgs, curves, units, out, wandb_mode, paths["png"])
     return table, paths

@@ -22,12 +22,9 @@ def report_media(
     images, per-class accuracy as a table, and any PNGs given (``{"confusion": path, ...}``) as images."""
     import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
-    cm = report.confusion
-    true_ids = torch.arange(cm.shape[0]).repeat_interleave(cm.shape[1])
-    pred_ids = torch.arange(cm.shape[1]).repeat(cm.shape[0])
-    counts = cm.flatten()
-    y_true = true_ids.repeat_interleave(counts).tolist()
-    preds = pred_ids.repeat_interleave(counts).tolist()
+    # W&B's chart counts (true, predicted) pairs: each cell of the matrix, repeated its count of times.
+    classes = torch.arange(len(report.confusion))
+    y_true, preds = torch.cartesian_prod(classes, classes).repeat_interleave(report.confusion.flatten(), 0).T.tolist()
     out: dict[str, Any] = {
         f"{prefix}/confusion_matrix": wandb.plot.confusion_matrix(
             y_true=y_true, preds=preds, class_names=report.names, title=f"{prefix} confusion matrix"
