@@ -8,9 +8,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab.cli import log_progress
 from stnlab.config import checks
+from stnlab.evaluation.robustness import DISTORTIONS
 from stnlab.evaluation.robustness_report import format_table, run_robustness
-
-LEVELS = ("rotation", "scale", "translation", "perspective")
 
 
 def options(cfg: DictConfig) -> dict:
@@ -19,7 +18,7 @@ def options(cfg: DictConfig) -> dict:
     checks.given_once("ckpt")
     levels = {
         key: (checks.positive_floats if key == "scale" else checks.finite_floats)(key, values[key])
-        for key in LEVELS
+        for key in DISTORTIONS
         if values[key] is not None
     }
     return dict(

@@ -61,13 +61,10 @@ class TestReport(pl.Callback):
         # The media are a copy of what is on disk already: a W&B environment problem (an unwritable
         # WANDB_DATA_DIR, where W&B stages table images; a full disk) must not throw the finished run away.
         try:
-            media = report_media(report, "test", {k: v for k, v in self.paths.items() if k != "json"})
+            media = report_media(report, "test", self.paths)
             logger.experiment.log({**media, "trainer/global_step": step})
         except Exception as e:  # noqa: BLE001 - any failure of W&B's media staging
-            first = first_line(e, 300, empty=type(e).__name__)
+            error = f"{type(e).__name__}: {first_line(e, 300, empty=type(e).__name__)}"
             log.warning(
-                "W&B: the test report's media were not logged (%s: %s); the report is in %s",
-                type(e).__name__,
-                first,
-                self.paths.get("json"),
+                "W&B: the test report's media were not logged (%s); the report is in %s", error, self.paths["json"]
             )

@@ -111,7 +111,7 @@ def evaluate_checkpoint(
             wandb_mode,
         )
         if run is not None:
-            run.log(report_media(report, split, {k: v for k, v in paths.items() if k != "json"}))
+            run.log(report_media(report, split, paths))
             summary = {f"{split}/acc": report.accuracy, f"{split}/f1_macro": report.f1_macro}
             if report.interval:
                 summary.update({f"{split}/acc_low": report.interval.low, f"{split}/acc_high": report.interval.high})

@@ -141,8 +141,9 @@ CURVES = ("val/acc", "val/acc_weighted", "test/acc")
 def read_curve(
     run_dir: Path, x: str = "epoch", fit_s: float | None = None, metric: str = "val/acc"
 ) -> list[tuple[float, float]]:
-    """``[(x, metric), ...]`` from the CSV log (one point per validation; ``metric`` defaults to val/acc), or for a
-    ``test/...`` metric from ``eval/test_curve.csv`` (``evaluate.py curve=true``: every epoch's checkpoint scored).
+    """``[(x, metric), ...]`` from the CSV log (one point per row that has ``metric``: val/acc, time/elapsed_min,
+    ...), or for a ``test/...`` metric from ``eval/test_curve.csv`` (``evaluate.py curve=true``: every epoch's
+    checkpoint scored).
 
     ``x="minutes"``: wall minutes since fit started at the end of that epoch (``time/elapsed_min``);
     runs logged before that column existed spread ``fit_s`` evenly over their epochs instead.

@@ -131,6 +131,12 @@ class Report:
             for n, t, p in cells[:k]
         ]
 
+    def per_class(self) -> list[dict[str, Any]]:
+        return [
+            {"class_id": i, "name": name, "support": self.support[i], "accuracy": self.per_class_accuracy[i]}
+            for i, name in enumerate(self.names)
+        ]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "num_images": self.num_images,
@@ -140,15 +146,7 @@ class Report:
             "f1_macro": self.f1_macro,
             "num_errors": int(self.num_images - self.confusion.diagonal().sum()),
             "most_confused": self.most_confused(),
-            "per_class": [
-                {
-                    "class_id": i,
-                    "name": self.names[i],
-                    "support": self.support[i],
-                    "accuracy": self.per_class_accuracy[i],
-                }
-                for i in range(len(self.names))
-            ],
+            "per_class": self.per_class(),
             "errors": [e.as_dict(self.names) for e in self.errors],
             "confusion_matrix": self.confusion.tolist(),
         }

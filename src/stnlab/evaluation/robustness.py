@@ -82,7 +82,6 @@ def perspective_matrix(level: float, index: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Distortion:
-    name: str
     unit: str
     levels: tuple[float, ...]
     matrix: Callable[[float, torch.Tensor], torch.Tensor]  # (level, image indices (N,)) -> (N, 2 or 3, 3), float64
@@ -100,10 +99,10 @@ class Distortion:
 
 
 DISTORTIONS: dict[str, Distortion] = {
-    "rotation": Distortion("rotation", "degrees", (0, 5, 10, 15, 20, 25, 30), rotation_matrix),
-    "scale": Distortion("scale", "zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), scale_matrix),
-    "translation": Distortion("translation", "fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), translation_matrix),
-    "perspective": Distortion("perspective", "degrees of tilt", (0, 10, 20, 30, 40, 50), perspective_matrix),
+    "rotation": Distortion("degrees", (0, 5, 10, 15, 20, 25, 30), rotation_matrix),
+    "scale": Distortion("zoom factor", (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4), scale_matrix),
+    "translation": Distortion("fraction of the size", (0, 0.05, 0.1, 0.15, 0.2), translation_matrix),
+    "perspective": Distortion("degrees of tilt", (0, 10, 20, 30, 40, 50), perspective_matrix),
 }
 
 

@@ -16,39 +16,33 @@ from stnlab.evaluation.metrics import Report
 
 
 def report_media(
-    report: Report, prefix: str, pngs: Mapping[str, Path] | None = None, max_rows: int = 64
+    report: Report, prefix: str, paths: Mapping[str, Path] | None = None, max_rows: int = 64
 ) -> dict[str, Any]:
     """Interactive confusion matrix (``wandb.plot.confusion_matrix``), the errors as a ``wandb.Table`` with
-    images, per-class accuracy as a table, and any PNGs given (``{"confusion": path, ...}``) as images."""
+    images, per-class accuracy as a table, and the PNGs of ``paths`` (what ``write_report`` wrote) as images."""
     import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     # W&B's chart counts (true, predicted) pairs: each cell of the matrix, repeated its count of times.
     classes = torch.arange(len(report.confusion))
     y_true, preds = torch.cartesian_prod(classes, classes).repeat_interleave(report.confusion.flatten(), 0).T.tolist()
+    # The rows of the JSON report: each error with its image, and the classes the split has.
+    errors = [
+        [wandb.Image(e.image.permute(1, 2, 0).numpy()), *e.as_dict(report.names).values()]
+        for e in report.errors[:max_rows]
+    ]
+    per_class = [list(c.values()) for c in report.per_class() if c["support"]]
     out: dict[str, Any] = {
         f"{prefix}/confusion_matrix": wandb.plot.confusion_matrix(
             y_true=y_true, preds=preds, class_names=report.names, title=f"{prefix} confusion matrix"
         ),
+        f"{prefix}/errors": wandb.Table(
+            columns=["image", "index", "true_id", "true", "pred_id", "pred", "confidence"], data=errors
+        ),
+        f"{prefix}/per_class": wandb.Table(columns=["class_id", "name", "support", "accuracy"], data=per_class),
     }
-    errors = wandb.Table(columns=["image", "true_id", "true", "pred_id", "pred", "confidence", "index"])
-    for e in report.errors[:max_rows]:
-        errors.add_data(
-            wandb.Image(e.image.permute(1, 2, 0).numpy()),
-            e.true_id,
-            report.names[e.true_id],
-            e.pred_id,
-            report.names[e.pred_id],
-            e.confidence,
-            e.index,
-        )
-    out[f"{prefix}/errors"] = errors
-    per_class = wandb.Table(columns=["class_id", "name", "support", "accuracy"])
-    for i, name in enumerate(report.names):
-        if report.support[i]:
-            per_class.add_data(i, name, report.support[i], report.per_class_accuracy[i])
-    out[f"{prefix}/per_class"] = per_class
-    for key, path in (pngs or {}).items():
-        out[f"{prefix}/{key}_png"] = wandb.Image(str(path))
+    for key, path in (paths or {}).items():
+        if path.suffix == ".png":
+            out[f"{prefix}/{key}_png"] = wandb.Image(str(path))
     return out
 
 
