@@ -82,7 +82,7 @@ def evaluate(cfg: DictConfig) -> None:
     )
     print(
         f"{values['split']}: {report.num_images} images, accuracy {100 * report.accuracy:.2f}%{spread}, "
-        f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_images - int(report.confusion.diagonal().sum())} errors"
+        f"macro F1 {100 * report.f1_macro:.2f}%, {report.num_errors} errors"
     )
     if report.comparison:
         c, d = report.comparison, report.comparison["difference"]

@@ -36,17 +36,19 @@ log = logging.getLogger(__name__)
 
 WIDTH = 120  # the terminal width the default table fits in
 MAX_NAMED = 8  # differing keys named below a table that had no room for them
-# (column, header, format) of the measurements, after the run's identity and the keys that differ.
-RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("val/acc_best", "val %", "pct"),
-    ("test/acc", "test %", "pct"),
-    ("delta", f"Δ {IDSIA_COMMITTEE_ACC}", "delta"),
-    ("params", "params", "int"),
-    ("train_s", "train", "time"),
-    ("img_per_s", "img/s", "int"),
-)
-IDENTITY_COLUMNS: tuple[tuple[str, str, str], ...] = (("run", "run", "s"), ("identity", "identity", "s"))
-GROUP_COLUMN = ("group", "group", "s")
+# Column: (header, format) of the run's identity and group, then of the measurements (after the keys that differ).
+FIXED = {
+    "run": ("run", "s"),
+    "identity": ("identity", "s"),
+    "group": ("group", "s"),
+    "val/acc_best": ("val %", "pct"),
+    "test/acc": ("test %", "pct"),
+    "delta": (f"Δ {IDSIA_COMMITTEE_ACC}", "delta"),
+    "params": ("params", "int"),
+    "train_s": ("train", "time"),
+    "img_per_s": ("img/s", "int"),
+}
+RESULTS = list(FIXED)[3:]
 # Differing config keys shown first, in this order (then the others by name, the seed last).
 FIRST_KEYS = (
     "model.name",
@@ -328,15 +330,15 @@ def table(
     config keys that differ between the runs (``every_key``: all of them), then the results."""
     keys = sorted(k for k in set().union(*(r.config for r in runs))) if every_key else differing_keys(runs)
     sort = ALIASES.get(sort, sort)
-    known = {k for r in runs for k in r.config} | {k for k, _, _ in RESULT_COLUMNS}
+    known = {k for r in runs for k in r.config} | set(RESULTS)
     rows = []
     for label, r in zip(labels([r.path for r in runs]), runs):
         d = {"run": label, **row(r), **{k: shown(r.config, k) for k in keys}}
         if sort in r.config:
             d.setdefault(sort, shown(r.config, sort))
         rows.append(d)
-    group = [GROUP_COLUMN[0]] if any(d["group"] for d in rows) or every_key else []
-    columns = [k for k, _, _ in IDENTITY_COLUMNS] + group + keys + [k for k, _, _ in RESULT_COLUMNS]
+    group = ["group"] if any(d["group"] for d in rows) or every_key else []
+    columns = ["run", "identity", *group, *keys, *RESULTS]
     if sort not in known and sort not in columns:
         raise ConfigError(f"sort={sort} is not a column or a config key; choose from {', '.join(columns)}")
 
@@ -366,9 +368,6 @@ def _fmt(value: Any, kind: str, d: dict) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
-
-
-FIXED = {k: (h, f) for k, h, f in (*IDENTITY_COLUMNS, GROUP_COLUMN, *RESULT_COLUMNS)}
 
 
 def headers(columns: Sequence[str], full: bool = False) -> dict[str, str]:

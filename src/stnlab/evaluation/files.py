@@ -39,7 +39,6 @@ def write_report(
         scores = f"accuracy {100 * report.accuracy:.2f}%, macro F1 {100 * report.f1_macro:.2f}%"
         confusion = confusion_figure(report, f"Confusion, {images}: {scores}")
         paths["confusion"] = save(confusion, out_dir / f"{split}_confusion.png")
-        errors = report.num_images - int(report.confusion.diagonal().sum())
-        title = f"The {len(report.errors)} most confident of {errors} errors, {images}"
+        title = f"The {len(report.errors)} most confident of {report.num_errors} errors, {images}"
         paths["errors"] = save(errors_figure(report, title=title), out_dir / f"{split}_errors.png")
     return paths

@@ -115,6 +115,10 @@ class Report:
     correct: torch.Tensor | None = None  # bool (N,): each image right or wrong, in split order
     comparison: dict[str, Any] | None = None  # against a baseline model on the same images (evaluate.py baseline=)
 
+    @property
+    def num_errors(self) -> int:
+        return self.num_images - int(self.confusion.diagonal().sum())
+
     def most_confused(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` largest off-diagonal cells of the confusion matrix, largest first (ties by class ids)."""
         off = self.confusion.clone().fill_diagonal_(0)
@@ -144,7 +148,7 @@ class Report:
             "accuracy_interval": self.interval.as_dict() if self.interval else None,
             "vs_baseline": self.comparison,
             "f1_macro": self.f1_macro,
-            "num_errors": int(self.num_images - self.confusion.diagonal().sum()),
+            "num_errors": self.num_errors,
             "most_confused": self.most_confused(),
             "per_class": self.per_class(),
             "errors": [e.as_dict(self.names) for e in self.errors],
@@ -161,7 +165,7 @@ class ReportBuilder:
     """
 
     def __init__(self, num_classes: int, max_errors: int = 32, names: Sequence[str] | None = None):
-        self.num_classes, self.max_errors = num_classes, max_errors
+        self.max_errors = max_errors
         self.names = list(names) if names is not None else class_names(num_classes)
         self.metrics = MetricCollection(
             {

@@ -2,7 +2,7 @@
 
 Output (``out_dir``; default ``<run_dir>/eval`` for one checkpoint, else
 ``<paths.outputs_dir>/robustness/<date>_<time>``): ``robustness_<split>.json`` =
-``{"split", "num_images", "distortions": {name: {"unit", "levels"}},
+``{"split", "num_images", "camera_distance", "distortions": {name: {"unit", "levels"}},
 "models": [{"label", "checkpoint", "variant", "transform", "accuracy": {name: [acc per level]}}]}``
 and ``robustness_<split>.png`` (one panel per distortion, one line per model).
 """
@@ -60,9 +60,8 @@ def run_robustness(
     device: str = "auto",
     outputs_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG. Returns (table, paths).
-
-    ``out_dir`` None: the run's ``eval/`` for one checkpoint, else ``<outputs_dir>/robustness/<time>``."""
+    """Accuracy per distortion level of every checkpoint; writes the JSON table and the PNG (into ``out_dir``, by
+    default as the module says). Returns (table, paths)."""
     if not ckpts:
         raise ConfigError("no checkpoint given; pass ckpt=<run_dir>/checkpoints/best-*.ckpt (repeat for more models)")
     if out_dir is None and len(ckpts) > 1 and outputs_dir is None:
