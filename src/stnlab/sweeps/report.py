@@ -281,15 +281,11 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def report_run_id(study: str) -> str:
-    """The W&B id of a study's report run: the same for every rewrite of the report, so it updates one run."""
-    safe = "".join(c if c.isalnum() else "-" for c in study.lower())[:40]
-    return f"report-{safe}-{hashlib.sha1(study.encode()).hexdigest()[:8]}"
-
-
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
     columns, cells = table(table_rows, spec.metric)
+    # The same id for every rewrite of the report: it updates one run.
+    safe = "".join(c if c.isalnum() else "-" for c in spec.study.lower())[:40]
     run = open_run(
         wandb_cfg,
         spec.study_dir,
@@ -303,7 +299,7 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
         },
         group=spec.study,
         tags=[f"study:{spec.study}"],
-        run_id=report_run_id(spec.study),
+        run_id=f"report-{safe}-{hashlib.sha1(spec.study.encode()).hexdigest()[:8]}",
     )
     if run is None:
         return
