@@ -21,12 +21,11 @@ from stnlab.sweeps.fidelity import (
     Fidelity,
     Promote,
     TimeLimit,
-    cost,
     due_promotions,
     duplicate_of,
     parse_fidelity,
     parse_time_limit,
-    sh_trials,
+    sh_size,
 )
 from stnlab.sweeps.space import overrides_of, parse_space, suggest_all
 
@@ -51,7 +50,7 @@ def _finished(study, lr: float, value: float, rung: int = 0, **attrs):
 def test_fidelity_spec_and_budgets():
     f = parse_fidelity({"key": "trainer.max_epochs", "fractions": [0.0625, 0.25, 1.0], "eta": 4})
     assert [f.budget(16, r) for r in range(3)] == [1, 4, 16] and f.budget(6, 0) == 1  # at least one epoch
-    assert sh_trials(48, f) == 48 + 12 + 3 and cost(48, f) == pytest.approx(48 / 16 + 12 / 4 + 3)
+    assert sh_size(48, f) == (48 + 12 + 3, pytest.approx(48 / 16 + 12 / 4 + 3))
     for bad, problem in [
         ({"fractions": [0.5, 0.25, 1.0]}, "must rise strictly"),
         ({"fractions": [0.25, 0.5]}, "end at 1"),

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from typing import TextIO
-
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from stnlab.noise import optuna_experimental
-
-
-def _retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    with optuna_experimental():
-        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
 class TrialBudget:
@@ -24,7 +16,6 @@ class TrialBudget:
     N workers do not overshoot by N-1) and skips failed trials whose retry is queued (so a
     dead worker's trial is not counted twice). Queued (WAITING) trials are inside the
     budget: they run before any new trial is drawn.
-
 
     With successive halving (``new_only``), the budget counts new configurations only: promoted runs
     (user attr ``parent``) come on top, and a worker stops only once no trial is queued.
@@ -36,7 +27,8 @@ class TrialBudget:
 
     def _counted(self, study: optuna.Study) -> list[FrozenTrial]:
         trials = study.get_trials(deepcopy=False)
-        retried = _retried_numbers(trials)
+        with optuna_experimental():
+            retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
         return [
             t
             for t in trials
@@ -77,9 +69,8 @@ def describe(params: dict) -> str:
 class ProgressLine:
     """One line per finished trial: number, state, value, params, best so far."""
 
-    def __init__(self, metric: str, out: TextIO | None = None):
+    def __init__(self, metric: str):
         self.metric = metric
-        self.out = out
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         state = trial.state.name
@@ -104,6 +95,5 @@ class ProgressLine:
         print(
             f"[{study.study_name}] trial {trial.number} {state:8s} {outcome} | {describe(trial.params)} | "
             f"{best_text} | {seconds:.1f}s",
-            file=self.out or sys.stdout,
             flush=True,
         )

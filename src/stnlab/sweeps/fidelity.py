@@ -58,9 +58,6 @@ class Fidelity:
     def budget(self, full: int, rung: int) -> int:
         return max(1, int(round(full * self.fractions[rung])))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "fractions": list(self.fractions), "eta": self.eta}
-
 
 def parse_fidelity(node: Any) -> Fidelity | None:
     if not node:
@@ -89,8 +86,10 @@ class TimeLimit:
     minutes: float
     speedup: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"minutes": self.minutes, "speedup": self.speedup}
+    def record(self, trial: optuna.Trial, projected: float) -> None:
+        """The trial's projected minutes, and its constraint for TPE (over the limit: > 0)."""
+        trial.set_user_attr("projected_minutes", round(projected, 2))
+        trial.set_user_attr("constraints", [projected - self.minutes])
 
     def projected_minutes(self, metrics: dict[str, Any], full_epochs: int) -> float | None:
         """The full run's minutes: its epochs over every training image (a refit: no validation) at the trial's
@@ -146,8 +145,7 @@ class TimeLimitGuard(pl.Callback):
         sizes = {"data/train_images": len(dm.train), "data/val_images": len(dm.val) if dm.val is not None else 0}
         projected = self.limit.projected_minutes({"perf/train_img_per_cpu_s": speed, **sizes}, self.full_epochs)
         if projected is not None and projected > self.limit.minutes * self.margin:
-            self.trial.set_user_attr("projected_minutes", round(projected, 2))
-            self.trial.set_user_attr("constraints", [projected - self.limit.minutes])
+            self.limit.record(self.trial, projected)
             self.trial.set_user_attr(
                 "prune_reason",
                 f"over the time limit: full run projected at {projected:.0f} min > {self.limit.minutes:g}",
@@ -229,19 +227,12 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
     return None
 
 
-def sh_trials(n_configs: int, fidelity: Fidelity) -> int:
-    """Trials of a full successive-halving run over ``n_configs`` rung-0 configurations."""
-    total, n = 0, n_configs
-    for _ in fidelity.fractions:
-        total += n
-        n = n // fidelity.eta
-    return total
-
-
-def cost(n_configs: int, fidelity: Fidelity) -> float:
-    """A full successive halving's cost in full runs of one configuration."""
-    total, n = 0.0, n_configs
+def sh_size(n_configs: int, fidelity: Fidelity) -> tuple[int, float]:
+    """A full successive halving over ``n_configs`` rung-0 configurations: its trials, and its cost in full runs
+    of one configuration."""
+    trials, cost, n = 0, 0.0, n_configs
     for fraction in fidelity.fractions:
-        total += n * fraction
-        n = n // fidelity.eta
-    return total
+        trials += n
+        cost += n * fraction
+        n //= fidelity.eta
+    return trials, cost

@@ -24,7 +24,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.config.schema import RUN_METRICS, VAL_EPOCH_METRICS, sense
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, first_line
 from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
@@ -38,16 +38,11 @@ from stnlab.training.interrupt import RunInterrupted
 INTERRUPTS = (KeyboardInterrupt, SystemExit, RunInterrupted)
 
 
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:400]
-
-
 def _keys(overrides: list[str]) -> set[str]:
     try:
         return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
     except HydraException as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {one_line(e)}") from None
+        raise ConfigError(f"bad override in {' '.join(overrides)}: {first_line(e, 400, type(e).__name__)}") from None
 
 
 def check(spec: SweepSpec, overrides: list[str]) -> None:
@@ -106,7 +101,7 @@ class RecordTrialState(pl.Callback):
     ``wandb_run_path``; the run's ``sweep.*`` config), and writes ``sweep/state`` (complete, pruned, failed,
     interrupted) into the run's summary before ``train`` closes it."""
 
-    def __init__(self, trial: optuna.Trial | None = None):
+    def __init__(self, trial: optuna.Trial):
         self.trial = trial
 
     @staticmethod
@@ -116,7 +111,7 @@ class RecordTrialState(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         run = self._run()
-        if run is None or self.trial is None:
+        if run is None:
             return
         self.trial.set_user_attr("wandb_run_id", run.id)
         self.trial.set_user_attr("wandb_run_name", run.name)
@@ -131,25 +126,15 @@ class RecordTrialState(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         run = self._run()
         if run is not None:
-            run.summary["sweep/state"] = _state_of(exception)
-
-
-def _state_of(exception: BaseException) -> str:
-    if isinstance(exception, optuna.TrialPruned):
-        return "pruned"
-    if isinstance(exception, INTERRUPTS):
-        return "interrupted"
-    return "failed"
-
-
-def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
-    return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+            state = "interrupted" if isinstance(exception, INTERRUPTS) else "failed"
+            run.summary["sweep/state"] = "pruned" if isinstance(exception, optuna.TrialPruned) else state
 
 
 def requeue(trial: optuna.Trial) -> None:
     """Queue a copy of an interrupted trial (same params), as the heartbeat does for a dead worker's."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
     with optuna_experimental():
-        RetryHeartbeatStaleTrialCallback()(trial.study, _frozen(trial))
+        RetryHeartbeatStaleTrialCallback()(trial.study, frozen)
 
 
 class Objective:
@@ -234,7 +219,10 @@ class Objective:
             numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             trial.set_user_attr("metrics", numbers)
             trial.set_user_attr("wall_minutes", round(float(metrics.get("time/fit_s", 0.0)) / 60, 3))
-            self._record_time_limit(trial, cfg, numbers)
+            if self.spec.time_limit is not None:
+                projected = self.spec.time_limit.projected_minutes(numbers, self._full_epochs(cfg))
+                if projected is not None:
+                    self.spec.time_limit.record(trial, projected)
             if self.spec.metric not in metrics:
                 raise ConfigError(f"metric={self.spec.metric} is not among the run's metrics {sorted(metrics)}")
             return float(metrics[self.spec.metric])
@@ -245,22 +233,12 @@ class Objective:
             trial.set_user_attr("fail_reason", "interrupted; queued again for the next run")
             raise KeyboardInterrupt from e
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e)}")
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {first_line(e, 400, type(e).__name__)}")
             raise
 
     def _full_epochs(self, cfg: DictConfig) -> int:
         """The epochs of the configuration's full run (this trial's, unless its rung runs a fraction of them)."""
         epochs = int(cfg.trainer.get("max_epochs") or 0)
-        fidelity = self.spec.fidelity
-        return (
-            int(cfg.sweep.get("full_length", epochs)) if fidelity and fidelity.key == "trainer.max_epochs" else epochs
-        )
-
-    def _record_time_limit(self, trial: optuna.Trial, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-        limit = self.spec.time_limit
-        if limit is None:
-            return
-        projected = limit.projected_minutes(metrics, self._full_epochs(cfg))
-        if projected is not None:
-            trial.set_user_attr("projected_minutes", round(projected, 2))
-            trial.set_user_attr("constraints", [projected - limit.minutes])
+        if self.spec.fidelity and self.spec.fidelity.key == "trainer.max_epochs":
+            return int(cfg.sweep.get("full_length", epochs))
+        return epochs

@@ -212,15 +212,11 @@ def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
     return lines
 
 
-def curve_metric(spec: SweepSpec) -> str:
-    """The per-epoch metric behind the objective (``val/acc_weighted_best`` -> ``val/acc_weighted``)."""
-    name = spec.metric.removesuffix("_best")
-    return name if name in VAL_EPOCH_METRICS else spec.monitor
-
-
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
     """Every trial's validation metric against the wall minutes of its fit, one line per trial, by rung."""
-    metric = curve_metric(spec)
+    metric = spec.metric.removesuffix("_best")  # the per-epoch metric behind the objective
+    if metric not in VAL_EPOCH_METRICS:
+        metric = spec.monitor
     lines = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         run_dir = t.user_attrs.get("run_dir")
@@ -249,10 +245,7 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
     ax.set_title(f"sweep {spec.study}: {metric} of {len(lines)} trials against wall time")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    with written_whole(path) as part:
-        fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
-    return path
+    return _save(fig, path)
 
 
 def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None:
@@ -278,21 +271,21 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     ax.set_title(f"sweep {spec.study}: {len(shown)} configurations ranked by {spec.metric} (validation)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     with written_whole(path) as part:
         fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
     return path
 
 
-def report_run_id(study: str) -> str:
-    """The W&B id of a study's report run: the same for every rewrite of the report, so it updates one run."""
-    safe = "".join(c if c.isalnum() else "-" for c in study.lower())[:40]
-    return f"report-{safe}-{hashlib.sha1(study.encode()).hexdigest()[:8]}"
-
-
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
     """A summary run of the study's W&B group: the ranking table and the chart."""
     columns, cells = table(table_rows, spec.metric)
+    # The same id for every rewrite of the report: it updates one run.
+    safe = "".join(c if c.isalnum() else "-" for c in spec.study.lower())[:40]
     run = open_run(
         wandb_cfg,
         spec.study_dir,
@@ -306,7 +299,7 @@ def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wan
         },
         group=spec.study,
         tags=[f"study:{spec.study}"],
-        run_id=report_run_id(spec.study),
+        run_id=f"report-{safe}-{hashlib.sha1(spec.study.encode()).hexdigest()[:8]}",
     )
     if run is None:
         return

@@ -54,7 +54,7 @@ def run(spec: SweepSpec, overrides: list[str]) -> Path:
         f"{'no trial budget' if remaining is None else f'{remaining} of {spec.budget()} left to start'}",
         flush=True,
     )
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    running = _running(study)
     if remaining == 0 and running:
         print(
             f"[{spec.study}] {running} trials are running elsewhere; a dead worker's trial is queued again "

@@ -10,6 +10,7 @@ metric, direction, search space or fixed overrides is refused.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -34,16 +35,15 @@ def pack(conf_dir: Path = CONF_DIR) -> dict[str, str]:
     """``conf_dir``'s YAML files as ``{"sha": ..., "tar": base64 gzip tar}`` (sorted, no timestamps: the same
     files always give the same sha)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(conf_dir.rglob("*.yaml")):
             data = path.read_bytes()
             info = tarfile.TarInfo(str(path.relative_to(conf_dir)))
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
     raw = buffer.getvalue()
-    files = {str(p.relative_to(conf_dir)): p.read_bytes() for p in sorted(conf_dir.rglob("*.yaml"))}
-    sha = hashlib.sha256(json.dumps({k: v.hex() for k, v in files.items()}).encode()).hexdigest()[:16]
-    return {"sha": sha, "tar": base64.b64encode(raw).decode()}
+    tar = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
+    return {"sha": hashlib.sha256(raw).hexdigest()[:16], "tar": tar}
 
 
 def unpack(snapshot: dict[str, str], target: Path) -> Path:
@@ -88,23 +88,17 @@ def _set(study: optuna.Study, key: str, value: Any) -> None:
     storage.set_study_system_attr(storage.get_study_id_from_name(study.study_name), key, value)
 
 
-def record(study: optuna.Study, spec_fingerprint: dict[str, Any]) -> None:
-    """At the study's creation: keep ``conf/`` and the spec in its storage."""
-    _set(study, CONF_KEY, pack())
-    _set(study, SPEC_KEY, spec_fingerprint)
-
-
 def check_spec(study: optuna.Study, spec_fingerprint: dict[str, Any]) -> None:
-    """A worker joining a study must bring the spec that started it."""
+    """A worker joining a study must bring the spec that started it (the first worker's, kept in the storage)."""
     kept = _attrs(study).get(SPEC_KEY)
-    if kept is None:  # a study made before stnlab kept its spec: adopt this one
+    if kept is None:  # the study's first worker
         _set(study, SPEC_KEY, spec_fingerprint)
         return
-    for key in ("metric", "direction", "params", "overrides", "fidelity", "time_limit"):
-        if kept.get(key) != spec_fingerprint.get(key):
+    for key, value in json.loads(json.dumps(spec_fingerprint)).items():  # as the storage keeps it: lists, not tuples
+        if kept.get(key) != value:
             raise ConfigError(
                 f"study {study.study_name} was started with {key}={_short(kept.get(key))}, this worker brings "
-                f"{key}={_short(spec_fingerprint.get(key))}; run the study's own spec, or use another study=NAME"
+                f"{key}={_short(value)}; run the study's own spec, or use another study=NAME"
             )
 
 
@@ -114,8 +108,8 @@ def _short(value: Any) -> str:
 
 
 def conf_dir(study: optuna.Study, study_dir: Path) -> Path:
-    """Where this worker composes the study's trials from: its snapshot, unpacked under the study folder
-    (taken now for a study made before snapshots existed)."""
+    """Where this worker composes the study's trials from: its snapshot (taken by the study's first worker),
+    unpacked under the study folder."""
     snapshot = _attrs(study).get(CONF_KEY)
     if snapshot is None:
         snapshot = pack()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,10 @@ class SweepSpec:
         return {
             "metric": self.metric,
             "direction": self.direction,
-            "params": {name: _param_text(p) for name, p in self.params.items()},
+            "params": {name: f"{p.distribution!r} labels={p.labels} when={p.when}" for name, p in self.params.items()},
             "overrides": list(self.overrides),
-            "fidelity": self.fidelity.as_dict() if self.fidelity else None,
-            "time_limit": self.time_limit.as_dict() if self.time_limit else None,
+            "fidelity": asdict(self.fidelity) if self.fidelity else None,
+            "time_limit": asdict(self.time_limit) if self.time_limit else None,
         }
 
     @property
@@ -72,12 +73,7 @@ class SweepSpec:
         return {name: p.grid() for name, p in self.params.items()}
 
     def grid_size(self) -> int | None:
-        if not self.is_grid:
-            return None
-        size = 1
-        for values in self.grid_space().values():
-            size *= len(values)
-        return size
+        return math.prod(len(values) for values in self.grid_space().values()) if self.is_grid else None
 
     def budget(self) -> int | None:
         """Total trials this study may hold: ``n_trials``, at most the grid's size for a grid."""
@@ -85,15 +81,15 @@ class SweepSpec:
         return min(sizes) if sizes else None
 
 
-def _param_text(param: Param) -> str:
-    return f"{param.distribution!r} labels={param.labels} when={param.when}"
-
-
 def default_storage(out_dir: Path | str | None = None) -> str:
     """``sqlite:///<out_dir>/optuna.db``, ``out_dir`` defaulting to conf/sweep.yaml's (``paths.sweeps_dir``, relative
     to the working dir)."""
     out_dir = Path(out_dir if out_dir is not None else sweep_defaults().out_dir)
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+
+
+def _known() -> str:
+    return ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
 
 
 def spec_path(name: str) -> Path:
@@ -104,8 +100,7 @@ def spec_path(name: str) -> Path:
         return path
     path = SWEEPS_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
-        raise ConfigError(f"no sweep spec '{name}' (sweeps/{name}.yaml); known: {known}")
+        raise ConfigError(f"no sweep spec '{name}' (sweeps/{name}.yaml); known: {_known()}")
     return path
 
 
@@ -154,8 +149,7 @@ def load(argv: list[str]) -> tuple[SweepSpec, list[str]]:
     _apply_options(given, options)
     name = given.get("sweep")
     if not name:
-        known = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
-        raise ConfigError(f"no sweep given: python src/sweep.py sweep=NAME [overrides] (NAME one of {known})")
+        raise ConfigError(f"no sweep given: python src/sweep.py sweep=NAME [overrides] (NAME one of {_known()})")
     path = spec_path(str(name))
     try:
         spec = OmegaConf.load(path)
@@ -175,13 +169,9 @@ def _heartbeat(node: Any) -> dict[str, int]:
     out = {}
     for key, value in (node or {}).items():
         least = 0 if key == "max_retry" else 1
-        try:
-            number = int(str(value)) if not isinstance(value, bool) else None
-        except ValueError:
-            number = None
-        if number is None or number < least:
+        if isinstance(value, bool) or not str(value).removeprefix("-").isdecimal() or int(str(value)) < least:
             raise ConfigError(f"heartbeat.{key}={value} must be an integer >= {least}")
-        out[str(key)] = number
+        out[str(key)] = int(str(value))
     if "interval" in out and "grace_period" in out and out["grace_period"] < out["interval"]:
         raise ConfigError(
             f"heartbeat.grace_period={out['grace_period']} must be >= heartbeat.interval="
