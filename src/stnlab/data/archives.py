@@ -53,10 +53,6 @@ TEST_GT = Archive("GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5",
 MIRROR_HINT = "set data.mirror=DIR_OR_URL or the GTSRB_MIRROR environment variable to a folder or URL holding the official archives"
 
 
-def _is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://", "file://"))
-
-
 def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str | None = None) -> None:
     """Raise DataError unless ``path`` is a readable zip in the official layout (and MD5, if asked).
 
@@ -153,7 +149,7 @@ def fetch(
 def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: float, retries: int) -> None:
     try:
         with written_whole(final) as tmp:  # with a file's usual mode: mkstemp's 0600 would hide a shared data.root
-            if mirror and not _is_url(mirror):
+            if mirror and not mirror.startswith(("http://", "https://", "file://")):
                 src = Path(mirror).expanduser() / archive.filename
                 if not src.is_file():
                     raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
@@ -179,10 +175,10 @@ def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: floa
         ) from None
 
 
-def try_fetch(archive: Archive, root: Path, mirror: str | None, **kw) -> Path | None:
+def try_fetch(archive: Archive, **kw) -> Path | None:
     """Like :func:`fetch` but returns None when the archive is simply not available (optional archives)."""
     try:
-        return fetch(archive, root, mirror, **kw)
+        return fetch(archive, **kw)
     except DataError as e:
         if "not found" in str(e) or "has no" in str(e) or "cannot download" in str(e):
             log.debug("optional archive unavailable: %s", e)

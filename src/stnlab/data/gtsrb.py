@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,12 +22,11 @@ import re
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.errors import DataError, first_line
@@ -43,7 +43,7 @@ MAX_PIXELS = 40_000_000
 TEST_DIR = "GTSRB/Final_Test/Images/"
 
 
-@dataclass
+@dataclasses.dataclass
 class Split:
     images: torch.Tensor
     labels: torch.Tensor
@@ -53,10 +53,11 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> Split:
-        return Split(self.images[index], self.labels[index], self.tracks[index])
+        """The rows ``index`` of every tensor field (a subclass's too)."""
+        return dataclasses.replace(self, **{k: v[index] for k, v in vars(self).items()})
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Row:
     member: str
     width: int
@@ -71,15 +72,12 @@ def parse_csv(text: str, source: str, directory: str, need_label: bool, folder_c
 
     ``folder_class``: the class of the folder holding the CSV, which every ``ClassId`` must name.
     """
-    try:
-        return _parse_csv(text, source, directory, need_label, folder_class)
-    except csv.Error as e:  # a NUL byte, an unterminated quote
-        raise DataError(f"{source}: unreadable CSV ({e}); fix or replace the CSV") from None
-
-
-def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_class: int | None) -> list[Row]:
     # newline=None: universal line ends, so CR-only (old Mac) and CRLF files read like LF ones.
     reader = csv.DictReader(io.StringIO(text, newline=None), delimiter=";")
+    try:
+        records = list(reader)
+    except csv.Error as e:  # a NUL byte, an unterminated quote
+        raise DataError(f"{source}: unreadable CSV ({e}); fix or replace the CSV") from None
     columns = REQUIRED_COLUMNS + (("ClassId",) if need_label else ())
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
@@ -88,7 +86,7 @@ def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_
         )
     rows: list[Row] = []
     seen: set[str] = set()
-    for lineno, rec in enumerate(reader, start=2):
+    for lineno, rec in enumerate(records, start=2):
         try:
             name = rec["Filename"].strip()
             w, h = int(rec["Width"]), int(rec["Height"])
@@ -161,15 +159,8 @@ def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool
                 out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
-        except (
-            UnidentifiedImageError,
-            OSError,
-            ValueError,
-            EOFError,
-            zipfile.BadZipFile,
-            zlib.error,
-            Image.DecompressionBombError,
-        ) as e:  # a header claiming 100000x100000 pixels
+        # OSError includes UnidentifiedImageError; ValueError includes ImageTooLarge (a header claiming 100000x100000)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError) as e:
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 

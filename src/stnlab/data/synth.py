@@ -230,25 +230,11 @@ class SynthSplit(Split):
 
     warps: torch.Tensor = None  # type: ignore[assignment]
 
-    def subset(self, index: torch.Tensor) -> SynthSplit:
-        return SynthSplit(self.images[index], self.labels[index], self.tracks[index], self.warps[index])
-
 
 class SynthDataModule(TensorDataModule):
-    """Procedural traffic-sign-like data (see the module docstring), made in memory from ``seed``.
-
-    Args:
-        num_train, num_val, num_test: images per split (classes balanced).
-        rotation: max absolute rotation, degrees.
-        scale: (min, max) size of the sign relative to its canonical size.
-        translation: max absolute shift per axis, as a fraction of the image size.
-        perspective: max absolute perspective coefficient (0 = none; 0.1 is a visible tilt).
-        clutter: background clutter in [0, 1].
-        sign_extent: half-size of the canonical sign, in normalised units (1 = touches the border).
-        num_classes: use only the first ``num_classes`` of the 43 classes (an easier task for quick trials);
-            labels stay 0..42.
-        seed: the data seed; each split draws from its own stream.
-    """
+    """Procedural traffic-sign-like data (see the module docstring), made in memory from ``seed``; each split
+    draws from its own stream. The options are described in conf/data/synth.yaml; ``num_classes`` draws only the
+    first classes of the 43 (an easier task for quick trials)."""
 
     name = "synth"
 
