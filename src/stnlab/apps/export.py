@@ -62,14 +62,6 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
     return str(Path(folder).parent)
 
 
-def write_sidecar(path: Path, info: dict[str, Any]) -> None:
-    """``info`` as JSON at ``path``, whole or not at all."""
-    try:
-        write_text_whole(path, json.dumps(info, indent=2) + "\n")  # read by servers and other users: their mode
-    except OSError as e:
-        raise write_error(path, e) from None
-
-
 def export(cfg: DictConfig) -> Path:
     """Export the checkpoint ``cfg.ckpt``; returns the written file (its sidecar is ``<file>.json``)."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
@@ -81,11 +73,7 @@ def export(cfg: DictConfig) -> Path:
     classifier = ImageClassifier.of(module)
     path = Path(cfg.out) if cfg.get("out") else default_path(ckpt, fmt)
     path = export_classifier(classifier, fmt, path, dtype, cfg.get("opset"))
-    meta = {
-        "checkpoint": str(ckpt.resolve()),
-        "model": config_of(module).model,
-        "image_size": classifier.image_size,
-    }
+    meta = {"checkpoint": str(ckpt.resolve()), "model": config_of(module).model, "image_size": classifier.image_size}
     if cfg.verify:
         diff = max_difference(classifier, load_exported(path, fmt), dtype)
         if not diff <= TOLERANCE:
@@ -98,10 +86,10 @@ def export(cfg: DictConfig) -> Path:
     info = sidecar(classifier, fmt, dtype, meta)
     info_path = path.with_name(path.name + ".json")
     try:
-        write_sidecar(info_path, info)
-    except ExportError:
+        write_text_whole(info_path, json.dumps(info, indent=2) + "\n")  # read by servers and other users: their mode
+    except OSError as e:
         path.unlink(missing_ok=True)  # a model without its sidecar is half an export
-        raise
+        raise write_error(info_path, e) from None
     check = f" (max |logit difference| to PyTorch: {meta['max_abs_logit_difference']:.2g})" if cfg.verify else ""
     print(f"wrote {path}{check} and {info_path.name}")
     if mode != "disabled":

@@ -44,9 +44,7 @@ TRAIN = Archive(
     "GTSRB/Final_Training/Images/00000/GT-00000.csv",
 )
 TEST = Archive(
-    "GTSRB_Final_Test_Images.zip",
-    "c7e4e6327067d32654124b0fe9e82185",
-    "GTSRB/Final_Test/Images/GT-final_test.test.csv",
+    "GTSRB_Final_Test_Images.zip", "c7e4e6327067d32654124b0fe9e82185", "GTSRB/Final_Test/Images/GT-final_test.test.csv"
 )
 TEST_GT = Archive("GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5", "GT-final_test.csv")
 
@@ -110,13 +108,7 @@ def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
     raise DataError(f"cannot download {url} after {retries} tries ({reason}); {MIRROR_HINT}")
 
 
-def fetch(
-    archive: Archive,
-    root: Path,
-    mirror: str | None = None,
-    timeout: float = 30.0,
-    retries: int = 3,
-) -> Path:
+def fetch(archive: Archive, root: Path, mirror: str | None = None, timeout: float = 30.0, retries: int = 3) -> Path:
     """Return the path of a verified copy of ``archive`` under ``root``, fetching it if needed.
 
     ``mirror`` is a folder or an http(s)/file URL holding the archive under its

@@ -9,13 +9,11 @@ from stnlab.config.schema import check_data
 from stnlab.data import archives
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.gtsrb import (
-    TEST_GT_CSV,
     Split,
     _open,
-    _text,
     archive_fingerprint,
     cached,
-    parse_csv,
+    ground_truth_rows,
     read_test,
     read_train,
     split_by_tracks,
@@ -45,11 +43,7 @@ def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) 
                 NUM_CLASSES,
             )
         return
-    with _open(gt_zip) as gz:
-        if TEST_GT_CSV not in gz.namelist():
-            return  # read_test reports it with the fix
-        rows = parse_csv(_text(gz, TEST_GT_CSV, gt_zip.name), f"{gt_zip.name}:{TEST_GT_CSV}", "", need_label=True)
-    missing = sorted({r.class_id for r in rows} - classes)
+    missing = sorted({r.class_id for r in ground_truth_rows(gt_zip)} - classes)
     if missing:
         shown = ", ".join(f"{c:05d}" for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise DataError(

@@ -256,7 +256,8 @@ def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
     return Split(images, labels, tracks)
 
 
-def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool) -> Split:
+def ground_truth_rows(gt_path: Path) -> list[Row]:
+    """The rows of the test ground truth, whose members lie in the test images' archive."""
     with _open(gt_path) as gz:
         if TEST_GT_CSV not in gz.namelist():
             raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
@@ -265,6 +266,11 @@ def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool)
         )
     if not rows:
         raise DataError(f"{gt_path.name}:{TEST_GT_CSV} lists no image (header only); replace the archive")
+    return rows
+
+
+def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool) -> Split:
+    rows = ground_truth_rows(gt_path)
     with _open(images_path) as zf:
         images = decode(zf, rows, image_size, crop_roi, images_path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
