@@ -9,6 +9,7 @@ interrupted run can leave nothing half-made that a later run would trust.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -58,14 +59,10 @@ def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str 
     """
     label = source or path
     if md5:
-        digest = hashlib.md5()
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != archive.md5:
-            raise DataError(
-                f"{archive.filename}: MD5 {digest.hexdigest()} != official {archive.md5}; delete it and fetch again"
-            )
+            digest = hashlib.file_digest(f, "md5").hexdigest()
+        if digest != archive.md5:
+            raise DataError(f"{archive.filename}: MD5 {digest} != official {archive.md5}; delete it and fetch again")
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -89,10 +86,8 @@ def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
                 total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, leave=False) as bar:
-                    for chunk in iter(lambda: resp.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
+                with tqdm.wrapattr(out, "write", total=total, desc=Path(url).name, leave=False) as counted:
+                    shutil.copyfileobj(resp, counted, 1 << 20)
                 if total is not None and out.tell() != total:
                     raise OSError(f"got {out.tell()} of {total} bytes")
             return
@@ -118,23 +113,20 @@ def fetch(archive: Archive, root: Path, mirror: str | None = None, timeout: floa
     if final.exists():  # no lock needed to read: a final name only ever holds a complete archive
         verify_archive(final, archive)
         return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = locked(root)  # the folder itself: one fetch at a time, and no lock file left behind
-        lock.__enter__()
-    except OSError as e:
-        raise DataError(
-            f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
-            "set data.root to a writable folder (or put the archive there)"
-        ) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(locked(root))  # the folder itself: one fetch at a time, and no lock file left behind
+        except OSError as e:
+            raise DataError(
+                f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
+                "set data.root to a writable folder (or put the archive there)"
+            ) from None
         if final.exists():  # another process fetched it while we waited for the lock
             verify_archive(final, archive)
             return final
         clear_parts(final)  # a killed copy's leftovers: nobody else writes them while we hold the lock
         _fetch_into(archive, final, mirror, timeout, retries)
-    finally:
-        lock.__exit__(None, None, None)
     return final
 
 

@@ -12,6 +12,7 @@ image's pixels; mirrors may hold re-sized images, so a ROI is scaled by
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -325,15 +326,14 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
     split = _load_cache(path, key)
     if split is not None:
         return split
-    try:
-        lock = locked(cache_dir / f".{name}-{digest}.lock")
-        lock.__enter__()
-    except OSError as e:
-        log.warning(
-            "cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name
-        )
-        return build()
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(cache_dir / f".{name}-{digest}.lock"))
+        except OSError as e:
+            log.warning(
+                "cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name
+            )
+            return build()
         split = _load_cache(path, key)  # another process may have built it while we waited
         if split is not None:
             return split
@@ -341,8 +341,6 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
         log.info("decoding %s into cache %s", name, path)
         split = build()
         _write_cache(path, split, key)
-    finally:
-        lock.__exit__(None, None, None)
     return split
 
 
