@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
 
 import litserve as ls
 import torch
@@ -135,7 +136,7 @@ class SignAPI(ls.LitAPI):
     async def encode_response(self, output):
         probs, size = output
         return {
-            "top": [g.as_dict() for g in self.predictor.top_k(probs, self.k)[0]],
+            "top": [asdict(g) for g in self.predictor.top_k(probs, self.k)[0]],
             "model": config_of(self.predictor.module).model,
             "image_size": self.predictor.image_size,
             "input_size": list(size),
