@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.files import write_text_whole
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import (
+    DTYPES,
     FORMATS,
     TOLERANCE,
     ExportError,
-    check_dtype,
-    check_format,
+    check_choice,
     check_opset,
     export_classifier,
     load_exported,
@@ -28,8 +27,6 @@ from stnlab.query.export import (
 )
 from stnlab.tracking.run_identity import logged_config, run_name
 from stnlab.training.checkpoints import config_of, load_module, resolve_checkpoint
-
-log = logging.getLogger(__name__)
 
 
 def default_path(ckpt: Path, fmt: str) -> Path:
@@ -65,9 +62,9 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
 def export(cfg: DictConfig) -> Path:
     """Export the checkpoint ``cfg.ckpt``; returns the written file (its sidecar is ``<file>.json``)."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
-    fmt = check_format(str(cfg.format))
+    fmt = check_choice("format", str(cfg.format), FORMATS)
     check_opset(cfg.get("opset"))
-    dtype = check_dtype(str(cfg.dtype))
+    dtype = check_choice("dtype", str(cfg.dtype), DTYPES)
     mode = wandb_mode("wandb", cfg.get("wandb", False))
     module = load_module(ckpt, "cpu")
     classifier = ImageClassifier.of(module)

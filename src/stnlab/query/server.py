@@ -28,7 +28,6 @@ from stnlab.query.images import InputError, decode_image, network_pixels
 from stnlab.query.predictor import Predictor, check_top_k
 from stnlab.training.checkpoints import config_of, load_module
 
-log = logging.getLogger(__name__)
 FIELD = "file"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file, allowed on top of the limit
 DECODE_SLOTS = 2  # large uploads decoded at once (each in its own thread); the others wait their turn
