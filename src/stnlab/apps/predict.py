@@ -33,12 +33,6 @@ TRACK_FPS = 5.0  # frames per second of an animated folder or track (a video kee
 MAX_DISPLAY = 1024  # display_size's bound: 500 frames' copies then take at most 1.5 GB
 
 
-def default_out(query: Query, outputs_dir: str | Path) -> Path:
-    """``<outputs_dir>/predictions/<input name>`` (``paths.outputs_dir``: where every run's files go, ``outputs/``,
-    which git ignores)."""
-    return Path(outputs_dir) / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
-
-
 def _figure_names(query: Query) -> list[str]:
     names, seen = [], set()
     for i, frame in enumerate(query.frames):
@@ -127,7 +121,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         payload["sequence"] = {"frames": len(guesses), "top": [asdict(g) for g in sequence]}
     if query.skipped:
         payload["skipped"] = [{"file": where, "reason": why} for where, why in query.skipped]
-    out = Path(cfg.out) if cfg.get("out") else default_out(query, cfg.paths.outputs_dir)
+    # By default in paths.outputs_dir (outputs/, which git ignores), under the input's name.
+    label = re.sub(r"[^\w.-]+", "_", query.label)
+    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.outputs_dir) / "predictions" / label
     with Staging(out) as stage:
         if cfg.show_st:
             if not predictor.module.net.transformers:

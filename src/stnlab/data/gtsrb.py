@@ -149,21 +149,26 @@ def open_image(data: bytes) -> Image.Image:
     return im
 
 
+def network_pixels(im: Image.Image, size: int) -> torch.Tensor:
+    """RGB image -> uint8 (3, size, size): how every image, training or query, is resized for the network."""
+    return torch.from_numpy(np.array(im.resize((size, size), Image.Resampling.BILINEAR))).permute(2, 0, 1).contiguous()
+
+
 def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool, source: str) -> torch.Tensor:
-    out = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
+    out = torch.empty((len(rows), 3, image_size, image_size), dtype=torch.uint8)
     for i, row in enumerate(rows):
         try:
             with open_image(zf.read(row.member)) as im:
                 im = im.convert("RGB")
                 if crop_roi:
                     im = im.crop(tuple(round(v) for v in scaled_roi(row, *im.size)))
-                out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
+                out[i] = network_pixels(im, image_size)
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
         # OSError includes UnidentifiedImageError; ValueError includes ImageTooLarge (a header claiming 100000x100000)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError) as e:
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return out
 
 
 def _text(zf: zipfile.ZipFile, name: str, source: str) -> str:

@@ -144,8 +144,7 @@ class TensorDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(0),
         )
-        trainer = getattr(self, "trainer", None)
-        if shuffle and (trainer is None or trainer.world_size == 1):
+        if shuffle and (self.trainer is None or self.trainer.world_size == 1):
             # Order from (seed, epoch) alone, resumable mid-epoch; the seed is the run's (seed_everything).
             weights = class_balance_weights(split.labels, self.balance) if self.balance else None
             return ResumableLoader(dataset, batch_size, seed=torch.initial_seed(), weights=weights, **kw)

@@ -22,11 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, open_image
+from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, network_pixels, open_image
 from stnlab.errors import StnlabError
 
 log = logging.getLogger(__name__)
@@ -120,11 +119,6 @@ def check_size(im: Image.Image, name: str) -> None:
             f"{name} is {im.width}x{im.height} pixels: too small, each side must be at least {MIN_SIDE} "
             "pixels; pass a larger crop of the sign"
         )
-
-
-def network_pixels(im: Image.Image, size: int) -> torch.Tensor:
-    """RGB image -> uint8 (3, size, size), resized as the data loader resizes GTSRB images."""
-    return torch.from_numpy(np.array(im.resize((size, size), Image.Resampling.BILINEAR))).permute(2, 0, 1).contiguous()
 
 
 def display_copy(im: Image.Image, display_size: int) -> Image.Image:
