@@ -31,13 +31,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from stnlab.config.schema import check_classes, check_data
+from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
 from stnlab.geometry import affine_matrix, apply_homography, base_grid, compose, invert, sample
 
-NUM_CLASSES = 43
-
-SHAPES = ("circle", "triangle", "square", "diamond", "octagon")
 # (fill, border, glyph) RGB colours.
 SCHEMES = {
     "red_ring": ((245, 245, 245), (200, 20, 30), (20, 20, 20)),
@@ -46,31 +44,11 @@ SCHEMES = {
     "yellow": ((250, 200, 20), (20, 20, 20), (20, 20, 20)),
     "white": ((245, 245, 245), (20, 20, 20), (20, 20, 20)),
 }
-GLYPHS = (
-    "arrow_up",
-    "arrow_left",
-    "arrow_right",
-    "bar",
-    "cross",
-    "exclamation",
-    "two_bars",
-    "chevron",
-    "corner",
-    "ring",
-)
-# A fixed draw of 43 distinct (shape, scheme, glyph) triples: the classes never depend on the data seed.
-CLASSES: tuple[tuple[str, str, str], ...] = tuple(
-    random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
-)
-# What predict, serve and the reports call them ("circle red ring arrow up"), saved in the checkpoints.
-CLASS_NAMES = tuple(" ".join(part.replace("_", " ") for part in triple) for triple in CLASSES)
-
-_OCTAGON = [(math.cos(math.pi / 8 + k * math.pi / 4), math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)]
 _SHAPE_POLYGONS = {
     "triangle": [(0.0, -1.0), (0.866, 0.5), (-0.866, 0.5)],
     "square": [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)],
     "diamond": [(0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)],
-    "octagon": _OCTAGON,
+    "octagon": [(math.cos(math.pi / 8 + k * math.pi / 4), math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)],
 }
 # Radius of the circle inside each shape: glyphs are scaled to fit it.
 _INRADIUS = {"circle": 1.0, "triangle": 0.65, "square": 0.85, "diamond": 0.707, "octagon": 0.92}
@@ -95,6 +73,14 @@ _GLYPH_POLYGONS = {
     "corner": [[(-0.7, -0.9), (-0.3, -0.9), (-0.3, 0.5), (0.7, 0.5), (0.7, 0.9), (-0.7, 0.9)]],
     "ring": [],
 }
+# The order of these names fixes the classes below: a shape per _INRADIUS key, a glyph per _GLYPH_POLYGONS key.
+SHAPES, GLYPHS = tuple(_INRADIUS), tuple(_GLYPH_POLYGONS)
+# A fixed draw of 43 distinct (shape, scheme, glyph) triples: the classes never depend on the data seed.
+CLASSES: tuple[tuple[str, str, str], ...] = tuple(
+    random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
+)
+# What predict, serve and the reports call them ("circle red ring arrow up"), saved in the checkpoints.
+CLASS_NAMES = tuple(" ".join(part.replace("_", " ") for part in triple) for triple in CLASSES)
 
 
 def _draw_pictogram(shape: str, scheme: str, glyph: str, size: int) -> Image.Image:
