@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ from stnlab.evaluation.checkpoint_report import start_wandb_run
 from stnlab.files import write_text_whole
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import (
+    DTYPES,
     FORMATS,
     TOLERANCE,
     ExportError,
-    check_dtype,
-    check_format,
+    check_choice,
     check_opset,
     export_classifier,
     load_exported,
@@ -28,8 +27,6 @@ from stnlab.query.export import (
 )
 from stnlab.tracking.run_identity import logged_config, run_name
 from stnlab.training.checkpoints import config_of, load_module, resolve_checkpoint
-
-log = logging.getLogger(__name__)
 
 
 def default_path(ckpt: Path, fmt: str) -> Path:
@@ -62,30 +59,18 @@ def log_artifact(cfg: dict, files: list[Path], fmt: str, meta: dict[str, Any], m
     return str(Path(folder).parent)
 
 
-def write_sidecar(path: Path, info: dict[str, Any]) -> None:
-    """``info`` as JSON at ``path``, whole or not at all."""
-    try:
-        write_text_whole(path, json.dumps(info, indent=2) + "\n")  # read by servers and other users: their mode
-    except OSError as e:
-        raise write_error(path, e) from None
-
-
 def export(cfg: DictConfig) -> Path:
     """Export the checkpoint ``cfg.ckpt``; returns the written file (its sidecar is ``<file>.json``)."""
     ckpt = resolve_checkpoint(required(cfg, "ckpt", "<run_dir>/checkpoints/best-*.ckpt or a run folder"))
-    fmt = check_format(str(cfg.format))
+    fmt = check_choice("format", str(cfg.format), FORMATS)
     check_opset(cfg.get("opset"))
-    dtype = check_dtype(str(cfg.dtype))
+    dtype = check_choice("dtype", str(cfg.dtype), DTYPES)
     mode = wandb_mode("wandb", cfg.get("wandb", False))
     module = load_module(ckpt, "cpu")
     classifier = ImageClassifier.of(module)
     path = Path(cfg.out) if cfg.get("out") else default_path(ckpt, fmt)
     path = export_classifier(classifier, fmt, path, dtype, cfg.get("opset"))
-    meta = {
-        "checkpoint": str(ckpt.resolve()),
-        "model": config_of(module).model,
-        "image_size": classifier.image_size,
-    }
+    meta = {"checkpoint": str(ckpt.resolve()), "model": config_of(module).model, "image_size": classifier.image_size}
     if cfg.verify:
         diff = max_difference(classifier, load_exported(path, fmt), dtype)
         if not diff <= TOLERANCE:
@@ -98,10 +83,10 @@ def export(cfg: DictConfig) -> Path:
     info = sidecar(classifier, fmt, dtype, meta)
     info_path = path.with_name(path.name + ".json")
     try:
-        write_sidecar(info_path, info)
-    except ExportError:
+        write_text_whole(info_path, json.dumps(info, indent=2) + "\n")  # read by servers and other users: their mode
+    except OSError as e:
         path.unlink(missing_ok=True)  # a model without its sidecar is half an export
-        raise
+        raise write_error(info_path, e) from None
     check = f" (max |logit difference| to PyTorch: {meta['max_abs_logit_difference']:.2g})" if cfg.verify else ""
     print(f"wrote {path}{check} and {info_path.name}")
     if mode != "disabled":

@@ -8,8 +8,11 @@ and, for a sequence, the top-k of the probabilities averaged over its frames) to
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from stnlab.config.checks import positive_key, required
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
-from stnlab.query.outputs import Staging, write_csv, write_json
+from stnlab.query.outputs import Staging
 from stnlab.query.predictor import Guess, Predictor, check_top_k
 from stnlab.training.checkpoints import config_of, load_module, pick_device, resolve_checkpoint
 
@@ -28,12 +31,6 @@ log = logging.getLogger(__name__)
 PRINTED = 20  # rows printed before "... N more"
 TRACK_FPS = 5.0  # frames per second of an animated folder or track (a video keeps its own rate)
 MAX_DISPLAY = 1024  # display_size's bound: 500 frames' copies then take at most 1.5 GB
-
-
-def default_out(query: Query, outputs_dir: str | Path) -> Path:
-    """``<outputs_dir>/predictions/<input name>`` (``paths.outputs_dir``: where every run's files go, ``outputs/``,
-    which git ignores)."""
-    return Path(outputs_dir) / "predictions" / re.sub(r"[^\w.-]+", "_", query.label)
 
 
 def _figure_names(query: Query) -> list[str]:
@@ -116,15 +113,17 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "kind": query.kind,
         "top_k": k,
         "items": [
-            {"name": f.name, "index": i, "top": [g.as_dict() for g in row]}
+            {"name": f.name, "index": i, "top": [asdict(g) for g in row]}
             for i, (f, row) in enumerate(zip(query.frames, guesses))
         ],
     }
     if sequence is not None:
-        payload["sequence"] = {"frames": len(guesses), "top": [g.as_dict() for g in sequence]}
+        payload["sequence"] = {"frames": len(guesses), "top": [asdict(g) for g in sequence]}
     if query.skipped:
         payload["skipped"] = [{"file": where, "reason": why} for where, why in query.skipped]
-    out = Path(cfg.out) if cfg.get("out") else default_out(query, cfg.paths.outputs_dir)
+    # By default in paths.outputs_dir (outputs/, which git ignores), under the input's name.
+    label = re.sub(r"[^\w.-]+", "_", query.label)
+    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.outputs_dir) / "predictions" / label
     with Staging(out) as stage:
         if cfg.show_st:
             if not predictor.module.net.transformers:
@@ -143,8 +142,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             [f.name, i] + [v for g in row for v in (g.class_id, g.name, f"{g.prob:.6f}")]
             for i, (f, row) in enumerate(zip(query.frames, guesses))
         ]
-        write_csv(stage.path("predictions.csv"), header, rows)
-        write_json(stage.path("predictions.json"), payload)
+        with stage.path("predictions.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+        stage.path("predictions.json").write_text(json.dumps(payload, indent=2) + "\n")
         written = stage.commit()
     _print(query, guesses, sequence)
     if query.skipped:

@@ -9,6 +9,7 @@ interrupted run can leave nothing half-made that a later run would trust.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -44,17 +45,11 @@ TRAIN = Archive(
     "GTSRB/Final_Training/Images/00000/GT-00000.csv",
 )
 TEST = Archive(
-    "GTSRB_Final_Test_Images.zip",
-    "c7e4e6327067d32654124b0fe9e82185",
-    "GTSRB/Final_Test/Images/GT-final_test.test.csv",
+    "GTSRB_Final_Test_Images.zip", "c7e4e6327067d32654124b0fe9e82185", "GTSRB/Final_Test/Images/GT-final_test.test.csv"
 )
 TEST_GT = Archive("GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5", "GT-final_test.csv")
 
 MIRROR_HINT = "set data.mirror=DIR_OR_URL or the GTSRB_MIRROR environment variable to a folder or URL holding the official archives"
-
-
-def _is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://", "file://"))
 
 
 def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str | None = None) -> None:
@@ -64,14 +59,10 @@ def verify_archive(path: Path, archive: Archive, md5: bool = False, source: str 
     """
     label = source or path
     if md5:
-        digest = hashlib.md5()
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != archive.md5:
-            raise DataError(
-                f"{archive.filename}: MD5 {digest.hexdigest()} != official {archive.md5}; delete it and fetch again"
-            )
+            digest = hashlib.file_digest(f, "md5").hexdigest()
+        if digest != archive.md5:
+            raise DataError(f"{archive.filename}: MD5 {digest} != official {archive.md5}; delete it and fetch again")
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -95,10 +86,8 @@ def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
                 total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, leave=False) as bar:
-                    for chunk in iter(lambda: resp.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
+                with tqdm.wrapattr(out, "write", total=total, desc=Path(url).name, leave=False) as counted:
+                    shutil.copyfileobj(resp, counted, 1 << 20)
                 if total is not None and out.tell() != total:
                     raise OSError(f"got {out.tell()} of {total} bytes")
             return
@@ -114,13 +103,7 @@ def _download(url: str, dest: Path, timeout: float, retries: int) -> None:
     raise DataError(f"cannot download {url} after {retries} tries ({reason}); {MIRROR_HINT}")
 
 
-def fetch(
-    archive: Archive,
-    root: Path,
-    mirror: str | None = None,
-    timeout: float = 30.0,
-    retries: int = 3,
-) -> Path:
+def fetch(archive: Archive, root: Path, mirror: str | None = None, timeout: float = 30.0, retries: int = 3) -> Path:
     """Return the path of a verified copy of ``archive`` under ``root``, fetching it if needed.
 
     ``mirror`` is a folder or an http(s)/file URL holding the archive under its
@@ -130,30 +113,27 @@ def fetch(
     if final.exists():  # no lock needed to read: a final name only ever holds a complete archive
         verify_archive(final, archive)
         return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = locked(root)  # the folder itself: one fetch at a time, and no lock file left behind
-        lock.__enter__()
-    except OSError as e:
-        raise DataError(
-            f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
-            "set data.root to a writable folder (or put the archive there)"
-        ) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(locked(root))  # the folder itself: one fetch at a time, and no lock file left behind
+        except OSError as e:
+            raise DataError(
+                f"cannot write {archive.filename} into data.root={root} ({e.strerror or e}); "
+                "set data.root to a writable folder (or put the archive there)"
+            ) from None
         if final.exists():  # another process fetched it while we waited for the lock
             verify_archive(final, archive)
             return final
         clear_parts(final)  # a killed copy's leftovers: nobody else writes them while we hold the lock
         _fetch_into(archive, final, mirror, timeout, retries)
-    finally:
-        lock.__exit__(None, None, None)
     return final
 
 
 def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: float, retries: int) -> None:
     try:
         with written_whole(final) as tmp:  # with a file's usual mode: mkstemp's 0600 would hide a shared data.root
-            if mirror and not _is_url(mirror):
+            if mirror and not mirror.startswith(("http://", "https://", "file://")):
                 src = Path(mirror).expanduser() / archive.filename
                 if not src.is_file():
                     raise DataError(f"mirror folder {mirror} has no {archive.filename}; {MIRROR_HINT}")
@@ -179,10 +159,10 @@ def _fetch_into(archive: Archive, final: Path, mirror: str | None, timeout: floa
         ) from None
 
 
-def try_fetch(archive: Archive, root: Path, mirror: str | None, **kw) -> Path | None:
+def try_fetch(archive: Archive, **kw) -> Path | None:
     """Like :func:`fetch` but returns None when the archive is simply not available (optional archives)."""
     try:
-        return fetch(archive, root, mirror, **kw)
+        return fetch(archive, **kw)
     except DataError as e:
         if "not found" in str(e) or "has no" in str(e) or "cannot download" in str(e):
             log.debug("optional archive unavailable: %s", e)

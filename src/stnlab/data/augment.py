@@ -14,15 +14,8 @@ from stnlab.geometry import affine_matrix, warp
 
 
 class RandomJitter(nn.Module):
-    """Random rotation, isotropic scale and translation per image, then (optionally) brightness and contrast.
-
-    Args:
-        rotation: max absolute rotation in degrees.
-        scale: (min, max) zoom factor of the content.
-        translation: max absolute shift as a fraction of the image size.
-        p: probability that an image is jittered geometrically at all.
-        brightness: max relative change of the intensity (0.2: a gain in [0.8, 1.2]); 0 is off.
-        contrast: max relative change of the contrast around the image's mean; 0 is off.
+    """Random rotation, isotropic scale and translation per image, then (optionally) brightness and contrast; the
+    options are described in conf/augment/jitter.yaml.
 
     A per-image standardisation (``normalize=per_image``) undoes any gain and contrast change: the
     photometric part only matters with the other normalisations.

@@ -9,13 +9,11 @@ from stnlab.config.schema import check_data
 from stnlab.data import archives
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.gtsrb import (
-    TEST_GT_CSV,
     Split,
     _open,
-    _text,
     archive_fingerprint,
     cached,
-    parse_csv,
+    ground_truth_rows,
     read_test,
     read_train,
     split_by_tracks,
@@ -45,11 +43,7 @@ def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) 
                 NUM_CLASSES,
             )
         return
-    with _open(gt_zip) as gz:
-        if TEST_GT_CSV not in gz.namelist():
-            return  # read_test reports it with the fix
-        rows = parse_csv(_text(gz, TEST_GT_CSV, gt_zip.name), f"{gt_zip.name}:{TEST_GT_CSV}", "", need_label=True)
-    missing = sorted({r.class_id for r in rows} - classes)
+    missing = sorted({r.class_id for r in ground_truth_rows(gt_zip)} - classes)
     if missing:
         shown = ", ".join(f"{c:05d}" for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise DataError(
@@ -59,18 +53,8 @@ def check_coverage(train_zip: Path, test_zip: Path | None, gt_zip: Path | None) 
 
 
 class GTSRBDataModule(TensorDataModule):
-    """GTSRB from the official archives (or a mirror), split into train/val by whole tracks.
-
-    Args:
-        root: folder for the archives and the decoded cache.
-        mirror: folder or URL holding the official archives; ``None`` means the official server.
-        image_size: side of the square images after resizing (the reference uses 48).
-        crop_roi: crop each image to its (scaled) ROI before resizing.
-        val_tracks_per_class: whole tracks held out per class for validation.
-        split_seed: seed of the track choice.
-        balance: class-balanced training batches, from 0 (the data's frequencies) to 1 (every class
-            equally often); see :func:`stnlab.data.tensors.class_balance_weights`.
-    """
+    """GTSRB from the official archives (or a mirror), split into train/val by whole tracks; the options are
+    described in conf/data/gtsrb.yaml."""
 
     name = "gtsrb"
 
@@ -96,34 +80,23 @@ class GTSRBDataModule(TensorDataModule):
         self.root = Path(root).expanduser()
         self.mirror = mirror or None
         self.crop_roi, self.val_tracks_per_class, self.split_seed = crop_roi, val_tracks_per_class, split_seed
-        self._fetch_kw = dict(timeout=download_timeout, retries=download_retries)
+        self._fetch_kw = dict(root=self.root, mirror=self.mirror, timeout=download_timeout, retries=download_retries)
         self._warned_no_test = False
         self._archives: tuple | None = None
         self._prepared = False
 
     def _fetch(self):
         if self._archives is None:
-            archives_ = self._fetch_all()
-            check_coverage(*archives_)  # before anything is decoded or cached
-            self._archives = archives_
+            train_zip = archives.fetch(archives.TRAIN, **self._fetch_kw)
+            test_zip = archives.try_fetch(archives.TEST, **self._fetch_kw)
+            gt_zip = archives.try_fetch(archives.TEST_GT, **self._fetch_kw)
+            check_coverage(train_zip, test_zip, gt_zip)  # before anything is decoded or cached
+            self._archives = train_zip, test_zip, gt_zip
         return self._archives
 
-    def _fetch_all(self):
-        train_zip = archives.fetch(archives.TRAIN, self.root, self.mirror, **self._fetch_kw)
-        test_zip = archives.try_fetch(archives.TEST, self.root, self.mirror, **self._fetch_kw)
-        gt_zip = archives.try_fetch(archives.TEST_GT, self.root, self.mirror, **self._fetch_kw)
-        return train_zip, test_zip, gt_zip
-
-    def _key(self, *paths: Path) -> dict:
-        return dict(version=1, archives=archive_fingerprint(*paths), image_size=self.image_size, crop_roi=self.crop_roi)
-
-    def _load_train(self, train_zip: Path) -> Split:
-        return cached(
-            self.root / "cache",
-            "train",
-            self._key(train_zip),
-            lambda: read_train(train_zip, self.image_size, self.crop_roi),
-        )
+    def _cached(self, name: str, read, *paths: Path) -> Split:
+        key = dict(version=1, archives=archive_fingerprint(*paths), image_size=self.image_size, crop_roi=self.crop_roi)
+        return cached(self.root / "cache", name, key, lambda: read(*paths, self.image_size, self.crop_roi))
 
     def _load_test(self, test_zip: Path | None, gt_zip: Path | None) -> Split | None:
         if test_zip is None or gt_zip is None:
@@ -134,23 +107,18 @@ class GTSRBDataModule(TensorDataModule):
                 )
                 self._warned_no_test = True
             return None
-        return cached(
-            self.root / "cache",
-            "test",
-            self._key(test_zip, gt_zip),
-            lambda: read_test(test_zip, gt_zip, self.image_size, self.crop_roi),
-        )
+        return self._cached("test", read_test, test_zip, gt_zip)
 
     def prepare_data(self) -> None:
         if self._prepared:  # the run prepares the data before Lightning does: decoded and cached once
             return
         train_zip, test_zip, gt_zip = self._fetch()
-        self._load_train(train_zip)
+        self._cached("train", read_train, train_zip)
         self._load_test(test_zip, gt_zip)
         self._prepared = True
 
     def load(self):
         train_zip, test_zip, gt_zip = self._fetch()
-        full = self._load_train(train_zip)
+        full = self._cached("train", read_train, train_zip)
         train_idx, val_idx = split_by_tracks(full, self.val_tracks_per_class, self.split_seed)
         return full.subset(train_idx), full.subset(val_idx), self._load_test(test_zip, gt_zip)

@@ -12,7 +12,9 @@ image's pixels; mirrors may hold re-sized images, so a ROI is scaled by
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,12 +23,11 @@ import re
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from stnlab.data.classes import NUM_CLASSES
 from stnlab.errors import DataError, first_line
@@ -43,7 +44,7 @@ MAX_PIXELS = 40_000_000
 TEST_DIR = "GTSRB/Final_Test/Images/"
 
 
-@dataclass
+@dataclasses.dataclass
 class Split:
     images: torch.Tensor
     labels: torch.Tensor
@@ -53,10 +54,11 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> Split:
-        return Split(self.images[index], self.labels[index], self.tracks[index])
+        """The rows ``index`` of every tensor field (a subclass's too)."""
+        return dataclasses.replace(self, **{k: v[index] for k, v in vars(self).items()})
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Row:
     member: str
     width: int
@@ -71,15 +73,12 @@ def parse_csv(text: str, source: str, directory: str, need_label: bool, folder_c
 
     ``folder_class``: the class of the folder holding the CSV, which every ``ClassId`` must name.
     """
-    try:
-        return _parse_csv(text, source, directory, need_label, folder_class)
-    except csv.Error as e:  # a NUL byte, an unterminated quote
-        raise DataError(f"{source}: unreadable CSV ({e}); fix or replace the CSV") from None
-
-
-def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_class: int | None) -> list[Row]:
     # newline=None: universal line ends, so CR-only (old Mac) and CRLF files read like LF ones.
     reader = csv.DictReader(io.StringIO(text, newline=None), delimiter=";")
+    try:
+        records = list(reader)
+    except csv.Error as e:  # a NUL byte, an unterminated quote
+        raise DataError(f"{source}: unreadable CSV ({e}); fix or replace the CSV") from None
     columns = REQUIRED_COLUMNS + (("ClassId",) if need_label else ())
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
@@ -88,7 +87,7 @@ def _parse_csv(text: str, source: str, directory: str, need_label: bool, folder_
         )
     rows: list[Row] = []
     seen: set[str] = set()
-    for lineno, rec in enumerate(reader, start=2):
+    for lineno, rec in enumerate(records, start=2):
         try:
             name = rec["Filename"].strip()
             w, h = int(rec["Width"]), int(rec["Height"])
@@ -150,28 +149,26 @@ def open_image(data: bytes) -> Image.Image:
     return im
 
 
+def network_pixels(im: Image.Image, size: int) -> torch.Tensor:
+    """RGB image -> uint8 (3, size, size): how every image, training or query, is resized for the network."""
+    return torch.from_numpy(np.array(im.resize((size, size), Image.Resampling.BILINEAR))).permute(2, 0, 1).contiguous()
+
+
 def decode(zf: zipfile.ZipFile, rows: list[Row], image_size: int, crop_roi: bool, source: str) -> torch.Tensor:
-    out = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
+    out = torch.empty((len(rows), 3, image_size, image_size), dtype=torch.uint8)
     for i, row in enumerate(rows):
         try:
             with open_image(zf.read(row.member)) as im:
                 im = im.convert("RGB")
                 if crop_roi:
                     im = im.crop(tuple(round(v) for v in scaled_roi(row, *im.size)))
-                out[i] = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
+                out[i] = network_pixels(im, image_size)
         except KeyError:
             raise DataError(f"{source}: image {row.member} listed in the CSV is missing; replace the archive") from None
-        except (
-            UnidentifiedImageError,
-            OSError,
-            ValueError,
-            EOFError,
-            zipfile.BadZipFile,
-            zlib.error,
-            Image.DecompressionBombError,
-        ) as e:  # a header claiming 100000x100000 pixels
+        # OSError includes UnidentifiedImageError; ValueError includes ImageTooLarge (a header claiming 100000x100000)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError) as e:
             raise DataError(f"{source}: unreadable image {row.member} ({e}); replace the archive") from None
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return out
 
 
 def _text(zf: zipfile.ZipFile, name: str, source: str) -> str:
@@ -265,7 +262,8 @@ def read_train(path: Path, image_size: int, crop_roi: bool) -> Split:
     return Split(images, labels, tracks)
 
 
-def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool) -> Split:
+def ground_truth_rows(gt_path: Path) -> list[Row]:
+    """The rows of the test ground truth, whose members lie in the test images' archive."""
     with _open(gt_path) as gz:
         if TEST_GT_CSV not in gz.namelist():
             raise DataError(f"{gt_path}: no {TEST_GT_CSV} inside; this is not the official test ground-truth archive")
@@ -274,6 +272,11 @@ def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool)
         )
     if not rows:
         raise DataError(f"{gt_path.name}:{TEST_GT_CSV} lists no image (header only); replace the archive")
+    return rows
+
+
+def read_test(images_path: Path, gt_path: Path, image_size: int, crop_roi: bool) -> Split:
+    rows = ground_truth_rows(gt_path)
     with _open(images_path) as zf:
         images = decode(zf, rows, image_size, crop_roi, images_path.name)
     labels = torch.tensor([r.class_id for r in rows], dtype=torch.int64)
@@ -328,15 +331,14 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
     split = _load_cache(path, key)
     if split is not None:
         return split
-    try:
-        lock = locked(cache_dir / f".{name}-{digest}.lock")
-        lock.__enter__()
-    except OSError as e:
-        log.warning(
-            "cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name
-        )
-        return build()
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(cache_dir / f".{name}-{digest}.lock"))
+        except OSError as e:
+            log.warning(
+                "cannot write the cache in %s (%s): decoding %s without caching it", cache_dir, e.strerror or e, name
+            )
+            return build()
         split = _load_cache(path, key)  # another process may have built it while we waited
         if split is not None:
             return split
@@ -344,8 +346,6 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> Split:
         log.info("decoding %s into cache %s", name, path)
         split = build()
         _write_cache(path, split, key)
-    finally:
-        lock.__exit__(None, None, None)
     return split
 
 

@@ -29,10 +29,7 @@ class EpochShuffleSampler(Sampler[int]):
     def __init__(self, n: int, seed: int, weights: torch.Tensor | None = None):
         self.n, self.seed = n, int(seed)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-        if self.weights is not None and len(self.weights) != n:
-            raise ValueError(f"{len(self.weights)} sampling weights for {n} samples")
-        self.epoch = 0
-        self.start = 0
+        self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
         self.epoch = int(epoch)
@@ -58,14 +55,9 @@ class ResumableLoader(DataLoader):
     iteration resume that epoch after that many batches.
     """
 
-    def __init__(
-        self, dataset, batch_size: int = 1, seed: int = 0, sampler=None, weights: torch.Tensor | None = None, **kwargs
-    ):
-        kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
-        if sampler is None:
-            sampler = EpochShuffleSampler(len(dataset), seed, weights)
+    def __init__(self, dataset, batch_size: int, seed: int, weights: torch.Tensor | None = None, **kwargs):
+        sampler = EpochShuffleSampler(len(dataset), seed, weights)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
-        self.seed = int(seed)
         self._epoch = 0
         self._batches = 0
         self._skip = 0

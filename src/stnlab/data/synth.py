@@ -31,13 +31,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from stnlab.config.schema import check_classes, check_data
+from stnlab.data.classes import NUM_CLASSES
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
 from stnlab.geometry import affine_matrix, apply_homography, base_grid, compose, invert, sample
 
-NUM_CLASSES = 43
-
-SHAPES = ("circle", "triangle", "square", "diamond", "octagon")
 # (fill, border, glyph) RGB colours.
 SCHEMES = {
     "red_ring": ((245, 245, 245), (200, 20, 30), (20, 20, 20)),
@@ -46,31 +44,11 @@ SCHEMES = {
     "yellow": ((250, 200, 20), (20, 20, 20), (20, 20, 20)),
     "white": ((245, 245, 245), (20, 20, 20), (20, 20, 20)),
 }
-GLYPHS = (
-    "arrow_up",
-    "arrow_left",
-    "arrow_right",
-    "bar",
-    "cross",
-    "exclamation",
-    "two_bars",
-    "chevron",
-    "corner",
-    "ring",
-)
-# A fixed draw of 43 distinct (shape, scheme, glyph) triples: the classes never depend on the data seed.
-CLASSES: tuple[tuple[str, str, str], ...] = tuple(
-    random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
-)
-# What predict, serve and the reports call them ("circle red ring arrow up"), saved in the checkpoints.
-CLASS_NAMES = tuple(" ".join(part.replace("_", " ") for part in triple) for triple in CLASSES)
-
-_OCTAGON = [(math.cos(math.pi / 8 + k * math.pi / 4), math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)]
 _SHAPE_POLYGONS = {
     "triangle": [(0.0, -1.0), (0.866, 0.5), (-0.866, 0.5)],
     "square": [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)],
     "diamond": [(0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)],
-    "octagon": _OCTAGON,
+    "octagon": [(math.cos(math.pi / 8 + k * math.pi / 4), math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)],
 }
 # Radius of the circle inside each shape: glyphs are scaled to fit it.
 _INRADIUS = {"circle": 1.0, "triangle": 0.65, "square": 0.85, "diamond": 0.707, "octagon": 0.92}
@@ -95,6 +73,14 @@ _GLYPH_POLYGONS = {
     "corner": [[(-0.7, -0.9), (-0.3, -0.9), (-0.3, 0.5), (0.7, 0.5), (0.7, 0.9), (-0.7, 0.9)]],
     "ring": [],
 }
+# The order of these names fixes the classes below: a shape per _INRADIUS key, a glyph per _GLYPH_POLYGONS key.
+SHAPES, GLYPHS = tuple(_INRADIUS), tuple(_GLYPH_POLYGONS)
+# A fixed draw of 43 distinct (shape, scheme, glyph) triples: the classes never depend on the data seed.
+CLASSES: tuple[tuple[str, str, str], ...] = tuple(
+    random.Random(0).sample(list(itertools.product(SHAPES, SCHEMES, GLYPHS)), NUM_CLASSES)
+)
+# What predict, serve and the reports call them ("circle red ring arrow up"), saved in the checkpoints.
+CLASS_NAMES = tuple(" ".join(part.replace("_", " ") for part in triple) for triple in CLASSES)
 
 
 def _draw_pictogram(shape: str, scheme: str, glyph: str, size: int) -> Image.Image:
@@ -230,25 +216,11 @@ class SynthSplit(Split):
 
     warps: torch.Tensor = None  # type: ignore[assignment]
 
-    def subset(self, index: torch.Tensor) -> SynthSplit:
-        return SynthSplit(self.images[index], self.labels[index], self.tracks[index], self.warps[index])
-
 
 class SynthDataModule(TensorDataModule):
-    """Procedural traffic-sign-like data (see the module docstring), made in memory from ``seed``.
-
-    Args:
-        num_train, num_val, num_test: images per split (classes balanced).
-        rotation: max absolute rotation, degrees.
-        scale: (min, max) size of the sign relative to its canonical size.
-        translation: max absolute shift per axis, as a fraction of the image size.
-        perspective: max absolute perspective coefficient (0 = none; 0.1 is a visible tilt).
-        clutter: background clutter in [0, 1].
-        sign_extent: half-size of the canonical sign, in normalised units (1 = touches the border).
-        num_classes: use only the first ``num_classes`` of the 43 classes (an easier task for quick trials);
-            labels stay 0..42.
-        seed: the data seed; each split draws from its own stream.
-    """
+    """Procedural traffic-sign-like data (see the module docstring), made in memory from ``seed``; each split
+    draws from its own stream. The options are described in conf/data/synth.yaml; ``num_classes`` draws only the
+    first classes of the 43 (an easier task for quick trials)."""
 
     name = "synth"
 

@@ -10,7 +10,7 @@ import logging
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from stnlab.config.schema import check_classes, check_data
 from stnlab.data.classes import NUM_CLASSES
@@ -24,21 +24,14 @@ from stnlab.metrics import class_frequencies
 log = logging.getLogger(__name__)
 
 
-class InMemoryDataset(Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i]
+class InMemoryDataset(TensorDataset):
+    """(images, labels), gathered one tensor index per batch (``__getitems__``)."""
 
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices, dtype=torch.long)
-        if self.labels.device.type == "cuda":  # data resident on the GPU: an async copy, the host never waits
-            idx = idx.pin_memory().to(self.labels.device, non_blocking=True)
-        return self.images[idx], self.labels[idx]
+        if self.tensors[1].is_cuda:  # data resident on the GPU: an async copy, the host never waits
+            idx = idx.pin_memory().to(self.tensors[1].device, non_blocking=True)
+        return self[idx]
 
 
 def _identity(batch):
@@ -143,7 +136,7 @@ class TensorDataModule(pl.LightningDataModule):
 
     def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self._dataset(split)
-        workers = 0 if dataset.labels.is_cuda else self.num_workers
+        workers = 0 if dataset.tensors[1].is_cuda else self.num_workers
         # Own generators: no loader draws from the global RNG, so a resumed run's RNG matches (resumable.py).
         kw = dict(
             num_workers=workers,
@@ -151,8 +144,7 @@ class TensorDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(0),
         )
-        trainer = getattr(self, "trainer", None)
-        if shuffle and (trainer is None or trainer.world_size == 1):
+        if shuffle and (self.trainer is None or self.trainer.world_size == 1):
             # Order from (seed, epoch) alone, resumable mid-epoch; the seed is the run's (seed_everything).
             weights = class_balance_weights(split.labels, self.balance) if self.balance else None
             return ResumableLoader(dataset, batch_size, seed=torch.initial_seed(), weights=weights, **kw)

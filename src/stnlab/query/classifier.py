@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stnlab.data.classes import class_names
 from stnlab.training.checkpoints import config_of
 
 
@@ -21,10 +20,10 @@ class ImageClassifier(nn.Module):
     normalisation) and then the network, STs included. Any batch size.
     """
 
-    def __init__(self, normalizer: nn.Module, net: nn.Module, image_size: int, names: list[str] | None = None):
+    def __init__(self, normalizer: nn.Module, net: nn.Module, image_size: int, class_names: list[str]):
         super().__init__()
         self.normalizer, self.net, self.image_size = normalizer, net, int(image_size)
-        self.class_names = list(names) if names is not None else class_names(int(net.num_classes))
+        self.class_names = list(class_names)
 
     @classmethod
     def of(cls, module) -> ImageClassifier:

@@ -17,7 +17,6 @@ the whole image to S x S with a bilinear filter, no normalisation: the model doe
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ from stnlab.files import written_whole
 from stnlab.noise import silence_exporters
 from stnlab.query.classifier import ImageClassifier
 
-log = logging.getLogger(__name__)
-
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported_program": ".pt2"}
 DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
 TOLERANCE = 1e-4  # max |logit difference| accepted between the exported file and PyTorch
@@ -42,10 +39,10 @@ class ExportError(StnlabError):
     """The network could not be exported, or the exported file disagrees with PyTorch."""
 
 
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt} is not one of {', '.join(FORMATS)}")
-    return fmt
+def check_choice(key: str, value: str, choices: dict) -> str:
+    if value not in choices:
+        raise ConfigError(f"{key}={value} is not one of {', '.join(choices)}")
+    return value
 
 
 def check_opset(opset) -> int | None:
@@ -59,15 +56,9 @@ def check_opset(opset) -> int | None:
     return opset
 
 
-def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype={dtype} is not one of {', '.join(DTYPES)}")
-    return dtype
-
-
 def example_images(image_size: int, batch: int = 3, dtype: str = "uint8", seed: int = 0) -> torch.Tensor:
     """Random images (batch, 3, S, S) in [0, 255] of ``dtype``."""
-    check_dtype(dtype)
+    check_choice("dtype", dtype, DTYPES)
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, 3, image_size, image_size), generator=g, dtype=torch.uint8).to(DTYPES[dtype])
 
@@ -109,7 +100,7 @@ def export_classifier(
 ) -> Path:
     """Write ``classifier`` as ``fmt`` to ``path`` (through a temporary file: ``path`` appears only complete, and
     the temporary file is removed on any failure)."""
-    check_format(fmt)
+    check_choice("format", fmt, FORMATS)
     check_opset(opset)
     silence_exporters()
     path = Path(path)

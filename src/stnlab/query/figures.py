@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from stnlab.viz.panels import MARGIN, OUTLINE, to_pil, write_gif
 from stnlab.viz.trace import STView, trace_sts
@@ -43,10 +43,6 @@ def st_views(module, pixels: torch.Tensor) -> tuple[list[STView], list[torch.Ten
     return views, outlines
 
 
-def _font(size: int = 12):
-    return ImageFont.load_default(size=size)
-
-
 def figure(
     display: Image.Image, views: Sequence[STView], outlines: Sequence[torch.Tensor], i: int, caption: str
 ) -> Image.Image:
@@ -67,7 +63,7 @@ def figure(
         scale = max(1, side // out.shape[-1])
         label = f"ST {view.name}" if view.position == 0 else f"ST {view.name} (on the image)"
         panels.append((to_pil(out, scale), label))
-    font = _font()
+    font = ImageFont.load_default(size=12)
     line = font.getbbox("Ag")[3] + 4
     width = sum(p.width for p, _ in panels) + GAP * (len(panels) + 1)
     height = line + max(p.height for p, _ in panels) + line + GAP
@@ -88,15 +84,7 @@ def same_size(frames: Sequence[Image.Image], even: bool = False) -> list[Image.I
     w, h = max(f.width for f in frames), max(f.height for f in frames)
     if even:
         w, h = w + w % 2, h + h % 2
-    padded = []
-    for f in frames:
-        if f.size == (w, h):
-            padded.append(f)
-        else:
-            canvas = Image.new("RGB", (w, h), BACKGROUND)
-            canvas.paste(f, (0, 0))
-            padded.append(canvas)
-    return padded
+    return [ImageOps.expand(f, (0, 0, w - f.width, h - f.height), fill=BACKGROUND) for f in frames]
 
 
 def write_animation_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, open_image
+from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, network_pixels, open_image
 from stnlab.errors import StnlabError
 
 log = logging.getLogger(__name__)
@@ -122,11 +121,6 @@ def check_size(im: Image.Image, name: str) -> None:
         )
 
 
-def network_pixels(im: Image.Image, size: int) -> torch.Tensor:
-    """RGB image -> uint8 (3, size, size), resized as the data loader resizes GTSRB images."""
-    return torch.from_numpy(np.array(im.resize((size, size), Image.Resampling.BILINEAR))).permute(2, 0, 1).contiguous()
-
-
 def display_copy(im: Image.Image, display_size: int) -> Image.Image:
     """``im`` scaled so its longer side is ``display_size``: antialiased when shrinking, pixel blocks when enlarging."""
     scale = display_size / max(im.size)
@@ -141,21 +135,23 @@ def make_frame(name: str, im: Image.Image, image_size: int, display_size: int) -
 
 # --- where frames come from ------------------------------------------------------------------------------------------
 
-Source = list[tuple[str, str, Callable[[], bytes]]]  # (name, where it is (for messages), read its bytes), in order
+# (name, where it is (for messages), its file or, for a zip member, its bytes), in order
+Source = list[tuple[str, str, Path | bytes]]
 
 
-def _reader(path: Path) -> Callable[[], bytes]:
-    """Reads ``path`` whole, unless it is larger than any image this reads (a disk image named .png)."""
-
-    def read() -> bytes:
-        size = path.stat().st_size
+def _read(item: Path | bytes, where: str) -> bytes:
+    """A file read whole, unless it is larger than any image this reads (a disk image named .png)."""
+    if isinstance(item, bytes):
+        return item
+    try:
+        size = item.stat().st_size
         if size > MAX_IMAGE_BYTES:
             raise InputError(
-                f"{path} is {size >> 20} MB, over the {MAX_IMAGE_BYTES >> 20} MB read from one image; {_SMALLER}"
+                f"{item} is {size >> 20} MB, over the {MAX_IMAGE_BYTES >> 20} MB read from one image; {_SMALLER}"
             )
-        return path.read_bytes()
-
-    return read
+        return item.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {where} ({e.strerror or e}); check its permissions") from None
 
 
 def _folder_images(folder: Path) -> Source:
@@ -163,7 +159,7 @@ def _folder_images(folder: Path) -> Source:
     files = [
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     ]
-    return [(p.name, str(p), _reader(p)) for p in sorted(files, key=lambda p: natural_key(p.name))]
+    return [(p.name, str(p), p) for p in sorted(files, key=lambda p: natural_key(p.name))]
 
 
 def _is_track(names: list[str]) -> bool:
@@ -204,9 +200,7 @@ def _track_in_zip(path: Path, cls: int, trk: int) -> Source:
             f"track={cls}/{trk}: {path} has no class folder {cls:05d} with track frames; "
             "pass GTSRB_Final_Training_Images.zip (test images carry no tracks)"
         )
-    return [(m.rsplit("/", 1)[-1], f"{path}:{m}", lambda d=d: d) for m, d in data.items()] or _no_track(
-        path, cls, trk, in_class
-    )
+    return [(m.rsplit("/", 1)[-1], f"{path}:{m}", d) for m, d in data.items()] or _no_track(path, cls, trk, in_class)
 
 
 def _track_in_folder(root: Path, cls: int, trk: int) -> Source:
@@ -303,27 +297,17 @@ def read_query(
         raise InputError(f"frame_step={frame_step}, max_frames={max_frames}: expected positive integers")
     if track is not None:
         cls, trk = parse_track(track)
-        source = _track_in_zip(path, cls, trk) if path.is_file() else _track_in_folder(path, cls, trk)
-        return _from_source(
-            f"{path} track {cls}/{trk}",
-            "track",
-            f"{path.stem}_track_{cls}_{trk}",
-            source,
-            image_size,
-            display_size,
-            max_frames,
-            skip_unreadable,
-        )
-    if path.is_dir():
-        source = _folder_images(path)
-        if not source:
+        items = _track_in_zip(path, cls, trk) if path.is_file() else _track_in_folder(path, cls, trk)
+        query = Query(f"{path} track {cls}/{trk}", "track", f"{path.stem}_track_{cls}_{trk}")
+    elif path.is_dir():
+        items = _folder_images(path)
+        if not items:
             raise InputError(
                 f"input={path} is a folder without images ({', '.join(IMAGE_SUFFIXES[:6])}, ...); "
                 "pass a folder of images or an image file"
             )
-        kind = "track" if _is_track([name for name, _, _ in source]) else "folder"
-        return _from_source(str(path), kind, path.name, source, image_size, display_size, max_frames, skip_unreadable)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+        query = Query(str(path), "track" if _is_track([name for name, _, _ in items]) else "folder", path.name)
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
         frames, fps = _video_frames(path, max_frames, frame_step)
         query = Query(str(path), "video", path.stem, fps=fps)
         for name, im in frames:
@@ -332,32 +316,19 @@ def read_query(
         if not query.frames:
             raise InputError(NO_FRAMES.format(path=path))
         return query
-    return _from_source(
-        str(path), "image", path.stem, [(path.name, str(path), _reader(path))], image_size, display_size, None
-    )
-
-
-def _from_source(
-    source: str,
-    kind: str,
-    label: str,
-    items: Source,
-    image_size: int,
-    display_size: int,
-    max_frames: int | None,
-    skip_unreadable: bool = False,
-) -> Query:
-    query = Query(source, kind, label)
+    else:  # one image: unreadable, it stops
+        items, skip_unreadable = [(path.name, str(path), path)], False
+        query = Query(str(path), "image", path.stem)
     if max_frames is not None and len(items) > max_frames:
         log.warning(
             "%s holds %d images: read the first %d (max_frames); raise max_frames to read them all",
-            source,
+            query.source,
             len(items),
             max_frames,
         )
-    for name, where, read in items[:max_frames]:
+    for name, where, item in items[:max_frames]:
         try:
-            query.frames.append(make_frame(name, decode_image(_read(read, where), where), image_size, display_size))
+            query.frames.append(make_frame(name, decode_image(_read(item, where), where), image_size, display_size))
         except InputError as e:
             if not skip_unreadable:
                 raise
@@ -365,13 +336,6 @@ def _from_source(
             query.skipped.append((where, str(e)))
     if not query.frames and query.skipped:
         raise InputError(
-            f"none of the {len(query.skipped)} images of {source} is readable; first: {query.skipped[0][1]}"
+            f"none of the {len(query.skipped)} images of {query.source} is readable; first: {query.skipped[0][1]}"
         )
     return query
-
-
-def _read(read: Callable[[], bytes], where: str) -> bytes:
-    try:
-        return read()
-    except OSError as e:
-        raise InputError(f"cannot read {where} ({e.strerror or e}); check its permissions") from None

@@ -3,13 +3,10 @@ place (``os.replace``, atomic per file) only when every one is complete, so a fa
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from stnlab.errors import StnlabError
 
@@ -68,14 +65,3 @@ class Staging:
             ) from None
         self.committed = True
         return done
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)

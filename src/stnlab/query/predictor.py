@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -16,9 +15,6 @@ class Guess:
     class_id: int
     name: str
     prob: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def __str__(self) -> str:
         return f"{self.name} {100 * self.prob:.2f}%"
@@ -35,21 +31,10 @@ def check_top_k(top_k: int, num_classes: int | None = None, ckpt: str | None = N
     return top_k
 
 
-def top_k(probs: torch.Tensor, k: int, names: Sequence[str]) -> list[list[Guess]]:
-    """(N, C) probabilities -> per row the ``k`` most probable classes (named by ``names``), best first."""
-    values, indices = probs.topk(k, dim=1)
-    return [
-        [Guess(int(c), names[int(c)], float(p)) for p, c in zip(vs, cs)]
-        for vs, cs in zip(values.tolist(), indices.tolist())
-    ]
-
-
 class Predictor:
     """A trained ``STNModule`` on ``device``, run in batches of ``batch_size``."""
 
     def __init__(self, module, device: torch.device | str = "cpu", batch_size: int = 256):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
         self.classifier = ImageClassifier.of(self.module)
@@ -59,12 +44,14 @@ class Predictor:
     def image_size(self) -> int:
         return self.classifier.image_size
 
-    @property
-    def class_names(self) -> list[str]:
-        return self.classifier.class_names
-
     def top_k(self, probs: torch.Tensor, k: int) -> list[list[Guess]]:
-        return top_k(probs, k, self.class_names)
+        """(N, C) probabilities -> per row the ``k`` most probable classes, best first."""
+        names = self.classifier.class_names
+        values, indices = probs.topk(k, dim=1)
+        return [
+            [Guess(int(c), names[int(c)], float(p)) for p, c in zip(vs, cs)]
+            for vs, cs in zip(values.tolist(), indices.tolist())
+        ]
 
     @torch.no_grad()
     def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:

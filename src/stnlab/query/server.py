@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
 
 import litserve as ls
 import torch
@@ -27,7 +28,6 @@ from stnlab.query.images import InputError, decode_image, network_pixels
 from stnlab.query.predictor import Predictor, check_top_k
 from stnlab.training.checkpoints import config_of, load_module
 
-log = logging.getLogger(__name__)
 FIELD = "file"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file, allowed on top of the limit
 DECODE_SLOTS = 2  # large uploads decoded at once (each in its own thread); the others wait their turn
@@ -135,7 +135,7 @@ class SignAPI(ls.LitAPI):
     async def encode_response(self, output):
         probs, size = output
         return {
-            "top": [g.as_dict() for g in self.predictor.top_k(probs, self.k)[0]],
+            "top": [asdict(g) for g in self.predictor.top_k(probs, self.k)[0]],
             "model": config_of(self.predictor.module).model,
             "image_size": self.predictor.image_size,
             "input_size": list(size),
