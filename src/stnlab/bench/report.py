@@ -55,12 +55,21 @@ def epoch_table(results: list[EpochResult]) -> list[str]:
     return lines
 
 
-def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult], errors: list[str] = ()) -> str:
+def render(
+    header: list[str],
+    models: list[ModelResult],
+    epochs: list[EpochResult],
+    inference: list[list[str]],
+    errors: list[str],
+) -> str:
+    """The report: ``header``, then the tables (``inference``: the rows of the CPU inference table, if measured)."""
     out = list(header)
     if models:
         out += ["", "## Training and inference throughput", ""] + model_table(models) + [""] + repetitions(models)
     if epochs:
         out += ["", "## Full training epochs (Trainer.fit, as a run; validation off)", ""] + epoch_table(epochs)
+    for rows in inference:
+        out += ["", "## Inference on the CPU: PyTorch eager and onnxruntime", ""] + rows
     if errors:
         out += ["", "## Failed measurements", ""] + list(errors)
     return "\n".join(out) + "\n"
