@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
 from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -260,19 +261,16 @@ class PlainLoop:
 
 @torch.inference_mode()
 def inference(module: STNModule, images: torch.Tensor, setup: Setup, reps: int) -> float:
-    """Images per second of ``module(images)`` (preprocessing included), median of ``reps`` timed passes."""
+    """Images per second of ``module(images)`` (preprocessing included), over ``reps`` timed passes after warm-up
+    ones (cuDNN autotuning, allocator); torch.utils.benchmark syncs the GPU around them."""
     module.eval()
-    times = []
-    for i in range(reps + 1):
-        sync(setup.device)
-        t = time.perf_counter()
-        with setup.autocast():
-            module(images)
-        sync(setup.device)
-        if i:  # the first pass warms up (cuDNN autotuning, allocator)
-            times.append(time.perf_counter() - t)
+    timer = benchmark.Timer(
+        "module(images)", globals={"module": module, "images": images}, num_threads=torch.get_num_threads()
+    )
+    with setup.autocast():
+        seconds = timer.timeit(reps).median
     module.train()
-    return len(images) / statistics.median(times)
+    return len(images) / seconds
 
 
 def peak_memory_mb(device: torch.device) -> float:
