@@ -69,11 +69,6 @@ def preset_config(model: str, image_size: int, *overrides: str) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def counts_ops(setup: Setup) -> bool:
-    # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
-    return not setup.speed.get("compile")
-
-
 class RandomData(TensorDataModule):
     """Random uint8 images of the GTSRB shape (43 classes): enough for throughput, not for accuracy."""
 
@@ -129,14 +124,15 @@ class LoopTiming:
 
 
 class StepWindow(pl.Callback):
-    """Times batches ``warmup`` .. ``warmup + steps - 1`` of ``batches`` (device-synced at both ends); with
-    ``count_ops``, counts the ops of the last warm-up batch (untimed). The plain loop calls its hooks by hand."""
+    """Times batches ``warmup`` .. ``warmup + steps - 1`` of ``batches`` (device-synced at both ends) and counts the
+    ops of the last warm-up batch (untimed). The plain loop calls its hooks by hand."""
 
-    def __init__(self, warmup: int, steps: int, device: torch.device, batches: TimedBatches, count_ops: bool):
-        self.warmup, self.last, self.device, self.batches = warmup, warmup + steps - 1, device, batches
+    def __init__(self, warmup: int, steps: int, setup: Setup, batches: TimedBatches):
+        self.warmup, self.last, self.device, self.batches = warmup, warmup + steps - 1, setup.device, batches
         self.timing = LoopTiming()
         self._t0 = self._d0 = 0.0
-        self._counter = OpCounter() if count_ops and warmup > 0 else None
+        # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
+        self._counter = OpCounter() if warmup > 0 and not setup.speed.get("compile") else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._counter is not None and batch_idx == self.warmup - 1:
@@ -199,7 +195,7 @@ def fit(module: STNModule, data, setup: Setup, timer: pl.Callback, progress: boo
 def lightning_train(module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int) -> LoopTiming:
     """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
     timed = TimedBatches(data.train_dataloader(), setup.device)
-    window = StepWindow(warmup, steps, setup.device, timed, counts_ops(setup))
+    window = StepWindow(warmup, steps, setup, timed)
     fit(module, timed, setup, window, False, max_epochs=1, limit_train_batches=warmup + steps)
     return window.timing
 
@@ -227,7 +223,7 @@ class PlainLoop:
 
     def run(self, warmup: int, steps: int) -> LoopTiming:
         timed = TimedBatches(self.data.train_dataloader(), self.setup.device)
-        window = StepWindow(warmup, steps, self.setup.device, timed, count_ops=False)
+        window = StepWindow(warmup, steps, self.setup, timed)
         for i, batch in enumerate(timed):
             window.on_train_batch_start(None, None, batch, i)
             self.step(*batch)
@@ -236,27 +232,12 @@ class PlainLoop:
                 break
         return window.timing
 
-    def one_step(self, counter: contextlib.AbstractContextManager) -> int:
-        """One more training step (on the first batch) under ``counter``; the images it took."""
-        images, labels = (t.to(self.setup.device) for t in next(iter(self.data.train_dataloader())))
-        with counter:
-            self.step(images, labels)
-        sync(self.setup.device)
-        return len(labels)
-
-    def count_ops(self) -> int | None:
-        """Tensor ops dispatched by one more training step (``None`` where counting would change the step)."""
-        if not counts_ops(self.setup):
-            return None
-        counter = OpCounter()
-        self.one_step(counter)
-        return counter.ops
-
     def flops_per_image(self) -> float:
         """FLOPs of one training step (forward and backward, as counted by FlopCounterMode) per image."""
-        counter = FlopCounterMode(display=False)
-        images = self.one_step(counter)
-        return counter.get_total_flops() / images
+        images, labels = (t.to(self.setup.device) for t in next(iter(self.data.train_dataloader())))
+        with FlopCounterMode(display=False) as counter:
+            self.step(images, labels)
+        return counter.get_total_flops() / len(labels)
 
 
 @torch.inference_mode()
@@ -295,11 +276,10 @@ class ModelResult:
     train_peak_mb: float
     infer_peak_mb: float
     gflops_per_image: float
-    plain_ops: int | None = None
 
-    @property
-    def lightning_ops(self) -> int | None:
-        return next((t.ops for t in self.lightning if t.ops is not None), None)
+    def ops(self, loop: str) -> int | None:
+        """Tensor ops of one training step of ``loop`` (None where they were not counted)."""
+        return next((t.ops for t in getattr(self, loop) if t.ops is not None), None)
 
     @property
     def ratio(self) -> float:
@@ -337,9 +317,7 @@ def bench_model(
     infer = inference(plain.module, eval_images, setup, reps=2)
     infer_peak = peak_memory_mb(setup.device)
     params = sum(p.numel() for p in module.net.parameters())
-    return ModelResult(
-        name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops, plain.count_ops()
-    )
+    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops)
 
 
 class EpochTimer(pl.Callback):
