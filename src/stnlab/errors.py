@@ -2,10 +2,7 @@
 
 
 class StnlabError(RuntimeError):
-    """An error caused by input or configuration that the user can fix.
-
-    The message is printed as one line by the command-line entry points.
-    """
+    """An error the user can fix (input, configuration): the command-line entry points print it as one line."""
 
 
 class DataError(StnlabError):

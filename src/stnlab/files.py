@@ -2,50 +2,32 @@
 
 Every file that a reader must never see half-written (archives, caches, checkpoints, metrics.json, reports,
 exports) is written to a ``.part`` file beside its final name and renamed into place (:func:`written_whole`).
-``mkstemp`` makes that file mode 0600; a shared ``data.root`` (and any output read by other users) needs the
-mode any new file gets (0666 less the umask, usually 0644), so it is set before the rename.
+A shared ``data.root`` (and any output read by other users) needs the mode any new file gets (0666 less the
+umask, usually 0644), so the part is made as ``open()`` makes files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it: set, then restore at once
-    os.umask(mask)
-    return mask
-
-
-def normal_mode(path: Path | str) -> None:
-    """Give ``path`` the permissions of a file made with ``open()``: 0666 less the process umask."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def new_part(final: Path) -> Path:
-    """An empty ``.<name>.<random>.part`` beside ``final``; its folder is made again if it went away."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    return Path(name)
-
-
 @contextlib.contextmanager
 def written_whole(final: Path | str) -> Iterator[Path]:
-    """A new ``.part`` file beside ``final`` (its folder made again if need be) for the block to write. When the
-    block ends without an error, the part gets the mode of a file made with ``open()`` and is renamed onto
-    ``final``, which so holds the whole new file or its old one, never half of it; otherwise it is removed."""
+    """A new empty ``.<name>.<random>.part`` file beside ``final`` (its folder made again if need be) for the block
+    to write. When the block ends without an error, the part is renamed onto ``final``, which so holds the whole new
+    file or its old one, never half of it; otherwise it is removed."""
     final = Path(final)
-    part = new_part(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.parent / f".{final.name}.{secrets.token_hex(8)}.part"
+    part.touch(exist_ok=False)  # made by open(): the mode any new file gets, unlike mkstemp's 0600
     try:
         yield part
-        normal_mode(part)
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)

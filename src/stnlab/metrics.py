@@ -15,25 +15,23 @@ validation images classified correctly.
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+from torchmetrics.classification import MulticlassStatScores
 
 
-class ClassWeightedAccuracy(Metric):
-    """Accuracy with each class's accuracy weighted by ``weights[c]`` (classes absent from the data are left out).
+class ClassWeightedAccuracy(MulticlassStatScores):
+    """Accuracy with each class's accuracy weighted by ``weights[c]`` (classes absent from the data are left out),
+    from torchmetrics' per-class counts.
 
     ``update(logits_or_preds, target)``: logits (N, C) or predicted class ids (N,), target (N,) class ids.
     With uniform weights on a class-balanced split it equals plain accuracy.
     """
 
-    full_state_update = False
     higher_is_better = True
 
     def __init__(self, num_classes: int, weights: torch.Tensor | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.add_state("correct", torch.zeros(self.num_classes, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(self.num_classes, dtype=torch.float64), dist_reduce_fx="sum")
-        w = torch.ones(self.num_classes, dtype=torch.float64) if weights is None else weights.double()
+        # No per-batch input checks: their torch.unique would sync the GPU at every validation step.
+        super().__init__(num_classes, average=None, validate_args=False, **kwargs)
+        w = torch.ones(num_classes, dtype=torch.float64) if weights is None else weights.double()
         self.register_buffer("weights", w.clone(), persistent=False)
 
     def set_weights(self, weights: torch.Tensor) -> None:
@@ -41,21 +39,13 @@ class ClassWeightedAccuracy(Metric):
             raise ValueError(f"class weights need {self.num_classes} non-negative values, got {tuple(weights.shape)}")
         self.weights = weights.to(self.weights.device, torch.float64)
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        if preds.ndim == 2:
-            preds = preds.argmax(dim=1)
-        target = target.long()
-        self.total += torch.bincount(target, minlength=self.num_classes)[: self.num_classes].double()
-        hits = target[preds == target]
-        self.correct += torch.bincount(hits, minlength=self.num_classes)[: self.num_classes].double()
-
     def compute(self) -> torch.Tensor:
-        present = self.total > 0
-        w = self.weights.to(self.total.device) * present
+        tp, _, _, fn = self._final_state()
+        total = (tp + fn).double()
+        w = self.weights.to(total.device) * (total > 0)
         if float(w.sum()) == 0:
-            return torch.tensor(0.0, device=self.total.device)
-        acc = torch.where(present, self.correct / self.total.clamp_min(1), torch.zeros_like(self.total))
-        return ((w * acc).sum() / w.sum()).float()
+            return torch.tensor(0.0, device=total.device)
+        return ((w * tp / total.clamp_min(1)).sum() / w.sum()).float()
 
 
 def class_frequencies(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -21,9 +21,9 @@ import torch
 from omegaconf import OmegaConf
 
 from stnlab.bench.inference import inference_table
-from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs
+from stnlab.bench.measure import GTSRB_TRAIN, RandomData, Setup, bench_model, full_epochs, preset_config
 from stnlab.bench.report import render
-from stnlab.config import checks, compose_train, group_options
+from stnlab.config import checks, group_options
 from stnlab.config.schema import speed_settings
 from stnlab.data.datamodule import GTSRBDataModule
 from stnlab.errors import ConfigError, StnlabError, first_line
@@ -31,19 +31,22 @@ from stnlab.noise import silence_known_noise
 from stnlab.training.checkpoints import pick_device
 
 QUICK = dict(image_size=[32], batch_size=4, warmup=1, steps=1, reps=2, eval_batch_size=8, epoch_images=16)
-# Epoch-run variants: (what changes, function (speed, precision) -> (speed, precision, progress bar)).
+# Epoch-run variants: (what changes, the speed switches it sets, its precision (None: as configured), progress bar).
 VARIANTS = {
-    "base": ("as configured", lambda s, p: (s, p, False)),
-    "compile": ("speed.compile=true", lambda s, p: (dict(s, compile=True), p, False)),
+    "base": ("as configured", {}, None, False),
+    "compile": ("speed.compile=true", {"compile": True}, None, False),
     "compile_cudagraphs": (
         "speed.compile=true, compile_mode=reduce-overhead (CUDA graphs)",
-        lambda s, p: (dict(s, compile=True, compile_mode="reduce-overhead"), p, False),
+        {"compile": True, "compile_mode": "reduce-overhead"},
+        None,
+        False,
     ),
-    "progress_bar": ("with the progress bar (a GPU sync per step)", lambda s, p: (s, p, True)),
-    "nchw": ("speed.channels_last=false", lambda s, p: (dict(s, channels_last=False), p, False)),
-    "host_data": ("speed.device_resident=false", lambda s, p: (dict(s, device_resident=False), p, False)),
-    "fp32": ("precision 32-true (TF32 matmuls)", lambda s, p: (s, "32-true", False)),
+    "progress_bar": ("with the progress bar (a GPU sync per step)", {}, None, True),
+    "nchw": ("speed.channels_last=false", {"channels_last": False}, None, False),
+    "host_data": ("speed.device_resident=false", {"device_resident": False}, None, False),
+    "fp32": ("precision 32-true (TF32 matmuls)", {}, "32-true", False),
 }
+SOURCES = {"random": "random uint8 images of the GTSRB shape (throughput only)", "gtsrb": "the real GTSRB cache"}
 DEFAULTS = {  # per device: warmup steps, timed steps, repetitions of each loop
     "cpu": dict(warmup=1, steps=4, reps=3),
     "cuda": dict(warmup=10, steps=40, reps=3),
@@ -62,9 +65,7 @@ def settings(values: Mapping[str, Any]) -> dict[str, Any]:
     sizes = checks.positive_ints("image_size", values["image_size"] or q.get("image_size") or [48])
     presets = group_options("model")
     models = presets if values["models"] is None else checks.words("models", values["models"])
-    unknown = sorted(set(models + [str(values["epoch_model"])]) - set(presets))
-    if unknown:
-        raise ConfigError(f"unknown model preset(s) {', '.join(unknown)}; choose from {', '.join(presets)}")
+    _known(models + [str(values["epoch_model"])], presets)
     variants = [
         checks.one_of("epoch_variants", v, VARIANTS) for v in checks.words("epoch_variants", values["epoch_variants"])
     ]
@@ -86,20 +87,22 @@ def settings(values: Mapping[str, Any]) -> dict[str, Any]:
         "epochs": checks.positive_int("epochs", values["epochs"]),
         "epoch_images": q.get("epoch_images"),
         "variants": variants,
-        "source": checks.one_of("data.source", values["data"]["source"], ("random", "gtsrb")),
+        "source": checks.one_of("data.source", values["data"]["source"], SOURCES),
         "data": values["data"],
         "out": Path(values["out"]),
         "inference": _inference_settings(values["inference"], presets, bool(q)),
     }
 
 
-def _inference_settings(values: Mapping[str, Any], presets: list[str], quick: bool) -> dict[str, Any]:
-    models = checks.words("inference.models", values["models"] or [])
+def _known(models: list[str], presets: list[str], where: str = "") -> list[str]:
     unknown = sorted(set(models) - set(presets))
     if unknown:
-        raise ConfigError(
-            f"unknown model preset(s) {', '.join(unknown)} in inference.models; choose from {', '.join(presets)}"
-        )
+        raise ConfigError(f"unknown model preset(s) {', '.join(unknown)}{where}; choose from {', '.join(presets)}")
+    return models
+
+
+def _inference_settings(values: Mapping[str, Any], presets: list[str], quick: bool) -> dict[str, Any]:
+    models = _known(checks.words("inference.models", values["models"] or []), presets, " in inference.models")
     small = {"batch": 8, "reps": 1, "calls": 2} if quick else {}
     return {
         "models": models,
@@ -122,11 +125,6 @@ def _data(opts: dict, image_size: int, num_train: int):
         )
 
     return RandomData(num_train, image_size, opts["batch"], opts["eval_batch"], num_val=opts["eval_batch"])
-
-
-def _run_config(model: str, size: int, batch: int) -> dict:
-    cfg = compose_train([f"model={model}", f"data.image_size={size}", f"data.batch_size={batch}"])
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
 def _quiet() -> None:
@@ -155,13 +153,7 @@ def run(cfg) -> Path:
         "",
         f"- device: {device.type} ({dev_name}), torch {torch.__version__}, lightning {lightning.__version__}, "
         f"{torch.get_num_threads()} CPU threads",
-        "- data: "
-        + (
-            "random uint8 images of the GTSRB shape (throughput only)"
-            if opts["source"] == "random"
-            else "the real GTSRB cache"
-        )
-        + f"; training batch {batch}, inference batch {eval_batch}",
+        f"- data: {SOURCES[opts['source']]}; training batch {batch}, inference batch {eval_batch}",
         f"- precision {precision}, cuDNN benchmark {setup.benchmark}, speed switches {speed}",
         f"- each loop: {loop['warmup']} warm-up + {loop['steps']} timed steps, {loop['reps']} repetitions alternating "
         "Lightning / plain; medians (the ratio: median of back-to-back pairs)",
@@ -175,7 +167,7 @@ def run(cfg) -> Path:
     path = out_dir / f"{datetime.date.today():%Y-%m-%d}.md"
     if path.exists():
         path = out_dir / f"{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}.md"
-    results, epochs, errors = [], [], []
+    results, epochs, tables, errors = [], [], [], []
 
     def attempt(what: str, fn, into: list) -> None:
         """One measurement; a failure is reported in the table's notes and the others still run."""
@@ -185,12 +177,12 @@ def run(cfg) -> Path:
         except Exception as e:  # noqa: BLE001 - one failing preset must not lose the whole (costly) GPU run
             errors.append(f"- {what}: {type(e).__name__}: {first_line(e)}")
             print(f"bench: {what} FAILED: {type(e).__name__}: {e}", flush=True)
-        path.write_text(render(header, results, epochs, errors))  # after every row: a cut-off run keeps its rows
+        path.write_text(render(header, results, epochs, tables, errors))  # after every row: a cut-off run keeps them
 
     for size in opts["sizes"]:
         data = _data(opts, size, (loop["warmup"] + loop["steps"]) * batch)
         for name in opts["models"]:
-            run_cfg = _run_config(name, size, batch)
+            run_cfg = preset_config(name, size, f"data.batch_size={batch}")
             attempt(
                 f"{name} at {size}px",
                 functools.partial(bench_model, name, run_cfg, data, setup, loop["warmup"], loop["steps"], loop["reps"]),
@@ -199,33 +191,18 @@ def run(cfg) -> Path:
     model = opts["epoch_model"]
     for size in opts["epoch_sizes"] if opts["epoch"] else []:
         data = _data(opts, size, opts["epoch_images"] or GTSRB_TRAIN)
-        run_cfg = _run_config(model, size, batch)
+        run_cfg = preset_config(model, size, f"data.batch_size={batch}")
         for name in opts["variants"]:
-            label, change = VARIANTS[name]
-            v_speed, v_precision, bar = change(speed, precision)
-            v_setup = Setup(device, v_precision, setup.benchmark, v_speed)
+            label, switches, v_precision, bar = VARIANTS[name]
+            v_setup = Setup(device, v_precision or precision, setup.benchmark, {**speed, **switches})
             attempt(
                 f"{model} epochs at {size}px, {label}",
                 functools.partial(full_epochs, model, run_cfg, data, v_setup, opts["epochs"], label, bar),
                 epochs,
             )
-    inference = opts["inference"]
-    if inference["models"]:
-
-        def table() -> list[str]:
-            args = (inference[k] for k in ("image_size", "batch", "reps", "calls", "threads"))
-            rows, _ = inference_table(list(inference["models"]), *args)
-            return ["", "## Inference on the CPU: PyTorch eager and onnxruntime", ""] + rows
-
-        print("bench: inference speed ...", flush=True)
-        try:
-            extra = table()
-        except Exception as e:  # noqa: BLE001 - as attempt(): the other tables stand
-            errors.append(f"- inference: {type(e).__name__}: {first_line(e)}")
-            extra = []
-    else:
-        extra = []
-    text = "\n".join([render(header, results, epochs, errors), *extra])
+    if opts["inference"]["models"]:
+        attempt("inference speed", functools.partial(inference_table, **opts["inference"]), tables)
+    text = render(header, results, epochs, tables, errors)
     path.write_text(text)
     print(text)
     print(f"bench: report written to {path}")

@@ -8,7 +8,8 @@ from omegaconf import DictConfig
 from stnlab.tracking.sync import describe, find_offline_runs, select, sync
 
 
-def sync_runs(cfg: DictConfig) -> int:
+def sync_all(cfg: DictConfig) -> None:
+    """``src/sync.py``'s job: the upload's failure is the command's exit status."""
     runs = find_offline_runs(Path(cfg.outputs))
     chosen = select(
         runs, list(cfg.kinds or []), bool(cfg.include_failed), bool(cfg.include_debug), bool(cfg.include_synced)
@@ -18,13 +19,7 @@ def sync_runs(cfg: DictConfig) -> int:
         f"{len(chosen)} of {len(runs)} offline run(s) to upload"
         + (" (dry run: nothing uploaded)" if cfg.dry_run else "")
     )
-    if cfg.dry_run or not chosen:
-        return 0
-    return sync([r.path for r in chosen], cfg.project, cfg.entity)
-
-
-def sync_all(cfg: DictConfig) -> None:
-    """``src/sync.py``'s job: the upload's failure is the command's exit status."""
-    code = sync_runs(cfg)
-    if code:
-        sys.exit(code)
+    if not cfg.dry_run and chosen:
+        code = sync([r.path for r in chosen], cfg.project, cfg.entity)
+        if code:
+            sys.exit(code)

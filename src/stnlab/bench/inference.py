@@ -21,9 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from stnlab.config import compose_train
+from stnlab.bench.measure import preset_config
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import example_images, export_classifier, load_exported
 from stnlab.training import build_module
@@ -38,12 +37,7 @@ def _per_call(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, calls
 
 
 def inference_speed(
-    classifier: ImageClassifier,
-    batch: int = 256,
-    reps: int = 7,
-    calls: int = 50,
-    threads: int = 1,
-    onnx_path: Path | None = None,
+    classifier: ImageClassifier, batch: int, reps: int, calls: int, threads: int
 ) -> dict[str, dict[str, float]]:
     """``{engine: {"latency_ms", "img_per_s", "latency_ms_wall", "img_per_s_wall"}}`` for ``pytorch`` (eager,
     ``torch.inference_mode``) and ``onnxruntime`` (CPU provider): medians of the single-image time and of the
@@ -51,7 +45,7 @@ def inference_speed(
     torch.set_num_threads(threads)
     classifier = classifier.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        path = onnx_path or export_classifier(classifier, "onnx", Path(tmp) / "model.onnx")
+        path = export_classifier(classifier, "onnx", Path(tmp) / "model.onnx")
         engines = {"pytorch": classifier, "onnxruntime": load_exported(path, "onnx", threads=threads)}
         one, many = example_images(classifier.image_size, 1), example_images(classifier.image_size, batch)
         batch_calls = max(1, calls // 10)
@@ -77,28 +71,18 @@ def inference_speed(
     return out
 
 
-def preset_classifier(model: str, image_size: int) -> ImageClassifier:
-    """The untrained network of a model preset with its normalisation (speed does not depend on the weights)."""
-    cfg = OmegaConf.to_container(compose_train([f"model={model}", f"data.image_size={image_size}"]), resolve=True)
-    return ImageClassifier.of(build_module(cfg))
-
-
-def inference_table(
-    models: list[str], image_size: int, batch: int, reps: int, calls: int, threads: int
-) -> tuple[list[str], dict[str, dict]]:
-    """Markdown rows for :func:`inference_speed` of each preset, and the figures."""
+def inference_table(models: list[str], image_size: int, batch: int, reps: int, calls: int, threads: int) -> list[str]:
+    """Markdown rows for :func:`inference_speed` of each preset."""
     rows = [
         f"| model | engine | latency, 1 image (CPU ms) | throughput, batch {batch} (img per CPU s) "
         "| the same in wall time (ms; img/s) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    results = {}
     for model in models:
-        label = f"{model} ({image_size} px)"
-        results[label] = inference_speed(preset_classifier(model, image_size), batch, reps, calls, threads)
-        for engine, r in results[label].items():
+        classifier = ImageClassifier.of(build_module(preset_config(model, image_size)))
+        for engine, r in inference_speed(classifier, batch, reps, calls, threads).items():
             rows.append(
-                f"| {label} | {engine} | {r['latency_ms']:.2f} | {r['img_per_s']:.0f} "
+                f"| {model} ({image_size} px) | {engine} | {r['latency_ms']:.2f} | {r['img_per_s']:.0f} "
                 f"| {r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f} |"
             )
-    return rows, results
+    return rows

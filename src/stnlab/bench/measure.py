@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
+from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from stnlab.config import compose_train
 from stnlab.data.gtsrb import Split
 from stnlab.data.tensors import TensorDataModule
 from stnlab.training.module import STNModule, build_module
@@ -60,9 +63,10 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def counts_ops(setup: Setup) -> bool:
-    # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
-    return not setup.speed.get("compile")
+def preset_config(model: str, image_size: int, *overrides: str) -> dict:
+    """The resolved run config of a model preset (speed does not depend on the weights: presets run untrained)."""
+    cfg = compose_train([f"model={model}", f"data.image_size={image_size}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
 class RandomData(TensorDataModule):
@@ -70,20 +74,12 @@ class RandomData(TensorDataModule):
 
     name = "random"
 
-    def __init__(
-        self,
-        num_train: int,
-        image_size: int,
-        batch_size: int = 50,
-        eval_batch_size: int = 500,
-        num_val: int = 0,
-        seed: int = 0,
-    ):
+    def __init__(self, num_train: int, image_size: int, batch_size: int, eval_batch_size: int, num_val: int):
         super().__init__(batch_size, eval_batch_size, 0, image_size)
-        self.num_train, self.num_val, self.seed = num_train, num_val, seed
+        self.num_train, self.num_val = num_train, num_val
 
     def load(self):
-        g = torch.Generator().manual_seed(self.seed)
+        g = torch.Generator().manual_seed(0)
 
         def split(n):
             images = torch.randint(0, 256, (n, 3, self.image_size, self.image_size), dtype=torch.uint8, generator=g)
@@ -103,28 +99,12 @@ class TimedBatches:
         return len(self.loader)
 
     def __iter__(self):
-        it = iter(self.loader)
-        while True:
-            t = time.perf_counter()
-            try:
-                images, labels = next(it)
-            except StopIteration:
-                return
+        t = time.perf_counter()
+        for images, labels in self.loader:
             batch = images.to(self.device), labels.to(self.device)
             self.seconds += time.perf_counter() - t
             yield batch
-
-
-class _TimedData(pl.LightningDataModule):
-    """The benchmark's data module as Lightning sees it: the real train loader, wrapped in TimedBatches."""
-
-    def __init__(self, data: TensorDataModule, device: torch.device):
-        super().__init__()
-        self.data, self.device, self.timed = data, device, None
-
-    def train_dataloader(self):
-        self.timed = TimedBatches(self.data.train_dataloader(), self.device)
-        return self.timed
+            t = time.perf_counter()
 
 
 @dataclass
@@ -143,22 +123,23 @@ class LoopTiming:
         return self.data_seconds / self.seconds if self.seconds else 0.0
 
 
-class _StepWindow(pl.Callback):
-    """Times batches ``warmup`` .. the last one of a fit (device-synced at both ends); with
-    ``count_ops``, counts the ops of the last warm-up batch (untimed)."""
+class StepWindow(pl.Callback):
+    """Times batches ``warmup`` .. ``warmup + steps - 1`` of ``batches`` (device-synced at both ends) and counts the
+    ops of the last warm-up batch (untimed). The plain loop calls its hooks by hand."""
 
-    def __init__(self, warmup: int, last: int, device: torch.device, data: _TimedData, count_ops: bool = False):
-        self.warmup, self.last, self.device, self.data = warmup, last, device, data
+    def __init__(self, warmup: int, steps: int, setup: Setup, batches: TimedBatches):
+        self.warmup, self.last, self.device, self.batches = warmup, warmup + steps - 1, setup.device, batches
         self.timing = LoopTiming()
         self._t0 = self._d0 = 0.0
-        self._counter = OpCounter() if count_ops and warmup > 0 else None
+        # A dispatch mode would force a compiled model back to eager (or recompile it): not the step we time.
+        self._counter = OpCounter() if warmup > 0 and not setup.speed.get("compile") else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._counter is not None and batch_idx == self.warmup - 1:
             self._counter.__enter__()
         if batch_idx == self.warmup:
             sync(self.device)
-            self._t0, self._d0 = time.perf_counter(), self.data.timed.seconds
+            self._t0, self._d0 = time.perf_counter(), self.batches.seconds
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._counter is not None and batch_idx == self.warmup - 1:
@@ -169,7 +150,7 @@ class _StepWindow(pl.Callback):
         if batch_idx == self.last:
             sync(self.device)
             self.timing.seconds = time.perf_counter() - self._t0
-            self.timing.data_seconds = self.data.timed.seconds - self._d0
+            self.timing.data_seconds = self.batches.seconds - self._d0
 
 
 @dataclass
@@ -181,24 +162,19 @@ class Setup:
     benchmark: bool = False
     speed: dict = field(default_factory=dict)
 
-    @property
-    def accelerator(self) -> str:
-        return "gpu" if self.device.type == "cuda" else self.device.type
-
     def autocast(self):
         if self.precision.startswith("bf16") and self.precision != "bf16-true":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
 
-def fit(
-    module: STNModule, data: pl.LightningDataModule, setup: Setup, timer: pl.Callback, progress: bool, **limits
-) -> None:
-    """``Trainer.fit`` as ``src/train.py`` runs it on ``setup`` (CSV logging every 20 steps, the speed switches),
-    timed by ``timer``, without validation, checkpoints or model summary. ``limits``: max_epochs, limit_train_batches."""
+def fit(module: STNModule, data, setup: Setup, timer: pl.Callback, progress: bool, **limits) -> None:
+    """``Trainer.fit`` on ``data`` (a data module or a loader) as ``src/train.py`` runs it on ``setup`` (CSV logging
+    every 20 steps, the speed switches), timed by ``timer``, without validation, checkpoints or model summary.
+    ``limits``: max_epochs, limit_train_batches."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
-            accelerator=setup.accelerator,
+            accelerator=setup.device.type,
             devices=1,
             precision=setup.precision,
             benchmark=setup.benchmark,
@@ -213,16 +189,14 @@ def fit(
             callbacks=[timer, SpeedSwitches(setup.speed)],
             **limits,
         )
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, data)  # Lightning takes a data module in the loaders' place
 
 
-def lightning_train(
-    module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int, enable_progress_bar: bool = False
-) -> LoopTiming:
+def lightning_train(module: STNModule, data: TensorDataModule, setup: Setup, warmup: int, steps: int) -> LoopTiming:
     """One ``Trainer.fit`` of ``warmup + steps`` batches, as ``src/train.py`` runs it (CSV logging every 20 steps)."""
-    timed = _TimedData(data, setup.device)
-    window = _StepWindow(warmup, warmup + steps - 1, setup.device, timed, count_ops=counts_ops(setup))
-    fit(module, timed, setup, window, enable_progress_bar, max_epochs=1, limit_train_batches=warmup + steps)
+    timed = TimedBatches(data.train_dataloader(), setup.device)
+    window = StepWindow(warmup, steps, setup, timed)
+    fit(module, timed, setup, window, False, max_epochs=1, limit_train_batches=warmup + steps)
     return window.timing
 
 
@@ -249,55 +223,35 @@ class PlainLoop:
 
     def run(self, warmup: int, steps: int) -> LoopTiming:
         timed = TimedBatches(self.data.train_dataloader(), self.setup.device)
-        timing = LoopTiming()
-        t0 = d0 = 0.0
-        for i, (images, labels) in enumerate(timed):
-            if i == warmup:
-                sync(self.setup.device)
-                t0, d0 = time.perf_counter(), timed.seconds
-            if i >= warmup:
-                timing.images += len(labels)
-            self.step(images, labels)
-            if i == warmup + steps - 1:
+        window = StepWindow(warmup, steps, self.setup, timed)
+        for i, batch in enumerate(timed):
+            window.on_train_batch_start(None, None, batch, i)
+            self.step(*batch)
+            window.on_train_batch_end(None, None, None, batch, i)
+            if i == window.last:
                 break
-        sync(self.setup.device)
-        timing.seconds, timing.data_seconds = time.perf_counter() - t0, timed.seconds - d0
-        return timing
+        return window.timing
 
-    def count_ops(self) -> int | None:
-        """Tensor ops dispatched by one more training step (``None`` where counting would change the step)."""
-        if not counts_ops(self.setup):
-            return None
+    def flops_per_image(self) -> float:
+        """FLOPs of one training step (forward and backward, as counted by FlopCounterMode) per image."""
         images, labels = (t.to(self.setup.device) for t in next(iter(self.data.train_dataloader())))
-        with OpCounter() as counter:
+        with FlopCounterMode(display=False) as counter:
             self.step(images, labels)
-        sync(self.setup.device)
-        return counter.ops
-
-
-def flops_per_image(plain: PlainLoop, data: TensorDataModule) -> float:
-    """FLOPs of one training step (forward and backward, as counted by FlopCounterMode) per image."""
-    images, labels = next(iter(TimedBatches(data.train_dataloader(), plain.setup.device)))
-    with FlopCounterMode(display=False) as counter:
-        plain.step(images, labels)
-    return counter.get_total_flops() / len(labels)
+        return counter.get_total_flops() / len(labels)
 
 
 @torch.inference_mode()
 def inference(module: STNModule, images: torch.Tensor, setup: Setup, reps: int) -> float:
-    """Images per second of ``module(images)`` (preprocessing included), median of ``reps`` timed passes."""
+    """Images per second of ``module(images)`` (preprocessing included), over ``reps`` timed passes after warm-up
+    ones (cuDNN autotuning, allocator); torch.utils.benchmark syncs the GPU around them."""
     module.eval()
-    times = []
-    for i in range(reps + 1):
-        sync(setup.device)
-        t = time.perf_counter()
-        with setup.autocast():
-            module(images)
-        sync(setup.device)
-        if i:  # the first pass warms up (cuDNN autotuning, allocator)
-            times.append(time.perf_counter() - t)
+    timer = benchmark.Timer(
+        "module(images)", globals={"module": module, "images": images}, num_threads=torch.get_num_threads()
+    )
+    with setup.autocast():
+        seconds = timer.timeit(reps).median
     module.train()
-    return len(images) / statistics.median(times)
+    return len(images) / seconds
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -322,11 +276,10 @@ class ModelResult:
     train_peak_mb: float
     infer_peak_mb: float
     gflops_per_image: float
-    plain_ops: int | None = None
 
-    @property
-    def lightning_ops(self) -> int | None:
-        return next((t.ops for t in self.lightning if t.ops is not None), None)
+    def ops(self, loop: str) -> int | None:
+        """Tensor ops of one training step of ``loop`` (None where they were not counted)."""
+        return next((t.ops for t in getattr(self, loop) if t.ops is not None), None)
 
     @property
     def ratio(self) -> float:
@@ -338,44 +291,33 @@ class ModelResult:
 
 
 def bench_model(
-    name: str,
-    cfg: dict,
-    data: TensorDataModule,
-    setup: Setup,
-    warmup: int,
-    steps: int,
-    reps: int,
-    infer_batches: int = 2,
+    name: str, cfg: dict, data: TensorDataModule, setup: Setup, warmup: int, steps: int, reps: int
 ) -> ModelResult:
     """Alternating repetitions of the Lightning and the plain loop on one model preset."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     module = build_module(cfg)
-    plain_module = copy.deepcopy(module)
     data.setup("fit")
     data.resident_device = resident_device(
         setup.speed.get("device_resident", "auto"), setup.device, data.train.images.numel() + data.val.images.numel()
     )
-    for m in (module, plain_module):
-        m.normalizer.set_stats(data.mean.float(), data.std.float())
-    plain = PlainLoop(plain_module, data, setup)
+    module.normalizer.set_stats(data.mean.float(), data.std.float())
+    plain = PlainLoop(copy.deepcopy(module), data, setup)
     reset_peak(setup.device)
     lightning, plain_t = [], []
     for _ in range(reps):
         lightning.append(lightning_train(module, data, setup, warmup, steps))
         plain_t.append(plain.run(warmup, steps))
     train_peak = peak_memory_mb(setup.device)
-    gflops = flops_per_image(plain, data) / 1e9
+    gflops = plain.flops_per_image() / 1e9
     n_eval = min(len(data.val), data.eval_batch_size)
     eval_images = data.val.images[:n_eval].to(setup.device)
     if n_eval < data.eval_batch_size:  # random data: repeat up to one evaluation batch
         eval_images = eval_images.repeat((data.eval_batch_size + n_eval - 1) // n_eval, 1, 1, 1)[: data.eval_batch_size]
     reset_peak(setup.device)
-    infer = inference(plain.module, eval_images, setup, reps=max(infer_batches, 2))
+    infer = inference(plain.module, eval_images, setup, reps=2)
     infer_peak = peak_memory_mb(setup.device)
     params = sum(p.numel() for p in module.net.parameters())
-    return ModelResult(
-        name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops, plain.count_ops()
-    )
+    return ModelResult(name, data.image_size, params, lightning, plain_t, infer, train_peak, infer_peak, gflops)
 
 
 class EpochTimer(pl.Callback):
@@ -420,22 +362,15 @@ class EpochResult:
 
 
 def full_epochs(
-    name: str,
-    cfg: dict,
-    data: TensorDataModule,
-    setup: Setup,
-    epochs: int = 2,
-    variant: str = "as configured",
-    enable_progress_bar: bool = False,
+    name: str, cfg: dict, data: TensorDataModule, setup: Setup, epochs: int, variant: str, progress: bool
 ) -> EpochResult:
     """``epochs`` whole training epochs through ``Trainer.fit``, as a run does them (no validation)."""
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
-    module = build_module(cfg)
     timer = EpochTimer(setup.device)
-    fit(module, data, setup, timer, enable_progress_bar, max_epochs=epochs)
+    fit(build_module(cfg), data, setup, timer, progress, max_epochs=epochs)
     data.resident_device = None  # the next variant decides afresh
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
-    gflops = flops_per_image(PlainLoop(build_module(cfg), data, setup), data) / 1e9  # an uncompiled copy
+    gflops = PlainLoop(build_module(cfg), data, setup).flops_per_image() / 1e9  # an uncompiled copy
     return EpochResult(
         name, data.image_size, data.batch_size, timer.images, timer.seconds, gflops, bf16_peak(setup.device), variant
     )

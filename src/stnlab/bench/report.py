@@ -25,7 +25,7 @@ def model_table(results: list[ModelResult]) -> list[str]:
             f"| {r.model} | {r.image_size} | {r.params / 1e6:.2f}M | {r.gflops_per_image:.2f} "
             f"| {r.median('lightning', 'img_per_s'):.1f} | {r.median('plain', 'img_per_s'):.1f} | {r.ratio:.3f} "
             f"| {_pct(r.median('lightning', 'data_share'))} | {_pct(r.median('plain', 'data_share'))} "
-            f"| {_count(r.lightning_ops)} | {_count(r.plain_ops)} "
+            f"| {_count(r.ops('lightning'))} | {_count(r.ops('plain'))} "
             f"| {r.infer_img_per_s:.1f} | {r.train_peak_mb:.0f} | {r.infer_peak_mb:.0f} |"
         )
     return lines
@@ -55,12 +55,21 @@ def epoch_table(results: list[EpochResult]) -> list[str]:
     return lines
 
 
-def render(header: list[str], models: list[ModelResult], epochs: list[EpochResult], errors: list[str] = ()) -> str:
+def render(
+    header: list[str],
+    models: list[ModelResult],
+    epochs: list[EpochResult],
+    inference: list[list[str]],
+    errors: list[str],
+) -> str:
+    """The report: ``header``, then the tables (``inference``: the rows of the CPU inference table, if measured)."""
     out = list(header)
     if models:
         out += ["", "## Training and inference throughput", ""] + model_table(models) + [""] + repetitions(models)
     if epochs:
         out += ["", "## Full training epochs (Trainer.fit, as a run; validation off)", ""] + epoch_table(epochs)
+    for rows in inference:
+        out += ["", "## Inference on the CPU: PyTorch eager and onnxruntime", ""] + rows
     if errors:
         out += ["", "## Failed measurements", ""] + list(errors)
     return "\n".join(out) + "\n"

@@ -36,8 +36,7 @@ class ContinuingCSVLogger(CSVLogger):
     def __getstate__(self) -> dict:
         # A process that gets this logger (ddp_spawn's workers) opens the file itself: a writer made here
         # would carry this moment's columns, and write its rows under a stale header.
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        return {**state, "_experiment": None}
+        return {**self.__dict__, "_experiment": None}
 
     @property
     @rank_zero_experiment

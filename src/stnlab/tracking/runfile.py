@@ -120,12 +120,10 @@ def _parse(path: Path) -> RunFile:
             r = rec.run
             out.run_id, out.name, out.group, out.job_type = r.run_id, r.display_name, r.run_group, r.job_type
             out.tags = list(r.tags)
-            for item in r.config.update:
+        if kind in ("run", "config"):  # a run record holds the config as first logged
+            for item in (rec.run.config if kind == "run" else rec.config).update:
                 out.config[_key(item)] = json.loads(item.value_json)
-        elif kind == "config":
-            for item in rec.config.update:
-                out.config[_key(item)] = json.loads(item.value_json)
-        elif kind == "history":
+        if kind == "history":
             row: dict[str, Any] = {}
             for item in rec.history.item:
                 _put(row, item)

@@ -33,11 +33,6 @@ class OfflineRun:
     synced: bool
     problem: str = ""  # why an unreadable run could not be read
 
-    def wanted(self, include_failed: bool, include_debug: bool) -> bool:
-        if self.status == "unreadable":  # wandb sync would fail on it, or upload garbage
-            return False
-        return (self.status in ("finished", "pruned") or include_failed) and (not self.debug or include_debug)
-
 
 def _kind(path: Path, job_type: str) -> str:
     if job_type in ("eval", "robustness", "report"):
@@ -95,7 +90,9 @@ def select(
         r
         for r in runs
         if (not kinds or r.kind in kinds)
-        and r.wanted(include_failed, include_debug)
+        and r.status != "unreadable"  # wandb sync would fail on it, or upload garbage
+        and (r.status in ("finished", "pruned") or include_failed)
+        and (not r.debug or include_debug)
         and (include_synced or not r.synced)
     ]
 

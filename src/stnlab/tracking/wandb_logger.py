@@ -66,19 +66,10 @@ def resolve_mode(requested: str | None) -> str:
     return mode if mode in ("offline", "disabled", "dryrun") else "offline"
 
 
-def init_kwargs(
-    wb: dict,
-    out_dir: Path,
-    mode: str,
-    name: str,
-    job_type: str,
-    config: dict[str, Any],
-    group: str | None = None,
-    tags: list[str] | None = None,
-) -> dict[str, Any]:
-    """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): the
-    project of the ``wandb`` config section ``wb``, run files under ``out_dir``, no system stats, a bounded
-    wait for the service."""
+def init_kwargs(wb: dict, out_dir: Path, mode: str, **run: Any) -> dict[str, Any]:
+    """``wandb.init`` arguments of every stnlab run (training, evaluation, robustness, sweep report): ``run``'s
+    (name, job_type, group, tags, config), the project of the ``wandb`` config section ``wb``, run files under
+    ``out_dir``, no system stats, a bounded wait for the service."""
     import wandb  # heavy to import (seconds): only the code that logs to W&B loads it
 
     os.environ["WANDB_MODE"] = mode  # the wandb service reads it too
@@ -87,14 +78,10 @@ def init_kwargs(
     return dict(
         project=wb.get("project") or "stnlab",
         entity=wb.get("entity"),
-        name=name,
-        group=group,
-        job_type=job_type,
-        tags=list(tags or []),
         dir=str(out_dir),
         mode=mode,
-        config=config,
         settings=wandb.Settings(init_timeout=60, x_disable_stats=True, silent=True, mode=mode),
+        **run,
     )
 
 
@@ -126,9 +113,8 @@ def open_run(
         if mode != "online":
             for old in (out_dir / "wandb").glob(f"offline-run-*-{run_id}"):
                 shutil.rmtree(old, ignore_errors=True)
-    return wandb.init(
-        **init_kwargs(wb, out_dir, mode, name, job_type, config, group, tags), reinit="finish_previous", **extra
-    )
+    kw = init_kwargs(wb, out_dir, mode, name=name, job_type=job_type, config=config, group=group, tags=tags or [])
+    return wandb.init(**kw, reinit="finish_previous", **extra)
 
 
 def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identity: dict | None = None):
@@ -151,11 +137,10 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
         wb,
         Path(save_dir),
         mode,
-        wb.get("name") or run_name(cfg),
-        wb.get("job_type") or "train",
-        {},
-        wb.get("group"),
-        run_tags(cfg),
+        name=wb.get("name") or run_name(cfg),
+        job_type=wb.get("job_type") or "train",
+        group=wb.get("group"),
+        tags=run_tags(cfg),
     )
     kw.pop("mode")
     logger = WandbLogger(save_dir=kw.pop("dir"), offline=mode != "online", **kw)
@@ -181,8 +166,6 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
 def write_summary(logger, metrics: dict[str, float], baseline: bool = True) -> None:
     """Final numbers into the run summary, with (``baseline``: GTSRB runs only) the delta to the 99.46%
     committee in points."""
-    if logger is None:
-        return
     summary = logger.experiment.summary
     for k, v in metrics.items():
         # The history's maximum stays the summary of a key defined so (SUMMARY_MAX); the last value goes beside it.

@@ -58,17 +58,13 @@ def panel_grid(view: STView, cols: int = 4, scale: int = 4) -> Image.Image:
     return grid
 
 
-def font(size: int = 12) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
 def labelled_grid(
     view: STView, captions: Sequence[str], title: str, legend: str, cols: int = 4, scale: int = 4
 ) -> Image.Image:
     """:func:`panel_grid` made to stand alone: ``title`` and ``legend`` above it, each panel's caption (its
     class) under it. The title is also the PNG's ``Title`` text (``image.info``, saved by :func:`save_png`)."""
     panels = [panel(view, i, scale) for i in range(len(view.inputs))]
-    small, big = font(11), font(13)
+    small, big = ImageFont.load_default(size=11), ImageFont.load_default(size=13)
     line = small.getbbox("Ag")[3] + 4
     w, h = panels[0].size
     cols = max(1, min(cols, len(panels)))

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from stnlab.training.checkpoints import config_of, data_config, load_split
-
-log = logging.getLogger(__name__)
 
 
 def spread_over_classes(labels: torch.Tensor, n: int) -> torch.Tensor:
