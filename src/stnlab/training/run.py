@@ -30,7 +30,6 @@ from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, RunTimeEstimate
-from stnlab.training.checkpoints import safe_loading
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
 from stnlab.training.module import build, build_module
 from stnlab.training.resume import check_compatible
@@ -202,50 +201,34 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
-    monitor = (resolved.get("checkpoint") or {}).get("monitor") or "val/acc"
-    if no_validation(resolved):
-        # Nothing to select on (a refit on every training image): the last epoch is the model.
+    settings = resolved.get("checkpoint") or {}
+    folder = str(run_dir / "checkpoints")
+    # No validation (a refit on every training image): nothing to select on, the last epoch is the model.
+    monitor = None if no_validation(resolved) else settings.get("monitor") or "val/acc"
+    if monitor is None:
         log.info("no validation split: checkpointing the last epoch (checkpoints/epoch-NN.ckpt), which the test uses")
-        checkpoint = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="epoch-{epoch:02d}",
-            monitor=None,
-            save_last=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        )
-    else:
-        checkpoint = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="best-{epoch:02d}",
-            monitor=monitor,
-            mode="max" if sense(monitor) != "minimize" else "min",
-            save_last=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        )
-    # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last).
-    every = int((resolved.get("checkpoint") or {}).get("every_n_train_steps") or 0)
-    step_checkpoints = (
-        [
-            ModelCheckpoint(
-                dirpath=str(run_dir / "checkpoints"),
-                save_top_k=0,
-                save_last=True,
-                every_n_train_steps=every,
-                enable_version_counter=False,
-            )
-        ]
-        if every
-        else []
+    checkpoint = ModelCheckpoint(
+        dirpath=folder,
+        filename="best-{epoch:02d}" if monitor else "epoch-{epoch:02d}",
+        monitor=monitor,
+        mode="min" if monitor and sense(monitor) == "minimize" else "max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
     )
-    if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
-        step_checkpoints.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
+    callbacks = [checkpoint]
+    every = int(settings.get("every_n_train_steps") or 0)
+    if every:  # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every, enable_version_counter=False
+            )
+        )
+    if settings.get("every_epoch"):  # for curves of accuracy against time, afterwards
+        callbacks.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
     stop = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
     estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
-    callbacks = [checkpoint, *step_checkpoints, estimate, stop] + [
-        build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
-    ]
+    callbacks += [estimate, stop] + [build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c]
     if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks += extra_callbacks or []
@@ -257,7 +240,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
-        **({"limit_val_batches": 0} if no_validation(resolved) else {}),  # no empty validation loop
+        **({"limit_val_batches": 0} if monitor is None else {}),  # no empty validation loop
     )
 
     fit_seconds = _fit(trainer, module, datamodule, ckpt_path, stop, run_dir)
@@ -317,10 +300,7 @@ def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal
     :class:`RunInterrupted`, after ``last.ckpt`` was written."""
     start = time.perf_counter()
     try:
-        with safe_loading():
-            trainer.fit(
-                module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True
-            )
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     except SIGTERMException:
         raise stop.interrupted(trainer, run_dir) from None
     except ValueError as e:
@@ -344,8 +324,7 @@ def _test(trainer, module, datamodule, ckpt: str | None, run_dir: Path) -> list[
     """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are), unpickled as data only; SIGTERM
     there is :class:`RunInterrupted`."""
     try:
-        with safe_loading():
-            return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+        return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
     except SIGTERMException:
         raise RunInterrupted(
             "SIGTERM stopped the test stage; the fit is complete: test its checkpoint with src/evaluate.py "
