@@ -11,7 +11,6 @@ options.
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab.config import CONF_DIR, compose, config_files, group_options
+from stnlab.config.checks import text as shown
 
 RESOLVER = "stnlab.help"
 WIDTH = 120
@@ -247,17 +247,6 @@ def describe(key: str, chosen: Docs, others: Docs) -> str:
             if docs.keys.get(k):
                 return docs.keys[k]
     return SPECIAL.get(key.rsplit(".", 1)[-1], "")
-
-
-def shown(value: Any) -> str:
-    """A value as written on a command line: ``null``, ``true``, ``[8,8,8]``, ``${data.image_size}``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":")).replace('"', "")
-    return str(value)
 
 
 def key_entries(composed: dict, chosen: Docs, others: Docs, prefix: str = "") -> list[Entry]:
