@@ -93,7 +93,7 @@ def resolve_resume(
 
     Raises ConfigError, naming the fix, when there is nothing to resume from.
     """
-    if resume is None or str(resume).strip() in ("", "null", "None"):
+    if not _is_set(resume):
         return None, None
     resume = str(resume).strip()
     if resume == "last":
@@ -281,29 +281,25 @@ def refusal(hydra_dir: Path | str | None) -> ConfigError | None:
     return _REFUSED.get(_key(Path(hydra_dir))) if hydra_dir is not None else None
 
 
-def _folder_for_hydra(run_dir: Any, resume: Any, default: str, runs_dir: Any) -> str:
-    """The run's folder, claimed for this process; a scratch folder (with the refusal kept) when refused."""
+def _run_dir_resolver(run_dir: Any, resume: Any, default: str, runs_dir: Any = None) -> str:
+    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory (``resume=last``: the latest under
+    ``runs_dir``), else ``default`` (claimed for this process before Hydra writes into it). Never raises: a
+    refused folder gives Hydra a scratch folder, and ``train`` reports the refusal with the fix."""
+    key = (str(run_dir), str(resume), str(default), str(runs_dir))
+    if key in _RESOLVED:
+        return _RESOLVED[key]
     owner = _resumed_from(run_dir, resume, runs_dir)
     try:
         folder = str(run_dir) if _is_set(run_dir) else str(owner) if owner is not None else claim_run_dir(default)
         claim_run(Path(folder), owner)
-        return folder
     except ConfigError as e:
         # In a folder of its own, which train() removes with it (as a run's day folder).
         scratch = Path(tempfile.mkdtemp(prefix="stnlab-refused-")) / "run"
         scratch.mkdir()
         _REFUSED[_key(scratch)] = e
-        return str(scratch)
-
-
-def _run_dir_resolver(run_dir: Any, resume: Any, default: str, runs_dir: Any = None) -> str:
-    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory (``resume=last``: the latest under
-    ``runs_dir``), else ``default`` (claimed for this process before Hydra writes into it). Never raises: a
-    refusal is reported by ``train`` with the fix."""
-    key = (str(run_dir), str(resume), str(default), str(runs_dir))
-    if key not in _RESOLVED:
-        _RESOLVED[key] = _folder_for_hydra(run_dir, resume, default, runs_dir)
-    return _RESOLVED[key]
+        folder = str(scratch)
+    _RESOLVED[key] = folder
+    return folder
 
 
 def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str, runs_dir: Any = None) -> str:
@@ -315,15 +311,10 @@ def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str, runs_dir: Any
     return f".hydra/resume-{stamp}" if continuing else ".hydra"
 
 
-def _new_folder_resolver(default: str) -> str:
-    """``hydra.sweep.dir``: a multirun's own new folder (``-2``, ``-3`` for multiruns started in the same second)."""
-    return claim_run_dir(default)
-
-
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("stnlab.run_dir"):
-        OmegaConf.register_new_resolver("stnlab.run_dir", _run_dir_resolver)
-    if not OmegaConf.has_resolver("stnlab.output_subdir"):
-        OmegaConf.register_new_resolver("stnlab.output_subdir", _output_subdir_resolver)
-    if not OmegaConf.has_resolver("stnlab.new_dir"):
-        OmegaConf.register_new_resolver("stnlab.new_dir", _new_folder_resolver)
+    """The resolvers of ``conf/train.yaml``'s hydra node; ``stnlab.new_dir`` is ``hydra.sweep.dir``: a multirun's
+    own new folder."""
+    resolvers = {"run_dir": _run_dir_resolver, "output_subdir": _output_subdir_resolver, "new_dir": claim_run_dir}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(f"stnlab.{name}"):
+            OmegaConf.register_new_resolver(f"stnlab.{name}", resolver)
