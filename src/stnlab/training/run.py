@@ -152,12 +152,9 @@ def make_loggers(resolved: dict, run_dir: Path) -> list:
     (W&B's run config, the CSV log's hparams.yaml)."""
     hydra = _hydra_config()
     config = logged_config(resolved, dict(hydra.runtime.choices) if hydra is not None else None)
-    loggers = []
-    for name, node in (resolved.get("logger") or {}).items():
-        factory = build(node, f"logger.{name}")
-        logger = factory(save_dir=str(run_dir)) if factory is not None else None
-        if logger is not None:
-            loggers.append(logger)
+    nodes = (resolved.get("logger") or {}).items()
+    made = [build(node, f"logger.{name}")(save_dir=str(run_dir)) for name, node in nodes if node]
+    loggers = [logger for logger in made if logger is not None]  # a factory may decline (wandb.mode=disabled)
     for wandb_logger in _wandb_loggers(loggers):  # the mode it runs in, not the null that means "the default"
         config["wandb.mode"] = "offline" if wandb_logger.experiment.offline else "online"  # W&B says "dryrun"
     for logger in loggers:
@@ -193,11 +190,11 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
         try:
             wandb_logger.experiment.finish(exit_code=exit_code)
         except Exception as e:  # noqa: BLE001 - the run's own files are written: W&B's trouble is a warning
-            log.warning(
-                "W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
-                type(e).__name__,
-                first_line(e, 300),
-            )
+            _wandb_trouble("closing the run failed", e, "metrics.json and the CSV log are complete")
+
+
+def _wandb_trouble(what: str, e: Exception, complete: str) -> None:
+    log.warning("W&B: %s (%s: %s); %s", what, type(e).__name__, first_line(e, 300), complete)
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
@@ -285,11 +282,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
             try:
                 write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"}, gtsrb)
             except Exception as e:  # noqa: BLE001 - as for _close_wandb
-                log.warning(
-                    "W&B: the summary was not written (%s: %s); metrics.json is complete",
-                    type(e).__name__,
-                    first_line(e, 300),
-                )
+                _wandb_trouble("the summary was not written", e, "metrics.json is complete")
         print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test, resolved.get("test", True)), flush=True)
     return metrics
 
