@@ -89,10 +89,7 @@ def check_checkpoint(path: Path) -> None:
 def resolve_resume(
     resume: str | None, run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT, verify: bool = True
 ) -> tuple[Path | None, Path | None]:
-    """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
-
-    Raises ConfigError, naming the fix, when there is nothing to resume from.
-    """
+    """``(checkpoint, its run folder)`` for a ``resume`` value; ``(None, None)`` when not resuming."""
     if not _is_set(resume):
         return None, None
     resume = str(resume).strip()
@@ -193,12 +190,9 @@ def _lock(run_dir: Path) -> int | None:
 
 
 def claim_run(run_dir: Path | str, resumed_from: Path | None = None) -> None:
-    """Hold ``run_dir`` for this process until :func:`release_run` (or the process ends).
-
-    ``resumed_from`` is the run folder of the checkpoint being resumed (None: a new run). A run continues in
-    its own folder; anywhere else it is a new run, which needs a folder holding no run. Either way no other
-    process may hold the folder: a run training there is never joined. Raises ConfigError, having written
-    nothing into an existing folder, when refused. Claiming a folder this process holds is a no-op."""
+    """Hold ``run_dir`` for this process until :func:`release_run` (or the process ends); a ConfigError, nothing
+    written into the folder, when refused. ``resumed_from``: the run folder of the checkpoint being resumed (None:
+    a new run); a run continues in its own folder, anywhere else it is a new run and needs a folder holding none."""
     run_dir = Path(run_dir)
     if _key(run_dir) in _HELD:
         return

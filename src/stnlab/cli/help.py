@@ -265,12 +265,6 @@ def key_entries(composed: dict, chosen: Docs, others: Docs, prefix: str = "") ->
     return out
 
 
-def _choice(group: Entry, choices: dict[str, Any] | None) -> str | None:
-    """The option this command line chose for ``group`` (its default when not known)."""
-    chosen = (choices or {}).get(group.name, group.value)
-    return shown(chosen) if isinstance(chosen, (list, type(None))) else str(chosen)
-
-
 def help_text(
     config_name: str,
     conf: Path | None = CONF_DIR,
@@ -290,7 +284,8 @@ def help_text(
     entries = key_entries(composed, chosen, every_option(folder))
     lines = [*doc.header, "", "Keys (key=default, as this command line sets them):", *_rows(entries)]
     if doc.groups:
-        chosen_groups = [Entry(g.name, _choice(g, choices), g.doc) for g in doc.groups]
+        # The option this command line chose for each group (its default when not known).
+        chosen_groups = [Entry(g.name, shown((choices or {}).get(g.name, g.value)), g.doc) for g in doc.groups]
         lines += ["", "Config groups (group=option):", *_rows(chosen_groups)]
     lines += ["", *textwrap.wrap(FOOTER, WIDTH, break_on_hyphens=False)]
     return "\n".join(lines).replace("$", "$$") + "\n"

@@ -185,8 +185,7 @@ class CheckpointConfig:
     @classmethod
     def of(cls, cfg: dict, saved_names: Sequence[str] | None = None) -> CheckpointConfig:
         """The view of a run config (today's layout: :func:`upgrade_config`) and the class names its checkpoint
-        saved; checkpoints written before the names were saved get the data's ``class_names``, else GTSRB's for
-        43 classes, else ``class <id>``."""
+        saved (older checkpoints: the data's, else GTSRB's for 43 classes, else ``class <id>``)."""
         data, model = cfg.get("data") or {}, cfg.get("model") or {}
         num_classes = int(model.get("num_classes") or data.get("num_classes") or NUM_CLASSES)
         names = saved_names or data.get("class_names")

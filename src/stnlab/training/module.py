@@ -83,7 +83,6 @@ class STNModule(pl.LightningModule):
         scheduler_interval, scheduler_monitor: Lightning's ``interval`` ("epoch" | "step") and ``monitor``.
         augment: jitter applied to training batches on the device, or None.
         normalizer: uint8 images -> network input (global + local contrast normalisation), or None (/255 only).
-        label_smoothing: of the training cross-entropy.
         locnet_lr_scale: learning-rate multiplier of the localisation nets and their regressors.
         run_config: the resolved run config, saved in checkpoints so that they rebuild this module.
     """

@@ -288,9 +288,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
 
 
 def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal, run_dir: Path) -> float:
-    """``trainer.fit`` (resuming ``ckpt_path``, unpickled as data only); the seconds it took. A fit that trained no
-    step, or that Lightning found misconfigured once it knew the epoch's length, is one line; SIGTERM or Ctrl-C is
-    :class:`RunInterrupted`, after ``last.ckpt`` was written."""
+    """``trainer.fit`` (resuming ``ckpt_path``); the seconds it took. SIGTERM or Ctrl-C is :class:`RunInterrupted`,
+    after ``last.ckpt`` was written."""
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
@@ -314,8 +313,7 @@ def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal
 
 
 def _test(trainer, module, datamodule, ckpt: str | None, run_dir: Path) -> list[dict]:
-    """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are), unpickled as data only; SIGTERM
-    there is :class:`RunInterrupted`."""
+    """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are)."""
     try:
         return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
     except SIGTERMException:
