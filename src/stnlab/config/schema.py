@@ -98,14 +98,13 @@ def validate(cfg: dict) -> None:
     check_trainer(cfg.get("trainer") or {})
     speed_settings(cfg.get("speed"))
     trainer = cfg.get("trainer") or {}
-    if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
-        if str(trainer.get("accelerator", "auto")) in ("gpu", "cuda") or (
-            str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()
-        ):
-            raise ConfigError(
-                "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
-                "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
-            )
+    accelerator = str(trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu and trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
+        raise ConfigError(
+            "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
+            "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
+        )
 
 
 def check_data(data: Mapping) -> None:
