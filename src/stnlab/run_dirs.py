@@ -89,11 +89,8 @@ def check_checkpoint(path: Path) -> None:
 def resolve_resume(
     resume: str | None, run_dir: str | Path | None = None, runs_root: Path = RUNS_ROOT, verify: bool = True
 ) -> tuple[Path | None, Path | None]:
-    """``(checkpoint, run directory it belongs to)`` for a ``resume`` value; ``(None, None)`` when not resuming.
-
-    Raises ConfigError, naming the fix, when there is nothing to resume from.
-    """
-    if resume is None or str(resume).strip() in ("", "null", "None"):
+    """``(checkpoint, its run folder)`` for a ``resume`` value; ``(None, None)`` when not resuming."""
+    if not _is_set(resume):
         return None, None
     resume = str(resume).strip()
     if resume == "last":
@@ -193,12 +190,9 @@ def _lock(run_dir: Path) -> int | None:
 
 
 def claim_run(run_dir: Path | str, resumed_from: Path | None = None) -> None:
-    """Hold ``run_dir`` for this process until :func:`release_run` (or the process ends).
-
-    ``resumed_from`` is the run folder of the checkpoint being resumed (None: a new run). A run continues in
-    its own folder; anywhere else it is a new run, which needs a folder holding no run. Either way no other
-    process may hold the folder: a run training there is never joined. Raises ConfigError, having written
-    nothing into an existing folder, when refused. Claiming a folder this process holds is a no-op."""
+    """Hold ``run_dir`` for this process until :func:`release_run` (or the process ends); a ConfigError, nothing
+    written into the folder, when refused. ``resumed_from``: the run folder of the checkpoint being resumed (None:
+    a new run); a run continues in its own folder, anywhere else it is a new run and needs a folder holding none."""
     run_dir = Path(run_dir)
     if _key(run_dir) in _HELD:
         return
@@ -281,29 +275,25 @@ def refusal(hydra_dir: Path | str | None) -> ConfigError | None:
     return _REFUSED.get(_key(Path(hydra_dir))) if hydra_dir is not None else None
 
 
-def _folder_for_hydra(run_dir: Any, resume: Any, default: str, runs_dir: Any) -> str:
-    """The run's folder, claimed for this process; a scratch folder (with the refusal kept) when refused."""
+def _run_dir_resolver(run_dir: Any, resume: Any, default: str, runs_dir: Any = None) -> str:
+    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory (``resume=last``: the latest under
+    ``runs_dir``), else ``default`` (claimed for this process before Hydra writes into it). Never raises: a
+    refused folder gives Hydra a scratch folder, and ``train`` reports the refusal with the fix."""
+    key = (str(run_dir), str(resume), str(default), str(runs_dir))
+    if key in _RESOLVED:
+        return _RESOLVED[key]
     owner = _resumed_from(run_dir, resume, runs_dir)
     try:
         folder = str(run_dir) if _is_set(run_dir) else str(owner) if owner is not None else claim_run_dir(default)
         claim_run(Path(folder), owner)
-        return folder
     except ConfigError as e:
         # In a folder of its own, which train() removes with it (as a run's day folder).
         scratch = Path(tempfile.mkdtemp(prefix="stnlab-refused-")) / "run"
         scratch.mkdir()
         _REFUSED[_key(scratch)] = e
-        return str(scratch)
-
-
-def _run_dir_resolver(run_dir: Any, resume: Any, default: str, runs_dir: Any = None) -> str:
-    """``hydra.run.dir``: ``run_dir`` if set, else the resumed run's directory (``resume=last``: the latest under
-    ``runs_dir``), else ``default`` (claimed for this process before Hydra writes into it). Never raises: a
-    refusal is reported by ``train`` with the fix."""
-    key = (str(run_dir), str(resume), str(default), str(runs_dir))
-    if key not in _RESOLVED:
-        _RESOLVED[key] = _folder_for_hydra(run_dir, resume, default, runs_dir)
-    return _RESOLVED[key]
+        folder = str(scratch)
+    _RESOLVED[key] = folder
+    return folder
 
 
 def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str, runs_dir: Any = None) -> str:
@@ -315,15 +305,10 @@ def _output_subdir_resolver(run_dir: Any, resume: Any, stamp: str, runs_dir: Any
     return f".hydra/resume-{stamp}" if continuing else ".hydra"
 
 
-def _new_folder_resolver(default: str) -> str:
-    """``hydra.sweep.dir``: a multirun's own new folder (``-2``, ``-3`` for multiruns started in the same second)."""
-    return claim_run_dir(default)
-
-
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("stnlab.run_dir"):
-        OmegaConf.register_new_resolver("stnlab.run_dir", _run_dir_resolver)
-    if not OmegaConf.has_resolver("stnlab.output_subdir"):
-        OmegaConf.register_new_resolver("stnlab.output_subdir", _output_subdir_resolver)
-    if not OmegaConf.has_resolver("stnlab.new_dir"):
-        OmegaConf.register_new_resolver("stnlab.new_dir", _new_folder_resolver)
+    """The resolvers of ``conf/train.yaml``'s hydra node; ``stnlab.new_dir`` is ``hydra.sweep.dir``: a multirun's
+    own new folder."""
+    resolvers = {"run_dir": _run_dir_resolver, "output_subdir": _output_subdir_resolver, "new_dir": claim_run_dir}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(f"stnlab.{name}"):
+            OmegaConf.register_new_resolver(f"stnlab.{name}", resolver)

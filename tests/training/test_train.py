@@ -345,9 +345,9 @@ def test_a_run_folder_held_by_another_process_is_refused(finished, tmp_path):
 
 
 def _new_folder(default: str) -> str:
-    from stnlab.run_dirs import _new_folder_resolver
+    from stnlab.run_dirs import claim_run_dir
 
-    return _new_folder_resolver(default)  # what hydra.sweep.dir resolves to in each multirun
+    return claim_run_dir(default)  # what hydra.sweep.dir resolves to in each multirun
 
 
 @pytest.mark.timeout(60)

@@ -50,13 +50,25 @@ def command(work: str, split: Callable[[list[str]], tuple[list[str], list[str]]]
 def run_cli(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, a user error ending the command with one line; in a ``-m`` multirun, a failed job
     is reported and recorded instead, and the next job runs (an interrupted one stops them all)."""
-    job = _multirun_job()
-    if job is not None:
-        return _run_job(job, fn, *args, **kwargs)
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    job = None
+    if hydra is not None and hydra.mode == RunMode.MULTIRUN:
+        job = _Job(int(hydra.job.num), list(hydra.overrides.task))
+        _JOBS.append(job)
     try:
         return fn(*args, **kwargs)
     except StnlabError as e:
-        exit_with(e)
+        if job is None or hasattr(e, "exit_code"):  # SIGTERM or Ctrl-C stops a multirun too
+            exit_with(e)
+        print(f"stnlab: error: multirun job #{job.num}: {e}", file=sys.stderr, flush=True)
+        job.error = str(e)
+    except Exception as e:
+        if job is None:
+            raise
+        traceback.print_exc()  # a bug in one job: its traceback, then the next job
+        job.error = f"{type(e).__name__}: {first_line(e, 300)}"
+        job.user_error = False
+    return None
 
 
 def log_progress(verbose: bool) -> None:
@@ -80,30 +92,6 @@ class _Job:
 
 
 _JOBS: list[_Job] = []  # this process's multirun jobs so far
-
-
-def _multirun_job() -> _Job | None:
-    """The running ``-m`` multirun job; None outside a multirun."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    hydra = HydraConfig.get()
-    return _Job(int(hydra.job.num), list(hydra.overrides.task))
-
-
-def _run_job(job: _Job, fn, *args, **kwargs):
-    _JOBS.append(job)
-    try:
-        return fn(*args, **kwargs)
-    except StnlabError as e:
-        if hasattr(e, "exit_code"):  # SIGTERM or Ctrl-C: the multirun stops here
-            exit_with(e)
-        print(f"stnlab: error: multirun job #{job.num}: {e}", file=sys.stderr, flush=True)
-        job.error = str(e)
-    except Exception as e:  # noqa: BLE001 - a bug in one job: its traceback, then the next job
-        traceback.print_exc()
-        job.error = f"{type(e).__name__}: {first_line(e, 300)}"
-        job.user_error = False
-    return None
 
 
 def _exit_if_jobs_failed() -> None:

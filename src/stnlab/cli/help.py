@@ -11,7 +11,6 @@ options.
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab.config import CONF_DIR, compose, config_files, group_options
+from stnlab.config.checks import text as shown
 
 RESOLVER = "stnlab.help"
 WIDTH = 120
@@ -249,17 +249,6 @@ def describe(key: str, chosen: Docs, others: Docs) -> str:
     return SPECIAL.get(key.rsplit(".", 1)[-1], "")
 
 
-def shown(value: Any) -> str:
-    """A value as written on a command line: ``null``, ``true``, ``[8,8,8]``, ``${data.image_size}``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":")).replace('"', "")
-    return str(value)
-
-
 def key_entries(composed: dict, chosen: Docs, others: Docs, prefix: str = "") -> list[Entry]:
     """Every leaf of ``composed`` as ``key=value`` with its description, under a ``key.*`` line for each top-level
     or described mapping."""
@@ -274,12 +263,6 @@ def key_entries(composed: dict, chosen: Docs, others: Docs, prefix: str = "") ->
         else:
             out.append(Entry(key, shown(v), describe(key, chosen, others)))
     return out
-
-
-def _choice(group: Entry, choices: dict[str, Any] | None) -> str | None:
-    """The option this command line chose for ``group`` (its default when not known)."""
-    chosen = (choices or {}).get(group.name, group.value)
-    return shown(chosen) if isinstance(chosen, (list, type(None))) else str(chosen)
 
 
 def help_text(
@@ -301,7 +284,8 @@ def help_text(
     entries = key_entries(composed, chosen, every_option(folder))
     lines = [*doc.header, "", "Keys (key=default, as this command line sets them):", *_rows(entries)]
     if doc.groups:
-        chosen_groups = [Entry(g.name, _choice(g, choices), g.doc) for g in doc.groups]
+        # The option this command line chose for each group (its default when not known).
+        chosen_groups = [Entry(g.name, shown((choices or {}).get(g.name, g.value)), g.doc) for g in doc.groups]
         lines += ["", "Config groups (group=option):", *_rows(chosen_groups)]
     lines += ["", *textwrap.wrap(FOOTER, WIDTH, break_on_hyphens=False)]
     return "\n".join(lines).replace("$", "$$") + "\n"

@@ -16,9 +16,11 @@ TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def text(value: Any) -> str:
-    """A value as it is written on the command line (``[0,30]``, ``true``, ``null``)."""
+    """A value as it is written on the command line (``[0,30]``, ``{a:1}``, ``true``, ``null``)."""
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(map(text, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{text(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return str(value).lower()
     return "null" if value is None else str(value)

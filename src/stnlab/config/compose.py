@@ -56,8 +56,8 @@ def _hydra_at(conf_dir: Path | None) -> Iterator[None]:
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), conf_dir: Path | None = None) -> DictConfig:
-    """``<conf_dir>/<config_name>.yaml`` with ``overrides`` applied (``conf_dir`` defaults to the checkout's
-    ``conf/``; a sweep passes its study's snapshot); overrides that do not compose raise a ConfigError."""
+    """``<conf_dir>/<config_name>.yaml`` with ``overrides`` applied (a sweep passes its study's snapshot as
+    ``conf_dir``); a ConfigError when they do not compose."""
     try:
         with _hydra_at(conf_dir):
             return hydra_compose(config_name=config_name, overrides=list(overrides))

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import torch
-from hydra.utils import get_class, get_method
+from hydra.utils import get_object
 from lightning.pytorch.accelerators import AcceleratorRegistry
 
 from stnlab.config.checks import number, switch, text
@@ -98,14 +98,13 @@ def validate(cfg: dict) -> None:
     check_trainer(cfg.get("trainer") or {})
     speed_settings(cfg.get("speed"))
     trainer = cfg.get("trainer") or {}
-    if trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
-        if str(trainer.get("accelerator", "auto")) in ("gpu", "cuda") or (
-            str(trainer.get("accelerator", "auto")) == "auto" and torch.cuda.is_available()
-        ):
-            raise ConfigError(
-                "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
-                "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
-            )
+    accelerator = str(trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu and trainer.get("deterministic") is True and (cfg["model"].get("transformers") or cfg.get("augment")):
+        raise ConfigError(
+            "trainer.deterministic=true cannot run on a GPU: grid_sample (STs, jitter) has no "
+            "deterministic CUDA backward; use trainer.deterministic=warn, or train on the CPU"
+        )
 
 
 def check_data(data: Mapping) -> None:
@@ -200,11 +199,11 @@ def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) 
     if not node or "_target_" not in node:
         return
     try:
-        target = _locate(str(node["_target_"]))
-        params = inspect.signature(target).parameters
+        params = inspect.signature(get_object(str(node["_target_"]))).parameters  # a class, or a function
     except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(
-            f"{section}._target_={node['_target_']} cannot be used ({e}); fix the {section} choice"
+            f"{section}._target_={node['_target_']} cannot be used ({first_line(e, empty=type(e).__name__)}); "
+            f"fix the {section} choice"
         ) from None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
@@ -285,16 +284,6 @@ def no_validation(cfg: dict) -> list[str]:
         if data.get(key) is not None and number(f"data.{key}", data[key], int) == 0:
             reasons.append(f"data.{key}=0")
     return reasons
-
-
-def _locate(path: str):
-    try:
-        return get_class(path)
-    except Exception:  # noqa: BLE001 - a function target (optim given as a factory)
-        try:
-            return get_method(path)
-        except Exception as e:  # noqa: BLE001
-            raise ImportError(first_line(e, empty=path)) from None
 
 
 # The speed: section (stnlab.training.speed applies it) and its defaults.

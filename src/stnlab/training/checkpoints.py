@@ -36,13 +36,6 @@ SPLITS = ("train", "val", "test")
 ENV_KEYS = {"mirror": "GTSRB_MIRROR", "root": "STNLAB_DATA_DIR"}
 
 
-# A checkpoint is data: it is unpickled with torch.load(weights_only=True), which builds tensors and plain
-# containers only and refuses any other Python object (a crafted file's payload never runs). These are the
-# project's own additions to what it builds; every checkpoint src/train.py writes (optimizers, schedules, EMA,
-# early stopping, the RNG state) needs none, so the list stays empty unless a new one is needed.
-SAFE_GLOBALS: list[Any] = []
-
-
 # Where the classes a checkpoint's run config names (``_target_``) may come from: the network, its optimizer and
 # schedule, jitter, normalisation and data are rebuilt by instantiating that config.
 TARGET_PACKAGES = ("stnlab.", "torch.optim.")
@@ -53,15 +46,10 @@ class CheckpointError(StnlabError):
     """A checkpoint path is missing or not an stnlab checkpoint."""
 
 
-def safe_loading():
-    """The context in which checkpoints are unpickled, Lightning's own loads included (resume, test)."""
-    return torch.serialization.safe_globals(SAFE_GLOBALS)
-
-
 def load_checkpoint_file(path: Path | str, mmap: bool = False) -> Any:
-    """``torch.load`` of a checkpoint as data only (on the CPU); raises what torch raises."""
-    with safe_loading():
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    """``torch.load`` of a checkpoint on the CPU; raises what torch raises. As data only (``weights_only``): tensors
+    and plain containers are built, any other Python object refused, so a crafted file's payload never runs."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def load_failure(path: Path | str, error: BaseException) -> str:
@@ -98,26 +86,23 @@ def resolve_checkpoint(path: Path | str) -> Path:
     chosen checkpoint (``best_checkpoint`` of its metrics.json, else its latest ``best-*.ckpt``, else the
     last epoch's); a CheckpointError that says what to pass otherwise."""
     path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if path.is_dir() and folder.name == "checkpoints":
-        chosen = _chosen_in(folder)
-        if chosen is None:
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        if folder.name != "checkpoints":
+            raise CheckpointError(
+                f"{path} is a folder without checkpoints/; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) "
+                "or a checkpoint file"
+            )
+        path = _chosen_in(folder)
+        if path is None:
             raise CheckpointError(
                 f"{folder} holds no .ckpt file; pass ckpt= a checkpoint file or a finished run's folder"
             )
-        path = chosen
-    if path.exists() and not path.is_dir():
-        if not path.is_file():  # a FIFO or a device, given or chosen: reading it could block or never end
-            raise CheckpointError(
-                f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
-            )
+    if path.is_file():
         return path
-    if path.is_dir():
+    if path.exists():  # a FIFO or a device, given or chosen: reading it could block or never end
         raise CheckpointError(
-            f"{path} is a folder without checkpoints/; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) "
-            "or a checkpoint file"
+            f"checkpoint {path} is not a regular file; pass ckpt=<run_dir>/checkpoints/best-*.ckpt or last.ckpt"
         )
     raise CheckpointError(
         f"checkpoint {path} not found; pass ckpt= a run folder (outputs/runs/<date>/<time>-<model>) or a file in "
@@ -200,8 +185,7 @@ class CheckpointConfig:
     @classmethod
     def of(cls, cfg: dict, saved_names: Sequence[str] | None = None) -> CheckpointConfig:
         """The view of a run config (today's layout: :func:`upgrade_config`) and the class names its checkpoint
-        saved; checkpoints written before the names were saved get the data's ``class_names``, else GTSRB's for
-        43 classes, else ``class <id>``."""
+        saved (older checkpoints: the data's, else GTSRB's for 43 classes, else ``class <id>``)."""
         data, model = cfg.get("data") or {}, cfg.get("model") or {}
         num_classes = int(model.get("num_classes") or data.get("num_classes") or NUM_CLASSES)
         names = saved_names or data.get("class_names")

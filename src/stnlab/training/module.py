@@ -47,6 +47,10 @@ class NonFiniteLossError(StnlabError):
     pass
 
 
+# The best validation accuracies so far, kept in checkpoints under these names (also the modules' attributes).
+BESTS = ("val_acc_best", "val_acc_weighted_best")
+
+
 def build_network(cfg: dict) -> nn.Module:
     """The network (``STNClassifier``) of a resolved run config: its ``model`` node, instantiated as written."""
     return build(cfg["model"], "model", fix="change model.* or data.image_size", _convert_="all")
@@ -79,7 +83,6 @@ class STNModule(pl.LightningModule):
         scheduler_interval, scheduler_monitor: Lightning's ``interval`` ("epoch" | "step") and ``monitor``.
         augment: jitter applied to training batches on the device, or None.
         normalizer: uint8 images -> network input (global + local contrast normalisation), or None (/255 only).
-        label_smoothing: of the training cross-entropy.
         locnet_lr_scale: learning-rate multiplier of the localisation nets and their regressors.
         run_config: the resolved run config, saved in checkpoints so that they rebuild this module.
     """
@@ -197,23 +200,20 @@ class STNModule(pl.LightningModule):
 
     # Resuming (see stnlab.training.resume): what Lightning's own checkpoint state leaves out.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        best = float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
-        best_weighted = (
-            float(self.val_acc_weighted_best.compute()) if self.val_acc_weighted_best.update_called else None
-        )
-        rng = {"torch": torch.get_rng_state()}
+        bests = {name: getattr(self, name) for name in BESTS}
+        state = {name: float(m.compute()) if m.update_called else None for name, m in bests.items()}
+        state["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["torch.cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["stnlab"] = {"val_acc_best": best, "val_acc_weighted_best": best_weighted, "rng": rng}
+            state["rng"]["torch.cuda"] = torch.cuda.get_rng_state_all()
         if self.class_names is not None:  # what predict, serve and export call the classes
-            checkpoint["stnlab"]["class_names"] = list(self.class_names)
+            state["class_names"] = list(self.class_names)
+        checkpoint["stnlab"] = state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("stnlab") or {}
-        if state.get("val_acc_best") is not None:  # torchmetrics states are not in the state_dict
-            self.val_acc_best.update(torch.tensor(state["val_acc_best"]))
-        if state.get("val_acc_weighted_best") is not None:
-            self.val_acc_weighted_best.update(torch.tensor(state["val_acc_weighted_best"]))
+        for name in BESTS:  # torchmetrics states are not in the state_dict
+            if state.get(name) is not None:
+                getattr(self, name).update(torch.tensor(state[name]))
         self._rng_to_restore = state.get("rng")
         self.class_names = state.get("class_names") or self.class_names
 

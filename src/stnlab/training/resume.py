@@ -1,12 +1,5 @@
 """Resuming interrupted runs: the checkpoint that ``resume=last`` / ``resume=PATH`` names (found by
-:func:`stnlab.run_dirs.resolve_resume`) checked against the run config before any work starts.
-
-``resume`` takes a checkpoint file, a run directory (its ``checkpoints/last.ckpt``) or
-``last``: the ``checkpoints/last.ckpt`` of ``run_dir`` when one is given, else of the most
-recently written run under ``paths.runs_dir`` (``outputs/runs``). The resumed run writes into the run directory
-the checkpoint came from (Hydra's output directory included, through the
-``stnlab.run_dir`` resolver used by ``hydra.run.dir`` in ``conf/train.yaml``).
-"""
+:func:`stnlab.run_dirs.resolve_resume`) checked against the run config before any work starts."""
 
 from __future__ import annotations
 

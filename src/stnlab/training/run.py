@@ -30,7 +30,6 @@ from stnlab.tracking.checkpoint_io import NO_ROOM, AtomicCheckpointIO, no_room
 from stnlab.tracking.run_identity import identity_of, logged_config, mark_modified
 from stnlab.tracking.wandb_logger import write_summary
 from stnlab.training.callbacks import EpochCheckpoints, RunTimeEstimate
-from stnlab.training.checkpoints import safe_loading
 from stnlab.training.interrupt import RunInterrupted, StopOnSignal
 from stnlab.training.module import build, build_module
 from stnlab.training.resume import check_compatible
@@ -153,12 +152,9 @@ def make_loggers(resolved: dict, run_dir: Path) -> list:
     (W&B's run config, the CSV log's hparams.yaml)."""
     hydra = _hydra_config()
     config = logged_config(resolved, dict(hydra.runtime.choices) if hydra is not None else None)
-    loggers = []
-    for name, node in (resolved.get("logger") or {}).items():
-        factory = build(node, f"logger.{name}")
-        logger = factory(save_dir=str(run_dir)) if factory is not None else None
-        if logger is not None:
-            loggers.append(logger)
+    nodes = (resolved.get("logger") or {}).items()
+    made = [build(node, f"logger.{name}")(save_dir=str(run_dir)) for name, node in nodes if node]
+    loggers = [logger for logger in made if logger is not None]  # a factory may decline (wandb.mode=disabled)
     for wandb_logger in _wandb_loggers(loggers):  # the mode it runs in, not the null that means "the default"
         config["wandb.mode"] = "offline" if wandb_logger.experiment.offline else "online"  # W&B says "dryrun"
     for logger in loggers:
@@ -194,58 +190,42 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
         try:
             wandb_logger.experiment.finish(exit_code=exit_code)
         except Exception as e:  # noqa: BLE001 - the run's own files are written: W&B's trouble is a warning
-            log.warning(
-                "W&B: closing the run failed (%s: %s); metrics.json and the CSV log are complete",
-                type(e).__name__,
-                first_line(e, 300),
-            )
+            _wandb_trouble("closing the run failed", e, "metrics.json and the CSV log are complete")
+
+
+def _wandb_trouble(what: str, e: Exception, complete: str) -> None:
+    log.warning("W&B: %s (%s: %s); %s", what, type(e).__name__, first_line(e, 300), complete)
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
-    monitor = (resolved.get("checkpoint") or {}).get("monitor") or "val/acc"
-    if no_validation(resolved):
-        # Nothing to select on (a refit on every training image): the last epoch is the model.
+    settings = resolved.get("checkpoint") or {}
+    folder = str(run_dir / "checkpoints")
+    # No validation (a refit on every training image): nothing to select on, the last epoch is the model.
+    monitor = None if no_validation(resolved) else settings.get("monitor") or "val/acc"
+    if monitor is None:
         log.info("no validation split: checkpointing the last epoch (checkpoints/epoch-NN.ckpt), which the test uses")
-        checkpoint = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="epoch-{epoch:02d}",
-            monitor=None,
-            save_last=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        )
-    else:
-        checkpoint = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="best-{epoch:02d}",
-            monitor=monitor,
-            mode="max" if sense(monitor) != "minimize" else "min",
-            save_last=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        )
-    # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last).
-    every = int((resolved.get("checkpoint") or {}).get("every_n_train_steps") or 0)
-    step_checkpoints = (
-        [
-            ModelCheckpoint(
-                dirpath=str(run_dir / "checkpoints"),
-                save_top_k=0,
-                save_last=True,
-                every_n_train_steps=every,
-                enable_version_counter=False,
-            )
-        ]
-        if every
-        else []
+    checkpoint = ModelCheckpoint(
+        dirpath=folder,
+        filename="best-{epoch:02d}" if monitor else "epoch-{epoch:02d}",
+        monitor=monitor,
+        mode="min" if monitor and sense(monitor) == "minimize" else "max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
     )
-    if (resolved.get("checkpoint") or {}).get("every_epoch"):  # for curves of accuracy against time, afterwards
-        step_checkpoints.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
+    callbacks = [checkpoint]
+    every = int(settings.get("every_n_train_steps") or 0)
+    if every:  # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every, enable_version_counter=False
+            )
+        )
+    if settings.get("every_epoch"):  # for curves of accuracy against time, afterwards
+        callbacks.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
     stop = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
     estimate = RunTimeEstimate(experiment=identity_of(resolved)["experiment"])
-    callbacks = [checkpoint, *step_checkpoints, estimate, stop] + [
-        build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c
-    ]
+    callbacks += [estimate, stop] + [build(c, "callbacks") for c in (resolved.get("callbacks") or {}).values() if c]
     if not loggers:  # LearningRateMonitor refuses a trainer without a logger: nothing to log the rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks += extra_callbacks or []
@@ -257,7 +237,7 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
-        **({"limit_val_batches": 0} if no_validation(resolved) else {}),  # no empty validation loop
+        **({"limit_val_batches": 0} if monitor is None else {}),  # no empty validation loop
     )
 
     fit_seconds = _fit(trainer, module, datamodule, ckpt_path, stop, run_dir)
@@ -302,25 +282,17 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
             try:
                 write_summary(wandb_logger, {k: v for k, v in metrics.items() if k != "best_checkpoint"}, gtsrb)
             except Exception as e:  # noqa: BLE001 - as for _close_wandb
-                log.warning(
-                    "W&B: the summary was not written (%s: %s); metrics.json is complete",
-                    type(e).__name__,
-                    first_line(e, 300),
-                )
+                _wandb_trouble("the summary was not written", e, "metrics.json is complete")
         print(summary_line(run_dir, metrics, gtsrb, datamodule.has_test, resolved.get("test", True)), flush=True)
     return metrics
 
 
 def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal, run_dir: Path) -> float:
-    """``trainer.fit`` (resuming ``ckpt_path``, unpickled as data only); the seconds it took. A fit that trained no
-    step, or that Lightning found misconfigured once it knew the epoch's length, is one line; SIGTERM or Ctrl-C is
-    :class:`RunInterrupted`, after ``last.ckpt`` was written."""
+    """``trainer.fit`` (resuming ``ckpt_path``); the seconds it took. SIGTERM or Ctrl-C is :class:`RunInterrupted`,
+    after ``last.ckpt`` was written."""
     start = time.perf_counter()
     try:
-        with safe_loading():
-            trainer.fit(
-                module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True
-            )
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     except SIGTERMException:
         raise stop.interrupted(trainer, run_dir) from None
     except ValueError as e:
@@ -341,11 +313,9 @@ def _fit(trainer, module, datamodule, ckpt_path: Path | None, stop: StopOnSignal
 
 
 def _test(trainer, module, datamodule, ckpt: str | None, run_dir: Path) -> list[dict]:
-    """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are), unpickled as data only; SIGTERM
-    there is :class:`RunInterrupted`."""
+    """``trainer.test`` of the checkpoint ``ckpt`` (None: the weights as they are)."""
     try:
-        with safe_loading():
-            return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+        return trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
     except SIGTERMException:
         raise RunInterrupted(
             "SIGTERM stopped the test stage; the fit is complete: test its checkpoint with src/evaluate.py "

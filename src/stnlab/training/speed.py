@@ -60,14 +60,6 @@ def dataset_bytes(datamodule) -> int:
     return sum(s.images.numel() * s.images.element_size() + s.labels.numel() * 8 for s in splits if s is not None)
 
 
-def compile_module(module: torch.nn.Module, mode: str | None = None) -> None:
-    """``torch.compile`` the parts of an ``STNModule`` that run every step, in place."""
-    for name in ("net", "normalizer"):
-        part = getattr(module, name, None)
-        if part is not None:
-            part.compile(mode=mode)
-
-
 class SpeedSwitches(pl.Callback):
     """Applies the ``speed:`` section once the Trainer knows its device (before the model moves there)."""
 
@@ -84,8 +76,9 @@ class SpeedSwitches(pl.Callback):
             torch.set_float32_matmul_precision(s["matmul_precision"])
         if use_channels_last(s["channels_last"], device):
             pl_module.to(memory_format=torch.channels_last)
-        if s["compile"] and not self._compiled:
-            compile_module(pl_module, s["compile_mode"])
+        if s["compile"] and not self._compiled:  # in place (nn.Module.compile): the parts that run every step
+            for part in (pl_module.net, pl_module.normalizer):
+                part.compile(mode=s["compile_mode"])
             self._compiled = True
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "resident_device"):
