@@ -103,7 +103,11 @@ def test_ddp_cpu_agrees_with_one_process_and_logs_once(tiny_overrides, tmp_path)
 def test_ddp_cpu_from_the_command_line_writes_one_hydra_run(tmp_path):
     """``src/train.py trainer=ddp_cpu``: one Hydra run directory, W&B run and metrics.json (fit only: no test labels)."""
     mirror = make_archives(tmp_path / "mirror", with_gt=False)
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=with_src(os.pathsep.join([str(ROOT / "tests"), str(Path(__file__).parent)])))
+    env = dict(
+        os.environ,
+        WANDB_MODE="offline",
+        PYTHONPATH=with_src(os.pathsep.join([str(ROOT / "tests"), str(Path(__file__).parent)])),
+    )
     args = [
         f"data.mirror={mirror}",
         f"data.root={tmp_path / 'data'}",
