@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.errors import ConfigError, first_line
+from stnlab.markdown import row as markdown_row
 from stnlab.tracking import runfile
 from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
 
@@ -418,7 +419,7 @@ def markdown(rows: Sequence[dict], columns: Sequence[str], width: int | None = W
         return text.ljust(sizes[c]) if kinds[c] == "s" else text.rjust(sizes[c])
 
     def line(texts: dict[str, str]) -> str:
-        return "| " + " | ".join(cell(texts[c], c) for c in shown_cols) + " |"
+        return markdown_row(cell(texts[c], c) for c in shown_cols)
 
     rule = "|" + "|".join("-" * (sizes[c] + 2) if kinds[c] == "s" else "-" * (sizes[c] + 1) + ":" for c in shown_cols)
     lines = [line(heads), rule + "|"] + [line({c: cells[c][i] for c in columns}) for i in range(len(rows))]

@@ -24,6 +24,7 @@ from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.config.schema import VAL_EPOCH_METRICS
 from stnlab.evaluation.compare import read_curve
 from stnlab.files import write_text_whole, written_whole
+from stnlab.markdown import table as markdown_table
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.wandb_logger import open_run
@@ -150,10 +151,7 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         "",
     ]
     columns, cells = table(table_rows, spec.metric)
-    lines += ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
-    if not cells:
-        lines.append("| " + " | ".join(["—"] * len(columns)) + " |")
+    lines += markdown_table(columns, cells or [["—"] * len(columns)])
     if chart is not None:
         lines += ["", f"![{spec.study}]({chart.name})"]
     lines += trial_table(study, spec)
@@ -162,21 +160,16 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         lines += ["", f"![validation against wall minutes]({curves.name})"]
     others = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if others:
-        lines += [
-            "",
-            "## Pruned and failed trials",
-            "",
-            "| trial | state | params | epochs | reason |",
-            "| --- | --- | --- | --- | --- |",
-        ]
+        rows = []
         for t in others:
             reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
             if t.state == TrialState.FAIL and not reason:
                 reason = "worker died (heartbeat stale)"
-            lines.append(
-                f"| {t.number} | {t.state.name} | {describe(t.params)} | {len(t.intermediate_values)} | "
-                f"{reason.replace('|', '/')} |"
+            rows.append(
+                [t.number, t.state.name, describe(t.params), len(t.intermediate_values), reason.replace("|", "/")]
             )
+        lines += ["", "## Pruned and failed trials", ""]
+        lines += markdown_table(["trial", "state", "params", "epochs", "reason"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -197,19 +190,18 @@ def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
             else "."
         ),
         "",
-        f"| trial | state | rung | epochs | wall min | projected min | {spec.metric} (%) | params |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    rows = []
     for t in finished:
         a = t.user_attrs
         value = f"{100 * t.value:.2f}" if t.value is not None and "acc" in spec.metric else (t.value or "—")
         projected = a.get("projected_minutes")
-        lines.append(
-            f"| {t.number} | {t.state.name.lower()} | {a.get('rung', 0)} | {a.get('epochs', '—')} | "
-            f"{a.get('wall_minutes', '—')} | {'—' if projected is None else f'{projected:.1f}'} | {value} | "
-            f"{describe(t.params)} |"
+        rows.append(
+            [t.number, t.state.name.lower(), a.get("rung", 0), a.get("epochs", "—"), a.get("wall_minutes", "—")]
+            + ["—" if projected is None else f"{projected:.1f}", value, describe(t.params)]
         )
-    return lines
+    columns = ["trial", "state", "rung", "epochs", "wall min", "projected min", f"{spec.metric} (%)", "params"]
+    return lines + markdown_table(columns, rows, align="rlrrrrrl")
 
 
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
