@@ -18,16 +18,18 @@ from matplotlib.ticker import MaxNLocator
 
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.evaluation.metrics import Report
+from stnlab.files import written_whole
 
 # Characters per line of an error caption: the longest GTSRB name (40 characters) takes two lines.
 CAPTION_CHARS = 24
 
 
 def save(fig: Figure, path: Path | str) -> Path:
-    """Write ``fig`` to ``path`` (its folder made if needed); returns the path."""
+    """Write ``fig`` to ``path`` whole (its folder made if needed: a report rewritten while a sweep runs is never
+    seen half-drawn), in the format its suffix names; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with written_whole(path) as part:
+        fig.savefig(part, dpi=110, bbox_inches="tight", format=path.suffix.lstrip("."))
     return path
 
 

@@ -23,7 +23,8 @@ from optuna.trial import TrialState
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.config.schema import VAL_EPOCH_METRICS
 from stnlab.evaluation.compare import read_curve
-from stnlab.files import write_text_whole, written_whole
+from stnlab.evaluation.plots import save
+from stnlab.files import write_text_whole
 from stnlab.markdown import table as markdown_table
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
@@ -237,7 +238,7 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
     ax.set_title(f"sweep {spec.study}: {metric} of {len(lines)} trials against wall time")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None:
@@ -263,14 +264,7 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     ax.set_title(f"sweep {spec.study}: {len(shown)} configurations ranked by {spec.metric} (validation)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    with written_whole(path) as part:
-        fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
-    return path
+    return save(fig, path)
 
 
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:
