@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.errors import ConfigError, first_line
+from stnlab.evaluation.plots import cut
 from stnlab.markdown import row as markdown_row
 from stnlab.tracking import runfile
 from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
@@ -404,7 +405,7 @@ def markdown(rows: Sequence[dict], columns: Sequence[str], width: int | None = W
     With a ``width``, long cells are cut and config-key columns are left out, from the last, until the table
     fits; a line below names them. ``width=None``: every column, full key names."""
     kinds = {c: FIXED[c][1] if c in FIXED else _kind(d.get(c) for d in rows) for c in columns}
-    cells = {c: [_cut(_fmt(d.get(c), kinds[c], d), 28 if width else None) for d in rows] for c in columns}
+    cells = {c: [cut(_fmt(d.get(c), kinds[c], d), 28 if width else None) for d in rows] for c in columns}
     heads = headers(columns, full=width is None)
     sizes = {c: max(len(heads[c]), *(len(v) for v in cells[c])) for c in columns}
     shown_cols, left_out = list(columns), []
@@ -436,10 +437,6 @@ def _kind(values) -> str:
     """``s`` (left-aligned text) unless every value is a number or missing."""
     numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
     return "g" if numbers else "s"
-
-
-def _cut(text: str, n: int | None) -> str:
-    return text if n is None or len(text) <= n else text[: n - 1] + "…"
 
 
 def curves(runs: Sequence[Run], rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:

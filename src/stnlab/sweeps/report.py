@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.config.schema import VAL_EPOCH_METRICS
 from stnlab.evaluation.compare import read_curve
-from stnlab.evaluation.plots import save
+from stnlab.evaluation.plots import committee_line, save
 from stnlab.files import write_text_whole
 from stnlab.markdown import table as markdown_table
 from stnlab.sweeps.callbacks import describe
@@ -229,7 +229,7 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
         ax.plot(xs, [100 * y for y in ys], marker=".", lw=1, alpha=0.75, color=colors[rung % len(colors)], label=label)
     gtsrb = all(t.user_attrs.get("data", "gtsrb") == "gtsrb" for t in study.get_trials(deepcopy=False))
     if gtsrb:
-        ax.axhline(IDSIA_COMMITTEE_ACC, color="tab:red", ls="--", lw=1, label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%")
+        committee_line(ax)
     finals = [100 * p[-1][1] for _, _, p in lines]
     top = max(100 * y for _, _, p in lines for _, y in p)
     ax.set_ylim(max(0.0, min(top - 6, sorted(finals)[len(finals) // 4] - 1)), min(100.0, top + 0.5))
@@ -255,9 +255,7 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     ax = fig.add_subplot()
     ax.errorbar(values, range(len(shown)), xerr=errors, fmt="o", color="tab:blue", capsize=3, label=spec.metric)
     if accuracy and all(r.gtsrb for r in shown):
-        ax.axvline(
-            IDSIA_COMMITTEE_ACC, color="tab:red", linestyle="--", label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%"
-        )
+        committee_line(ax, vertical=True)
     ax.set_yticks(range(len(shown)), [r.label[:90] for r in shown], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"{spec.metric}" + (" (%)" if accuracy else "") + ", mean ± std over the row's trials")
