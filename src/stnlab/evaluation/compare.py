@@ -28,7 +28,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described, first_line
 from stnlab.evaluation.plots import cut
 from stnlab.markdown import row as markdown_row
 from stnlab.tracking import runfile
@@ -188,7 +188,7 @@ def read_runs(
         try:  # a JSONDecodeError is a ValueError
             runs.append(read_run(path, x, curve))
         except (OSError, ValueError, KeyError, TypeError, csv.Error, yaml.YAMLError) as e:
-            error = f"{type(e).__name__}: {first_line(e, 200)}"
+            error = described(e, 200)
             log.warning("skipping %s: its metrics.json or CSV log is unreadable (%s)", path, error)
     if not runs:
         raise ConfigError(
