@@ -202,8 +202,7 @@ def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) 
         params = inspect.signature(get_object(str(node["_target_"]))).parameters  # a class, or a function
     except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(
-            f"{section}._target_={node['_target_']} cannot be used ({first_line(e, empty=type(e).__name__)}); "
-            f"fix the {section} choice"
+            f"{section}._target_={node['_target_']} cannot be used ({first_line(e)}); fix the {section} choice"
         ) from None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

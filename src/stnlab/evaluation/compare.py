@@ -103,7 +103,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         try:
             cfg = OmegaConf.load(hydra_cfg)
         except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
-            error = first_line(e, empty=type(e).__name__)
+            error = first_line(e)
             log.warning("%s: unreadable (%s); reading the run's config from its CSV log instead", hydra_cfg, error)
     if isinstance(cfg, DictConfig):  # not a list
         try:

@@ -42,7 +42,7 @@ def _keys(overrides: list[str]) -> set[str]:
     try:
         return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
     except HydraException as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {first_line(e, 400, type(e).__name__)}") from None
+        raise ConfigError(f"bad override in {' '.join(overrides)}: {first_line(e, 400)}") from None
 
 
 def check(spec: SweepSpec, overrides: list[str]) -> None:
