@@ -14,6 +14,7 @@ LAYERS = [
         "stnlab",
         "stnlab.errors",
         "stnlab.files",
+        "stnlab.markdown",
         "stnlab.geometry",
         "stnlab.contrast_norm",
         "stnlab.metrics",

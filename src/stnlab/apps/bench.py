@@ -26,7 +26,7 @@ from stnlab.bench.report import render
 from stnlab.config import checks, group_options
 from stnlab.config.schema import speed_settings
 from stnlab.data.datamodule import GTSRBDataModule
-from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.errors import ConfigError, StnlabError, described
 from stnlab.noise import silence_known_noise
 from stnlab.training.checkpoints import pick_device
 
@@ -175,7 +175,7 @@ def run(cfg) -> Path:
         try:
             into.append(fn())
         except Exception as e:  # noqa: BLE001 - one failing preset must not lose the whole (costly) GPU run
-            errors.append(f"- {what}: {type(e).__name__}: {first_line(e)}")
+            errors.append(f"- {what}: {described(e)}")
             print(f"bench: {what} FAILED: {type(e).__name__}: {e}", flush=True)
         path.write_text(render(header, results, epochs, tables, errors))  # after every row: a cut-off run keeps them
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from stnlab.config.checks import positive_key, required
+from stnlab.config.checks import positive_key, positive_number, required
 from stnlab.errors import ConfigError
 from stnlab.query.figures import figure, st_views, write_animation_gif, write_mp4
 from stnlab.query.images import Query, read_query
@@ -87,8 +87,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     frame_step = positive_key(cfg, "frame_step")
     max_frames = None if cfg.get("max_frames") is None else positive_key(cfg, "max_frames")
     fps = cfg.get("fps")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
-        raise ConfigError(f"fps={fps}: expected a positive number of frames per second, or null")
+    if fps is not None:
+        positive_number("fps", fps, "a positive number of frames per second, or null")
     device = pick_device(cfg.device)
     predictor = Predictor(load_module(ckpt, device), device, batch_size)
     info = config_of(predictor.module)

@@ -8,7 +8,7 @@ import socket
 
 from omegaconf import DictConfig
 
-from stnlab.config.checks import positive_key, required
+from stnlab.config.checks import positive_key, positive_number, required
 from stnlab.errors import ConfigError, StnlabError
 from stnlab.query.predictor import check_top_k
 from stnlab.query.server import build_server
@@ -41,9 +41,7 @@ def serve(cfg: DictConfig) -> None:
     port = positive_key(cfg, "port")
     if port > 65535:
         raise ConfigError(f"port={port}: expected 1..65535")
-    limit = cfg.max_upload_mb
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
-        raise ConfigError(f"max_upload_mb={limit}: expected a positive number of megabytes")
+    limit = positive_number("max_upload_mb", cfg.max_upload_mb, "a positive number of megabytes")
     check_port(str(cfg.host), port)
     server = build_server(ckpt, k, float(limit), pick_device(cfg.device), positive_key(cfg, "timeout"))
     url = f"http://{cfg.host}:{port}/predict"

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from stnlab.errors import ConfigError, StnlabError
+from stnlab.config import checks
+from stnlab.errors import StnlabError
 from stnlab.evaluation.files import writing_into
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
@@ -19,8 +20,7 @@ log = logging.getLogger(__name__)
 
 def visualize(cfg: DictConfig) -> list[Path]:
     """Write one PNG grid per ST (and, with ``per_image``, one PNG per image). Returns the paths written."""
-    if cfg.split not in ("train", "val", "test"):
-        raise ConfigError(f"split={cfg.split} is not a split; use train, val or test")
+    checks.one_of("split", cfg.split, ("train", "val", "test"))
     ckpt = resolve_checkpoint(str(cfg.ckpt))
     module = load_module(ckpt)
     if not module.net.transformers:

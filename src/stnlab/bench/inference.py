@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from stnlab.bench.measure import preset_config
+from stnlab.markdown import table
 from stnlab.query.classifier import ImageClassifier
 from stnlab.query.export import example_images, export_classifier, load_exported
 from stnlab.training import build_module
@@ -73,16 +74,13 @@ def inference_speed(
 
 def inference_table(models: list[str], image_size: int, batch: int, reps: int, calls: int, threads: int) -> list[str]:
     """Markdown rows for :func:`inference_speed` of each preset."""
-    rows = [
-        f"| model | engine | latency, 1 image (CPU ms) | throughput, batch {batch} (img per CPU s) "
-        "| the same in wall time (ms; img/s) |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
+    columns = ["model", "engine", "latency, 1 image (CPU ms)", f"throughput, batch {batch} (img per CPU s)"]
+    rows = []
     for model in models:
         classifier = ImageClassifier.of(build_module(preset_config(model, image_size)))
         for engine, r in inference_speed(classifier, batch, reps, calls, threads).items():
             rows.append(
-                f"| {model} ({image_size} px) | {engine} | {r['latency_ms']:.2f} | {r['img_per_s']:.0f} "
-                f"| {r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f} |"
+                [f"{model} ({image_size} px)", engine, f"{r['latency_ms']:.2f}", f"{r['img_per_s']:.0f}"]
+                + [f"{r['latency_ms_wall']:.2f}; {r['img_per_s_wall']:.0f}"]
             )
-    return rows
+    return table([*columns, "the same in wall time (ms; img/s)"], rows, align="llrrr")

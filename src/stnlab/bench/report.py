@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stnlab.bench.measure import EpochResult, ModelResult
+from stnlab.markdown import table
 
 
 def _pct(x: float | None) -> str:
@@ -14,21 +15,18 @@ def _count(n: int | None) -> str:
 
 
 def model_table(results: list[ModelResult]) -> list[str]:
-    lines = [
-        "| model | px | params | GFLOP/img (train step) | train img/s Lightning | train img/s plain | Lightning / plain "
-        "| data wait Lightning | data wait plain | ops/step Lightning | ops/step plain | infer img/s "
-        "| peak MiB train | peak MiB infer |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    columns = ["model", "px", "params", "GFLOP/img (train step)", "train img/s Lightning", "train img/s plain"]
+    columns += ["Lightning / plain", "data wait Lightning", "data wait plain", "ops/step Lightning", "ops/step plain"]
+    columns += ["infer img/s", "peak MiB train", "peak MiB infer"]
+    rows = [
+        [r.model, r.image_size, f"{r.params / 1e6:.2f}M", f"{r.gflops_per_image:.2f}"]
+        + [f"{r.median('lightning', 'img_per_s'):.1f}", f"{r.median('plain', 'img_per_s'):.1f}", f"{r.ratio:.3f}"]
+        + [_pct(r.median("lightning", "data_share")), _pct(r.median("plain", "data_share"))]
+        + [_count(r.ops("lightning")), _count(r.ops("plain"))]
+        + [f"{r.infer_img_per_s:.1f}", f"{r.train_peak_mb:.0f}", f"{r.infer_peak_mb:.0f}"]
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| {r.model} | {r.image_size} | {r.params / 1e6:.2f}M | {r.gflops_per_image:.2f} "
-            f"| {r.median('lightning', 'img_per_s'):.1f} | {r.median('plain', 'img_per_s'):.1f} | {r.ratio:.3f} "
-            f"| {_pct(r.median('lightning', 'data_share'))} | {_pct(r.median('plain', 'data_share'))} "
-            f"| {_count(r.ops('lightning'))} | {_count(r.ops('plain'))} "
-            f"| {r.infer_img_per_s:.1f} | {r.train_peak_mb:.0f} | {r.infer_peak_mb:.0f} |"
-        )
-    return lines
+    return table(columns, rows, align="l" + "r" * 13)
 
 
 def repetitions(results: list[ModelResult]) -> list[str]:
@@ -41,18 +39,13 @@ def repetitions(results: list[ModelResult]) -> list[str]:
 
 
 def epoch_table(results: list[EpochResult]) -> list[str]:
-    lines = [
-        "| model | px | batch | images/epoch | variant | epoch s (each) | img/s (best epoch) | TFLOP/s | of bf16 peak |",
-        "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
+    columns = ["model", "px", "batch", "images/epoch", "variant", "epoch s (each)", "img/s (best epoch)", "TFLOP/s"]
+    rows = [
+        [r.model, r.image_size, r.batch_size, r.images, r.variant, ", ".join(f"{s:.2f}" for s in r.seconds)]
+        + [f"{r.images / min(r.seconds):.0f}", f"{r.tflops:.1f}", _pct(r.peak_fraction)]
+        for r in results
     ]
-    for r in results:
-        best = min(r.seconds)
-        lines.append(
-            f"| {r.model} | {r.image_size} | {r.batch_size} | {r.images} | {r.variant} "
-            f"| {', '.join(f'{s:.2f}' for s in r.seconds)} | {r.images / best:.0f} | {r.tflops:.1f} "
-            f"| {_pct(r.peak_fraction)} |"
-        )
-    return lines
+    return table([*columns, "of bf16 peak"], rows, align="lrrrllrrr")
 
 
 def render(

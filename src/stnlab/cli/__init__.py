@@ -21,7 +21,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from stnlab.cli.help import register_resolver
 from stnlab.config import CONF_DIR, message_line
-from stnlab.errors import StnlabError, first_line
+from stnlab.errors import StnlabError, described
 from stnlab.run_dirs import register_resolvers
 
 
@@ -66,7 +66,7 @@ def run_cli(fn, *args, **kwargs):
         if job is None:
             raise
         traceback.print_exc()  # a bug in one job: its traceback, then the next job
-        job.error = f"{type(e).__name__}: {first_line(e, 300)}"
+        job.error = described(e, 300)
         job.user_error = False
     return None
 

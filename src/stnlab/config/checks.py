@@ -82,6 +82,13 @@ def positive_int(key: str, value: Any) -> int:
     return number
 
 
+def positive_number(key: str, value: Any, expected: str = "a positive number") -> float:
+    """A number > 0 (a rate, a size, a time); ``expected`` says what it counts, for the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise _fail(key, value, expected)
+    return value
+
+
 def non_negative_int(key: str, value: Any) -> int:
     number = _integer(value)
     if number is None or number < 0:

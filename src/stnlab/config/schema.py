@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -59,38 +60,15 @@ def validate(cfg: dict) -> None:
     lr = cfg["optim"].get("lr")
     if lr is None or number("optim.lr", lr) <= 0:
         raise ConfigError(f"optim.lr={lr} must be positive (the reference uses 0.01)")
-    for key in ("batch_size", "eval_batch_size"):
-        v = cfg["data"].get(key)
-        if v is not None and number(f"data.{key}", v, int) <= 0:
-            raise ConfigError(f"data.{key}={v} must be a positive integer (the reference uses 50)")
-    for key, least in (("download_retries", 1), ("download_timeout", 1e-9)):
-        v = cfg["data"].get(key)
-        if v is not None and number(f"data.{key}", v) < least:
-            raise ConfigError(
-                f"data.{key}={v} must be positive (the default is {3 if key == 'download_retries' else 30})"
-            )
-    every = (cfg.get("checkpoint") or {}).get("every_n_train_steps")
-    if every is not None and number("checkpoint.every_n_train_steps", every, int) < 0:
-        raise ConfigError(f"checkpoint.every_n_train_steps={every} must be >= 0 (0 or null: only at epoch ends)")
+    check_ranges(cfg, RANGES)
     check_data(cfg["data"])
-    scale = cfg["module"].get("locnet_lr_scale", 1.0)
-    if scale is not None and number("module.locnet_lr_scale", scale) < 0:
-        raise ConfigError(f"module.locnet_lr_scale={scale} must be >= 0")
-    seed = cfg.get("seed", 0)
-    if seed is not None and not 0 <= number("seed", seed, int) < 2**32:
-        raise ConfigError(f"seed={seed} must be in 0..{2**32 - 1}")
     workers = cfg["data"].get("num_workers")
-    if workers is not None and number("data.num_workers", workers, int) < 0:
-        raise ConfigError(f"data.num_workers={workers} must be >= 0 (0: load in the main process)")
     most = 4 * (os.cpu_count() or 1)  # each worker is a copy of this process (hundreds of MB): a swarm exhausts memory
     if workers is not None and int(workers) > most:
         raise ConfigError(
             f"data.num_workers={workers}: this machine has {os.cpu_count()} CPU cores, and each worker is a copy of "
             f"the training process; use at most {most} (0 loads in the main process)"
         )
-    smoothing = cfg["module"].get("label_smoothing")
-    if smoothing is not None and not 0 <= number("module.label_smoothing", smoothing) <= 1:
-        raise ConfigError(f"module.label_smoothing={smoothing} must be in 0..1 (0: none, the reference)")
     check_sizes(cfg["model"], "model")
     for section in ("optim", "scheduler"):
         check_arguments(cfg.get(section), section)
@@ -107,20 +85,44 @@ def validate(cfg: dict) -> None:
         )
 
 
+# Numbers of the run config with a range: (key, int or float, least, most, what a value out of it is told).
+# A key that is absent or null passes.
+RANGES = (
+    ("data.batch_size", int, 1, math.inf, "must be a positive integer (the reference uses 50)"),
+    ("data.eval_batch_size", int, 1, math.inf, "must be a positive integer (the reference uses 50)"),
+    ("data.download_retries", float, 1, math.inf, "must be positive (the default is 3)"),
+    ("data.download_timeout", float, 1e-9, math.inf, "must be positive (the default is 30)"),
+    ("data.num_workers", int, 0, math.inf, "must be >= 0 (0: load in the main process)"),
+    ("checkpoint.every_n_train_steps", int, 0, math.inf, "must be >= 0 (0 or null: only at epoch ends)"),
+    ("module.locnet_lr_scale", float, 0, math.inf, "must be >= 0"),
+    ("module.label_smoothing", float, 0, 1, "must be in 0..1 (0: none, the reference)"),
+    ("seed", int, 0, 2**32 - 1, f"must be in 0..{2**32 - 1}"),
+)
+# The data node's, checked for the data modules too (:func:`check_data`).
+DATA_RANGES = (
+    ("data.image_size", int, 8, math.inf, "is too small; use at least 8 (the reference uses 48)"),
+    ("data.val_tracks_per_class", int, 0, math.inf, "must be >= 0"),
+    ("data.balance", float, 0, 1, "must be between 0 (plain shuffling) and 1 (every class equally often)"),
+    ("data.clutter", float, 0, 1, "must lie in [0, 1]"),
+)
+
+
+def check_ranges(cfg: Mapping, ranges: tuple) -> None:
+    """Each ``(key, kind, least, most, message)`` of ``ranges`` that ``cfg`` has: a ``kind`` in ``least..most``."""
+    for key, kind, least, most, message in ranges:
+        *parents, name = key.split(".")
+        node = cfg
+        for parent in parents:
+            node = node.get(parent) or {}
+        value = node.get(name)
+        if value is not None and not least <= number(key, value, kind) <= most:
+            raise ConfigError(f"{key}={value} {message}")
+
+
 def check_data(data: Mapping) -> None:
     """The values of a ``data`` node, or a data module's arguments (they are also built from Python): each key
     that is there. The data modules check ``num_classes`` themselves (:func:`check_classes`): its range is theirs."""
-    size = data.get("image_size")
-    if size is not None and number("data.image_size", size, int) < 8:
-        raise ConfigError(f"data.image_size={size} is too small; use at least 8 (the reference uses 48)")
-    tracks = data.get("val_tracks_per_class")
-    if tracks is not None and number("data.val_tracks_per_class", tracks, int) < 0:
-        raise ConfigError(f"data.val_tracks_per_class={tracks} must be >= 0")
-    balance = data.get("balance")
-    if balance is not None and not 0 <= number("data.balance", balance) <= 1:
-        raise ConfigError(
-            f"data.balance={balance} must be between 0 (plain shuffling) and 1 (every class equally often)"
-        )
+    check_ranges({"data": data}, DATA_RANGES)
     if "num_train" in data:  # the synthetic data's sizes, shapes and clutter
         train, val, test = (number(f"data.{k}", data[k], int) for k in ("num_train", "num_val", "num_test"))
         if min(train, val) < 1 or test < 0:
@@ -128,8 +130,6 @@ def check_data(data: Mapping) -> None:
         scale = list(data["scale"])
         if len(scale) != 2 or not 0 < number("data.scale", scale[0]) <= number("data.scale", scale[1]):
             raise ConfigError(f"data.scale={scale} must be [min, max] with 0 < min <= max")
-        if not 0 <= number("data.clutter", data["clutter"]) <= 1:
-            raise ConfigError(f"data.clutter={data['clutter']} must lie in [0, 1]")
 
 
 def check_classes(num_classes: int, class_names: list | None = None, least: int = 2, most: int | None = None) -> None:
@@ -202,8 +202,7 @@ def check_arguments(node: dict | None, section: str, own: tuple[str, ...] = ()) 
         params = inspect.signature(get_object(str(node["_target_"]))).parameters  # a class, or a function
     except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(
-            f"{section}._target_={node['_target_']} cannot be used ({first_line(e, empty=type(e).__name__)}); "
-            f"fix the {section} choice"
+            f"{section}._target_={node['_target_']} cannot be used ({first_line(e)}); fix the {section} choice"
         ) from None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

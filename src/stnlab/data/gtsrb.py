@@ -357,7 +357,7 @@ def _write_cache(path: Path, split: Split, key: dict) -> None:
             blob = dict(vars(split), key=json.dumps(key, sort_keys=True), checksum=_checksum(split))
             torch.save(blob, part)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
-        reason = getattr(e, "strerror", None) or first_line(e, empty=type(e).__name__)
+        reason = getattr(e, "strerror", None) or first_line(e)
         log.warning("cannot write the cache %s (%s): going on without it", path, reason)
 
 

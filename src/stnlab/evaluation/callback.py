@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from stnlab.errors import first_line
+from stnlab.errors import described
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import ReportBuilder
 from stnlab.evaluation.wandb_media import report_media
@@ -64,7 +64,7 @@ class TestReport(pl.Callback):
             media = report_media(report, "test", self.paths)
             logger.experiment.log({**media, "trainer/global_step": step})
         except Exception as e:  # noqa: BLE001 - any failure of W&B's media staging
-            error = f"{type(e).__name__}: {first_line(e, 300, empty=type(e).__name__)}"
+            error = described(e, 300)
             log.warning(
                 "W&B: the test report's media were not logged (%s); the report is in %s", error, self.paths["json"]
             )

@@ -28,7 +28,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described, first_line
+from stnlab.evaluation.plots import cut
+from stnlab.markdown import row as markdown_row
 from stnlab.tracking import runfile
 from stnlab.tracking.run_identity import experiment_label, flat_config, modifications, unlogged, without_copies
 
@@ -101,7 +103,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         try:
             cfg = OmegaConf.load(hydra_cfg)
         except Exception as e:  # noqa: BLE001 - invalid YAML: the run's other records still say what it was
-            error = first_line(e, empty=type(e).__name__)
+            error = first_line(e)
             log.warning("%s: unreadable (%s); reading the run's config from its CSV log instead", hydra_cfg, error)
     if isinstance(cfg, DictConfig):  # not a list
         try:
@@ -186,7 +188,7 @@ def read_runs(
         try:  # a JSONDecodeError is a ValueError
             runs.append(read_run(path, x, curve))
         except (OSError, ValueError, KeyError, TypeError, csv.Error, yaml.YAMLError) as e:
-            error = f"{type(e).__name__}: {first_line(e, 200)}"
+            error = described(e, 200)
             log.warning("skipping %s: its metrics.json or CSV log is unreadable (%s)", path, error)
     if not runs:
         raise ConfigError(
@@ -403,7 +405,7 @@ def markdown(rows: Sequence[dict], columns: Sequence[str], width: int | None = W
     With a ``width``, long cells are cut and config-key columns are left out, from the last, until the table
     fits; a line below names them. ``width=None``: every column, full key names."""
     kinds = {c: FIXED[c][1] if c in FIXED else _kind(d.get(c) for d in rows) for c in columns}
-    cells = {c: [_cut(_fmt(d.get(c), kinds[c], d), 28 if width else None) for d in rows] for c in columns}
+    cells = {c: [cut(_fmt(d.get(c), kinds[c], d), 28 if width else None) for d in rows] for c in columns}
     heads = headers(columns, full=width is None)
     sizes = {c: max(len(heads[c]), *(len(v) for v in cells[c])) for c in columns}
     shown_cols, left_out = list(columns), []
@@ -418,7 +420,7 @@ def markdown(rows: Sequence[dict], columns: Sequence[str], width: int | None = W
         return text.ljust(sizes[c]) if kinds[c] == "s" else text.rjust(sizes[c])
 
     def line(texts: dict[str, str]) -> str:
-        return "| " + " | ".join(cell(texts[c], c) for c in shown_cols) + " |"
+        return markdown_row(cell(texts[c], c) for c in shown_cols)
 
     rule = "|" + "|".join("-" * (sizes[c] + 2) if kinds[c] == "s" else "-" * (sizes[c] + 1) + ":" for c in shown_cols)
     lines = [line(heads), rule + "|"] + [line({c: cells[c][i] for c in columns}) for i in range(len(rows))]
@@ -435,10 +437,6 @@ def _kind(values) -> str:
     """``s`` (left-aligned text) unless every value is a number or missing."""
     numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
     return "g" if numbers else "s"
-
-
-def _cut(text: str, n: int | None) -> str:
-    return text if n is None or len(text) <= n else text[: n - 1] + "…"
 
 
 def curves(runs: Sequence[Run], rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:

@@ -18,21 +18,30 @@ from matplotlib.ticker import MaxNLocator
 
 from stnlab import IDSIA_COMMITTEE_ACC
 from stnlab.evaluation.metrics import Report
+from stnlab.files import written_whole
 
 # Characters per line of an error caption: the longest GTSRB name (40 characters) takes two lines.
 CAPTION_CHARS = 24
 
 
 def save(fig: Figure, path: Path | str) -> Path:
-    """Write ``fig`` to ``path`` (its folder made if needed); returns the path."""
+    """Write ``fig`` to ``path`` whole (its folder made if needed: a report rewritten while a sweep runs is never
+    seen half-drawn), in the format its suffix names; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with written_whole(path) as part:
+        fig.savefig(part, dpi=110, bbox_inches="tight", format=path.suffix.lstrip("."))
     return path
 
 
-def _short(name: str, n: int = 22) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"
+def cut(text: str, n: int | None) -> str:
+    """``text``, cut to ``n`` characters (the last an ellipsis) when longer; all of it with ``n=None``."""
+    return text if n is None or len(text) <= n else text[: n - 1] + "…"
+
+
+def committee_line(ax, vertical: bool = False) -> None:
+    """The IDSIA committee's test accuracy as a dashed line on a GTSRB accuracy axis (%)."""
+    line = ax.axvline if vertical else ax.axhline
+    line(IDSIA_COMMITTEE_ACC, color="tab:red", ls="--", lw=1, label=f"IDSIA committee, {IDSIA_COMMITTEE_ACC}% (test)")
 
 
 def confusion_figure(report: Report, title: str = "") -> Figure:
@@ -50,7 +59,7 @@ def confusion_figure(report: Report, title: str = "") -> Figure:
     im = ax.imshow(np.where(frac > 0, frac, np.nan), norm=LogNorm(vmin=1e-3, vmax=1.0), cmap="viridis")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ax.set_xticks(range(len(keep)), [str(k) for k in keep], fontsize=6, rotation=90)
-    ax.set_yticks(range(len(keep)), [f"{k} {_short(report.names[k])}" for k in keep], fontsize=6)
+    ax.set_yticks(range(len(keep)), [f"{k} {cut(report.names[k], 22)}" for k in keep], fontsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(
@@ -138,9 +147,7 @@ def val_curves_figure(
             right, top = max(right, *xs), max(top, *percent)
             ax.plot(xs, percent, marker="o", ms=3, label=label)
     if committee:
-        ax.axhline(
-            IDSIA_COMMITTEE_ACC, color="k", ls="--", lw=1, label=f"IDSIA committee, {IDSIA_COMMITTEE_ACC}% (test)"
-        )
+        committee_line(ax)
     # From 0, so that a run of one epoch (or one minute) is a point on a readable axis, not the axis' centre.
     ax.set_xlim(0, max(right, 1.0) * 1.05)
     if y_min is not None:  # the top as if the points below y_min were not there

@@ -24,6 +24,7 @@ from stnlab.evaluation.files import writing_into
 from stnlab.evaluation.plots import robustness_figure, save
 from stnlab.evaluation.robustness import CAMERA_DISTANCE, DISTORTIONS, accuracy_curve
 from stnlab.evaluation.wandb_media import robustness_media
+from stnlab.markdown import row
 from stnlab.run_dirs import run_dir_of_checkpoint
 from stnlab.tracking.run_identity import run_name
 from stnlab.training.checkpoints import config_of, pick_device, resolve_checkpoint
@@ -135,12 +136,9 @@ def format_table(table: dict[str, Any]) -> str:
     """Markdown: one table per distortion, models as rows, levels as columns, accuracy in %."""
     blocks = []
     for n, d in table["distortions"].items():
-        head = f"| {n} ({d['unit']}) | " + " | ".join(f"{lv:g}" for lv in d["levels"]) + " |"
+        head = row([f"{n} ({d['unit']})", *(f"{lv:g}" for lv in d["levels"])])
         rule = "|---|" + "---:|" * len(d["levels"])
-        rows = [
-            f"| {m['label']} | " + " | ".join(f"{100 * a:.2f}" for a in m["accuracy"][n]) + " |"
-            for m in table["models"]
-        ]
+        rows = [row([m["label"], *(f"{100 * a:.2f}" for a in m["accuracy"][n])]) for m in table["models"]]
         blocks.append("\n".join([head, rule, *rows]))
     return "\n\n".join(blocks)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.errors import ConfigError, StnlabError, described
 from stnlab.files import written_whole
 from stnlab.noise import silence_exporters
 from stnlab.query.classifier import ImageClassifier
@@ -117,9 +117,8 @@ def export_classifier(
     except OSError as e:
         raise write_error(path, e) from None
     except Exception as e:  # noqa: BLE001 - any exporter failure is reported as one line
-        first = first_line(e, 300)
         raise ExportError(
-            f"exporting to {fmt} failed ({type(e).__name__}: {first}); "
+            f"exporting to {fmt} failed ({described(e, 300)}); "
             "try another format= (exported_program is the most permissive)"
         ) from None
     return path

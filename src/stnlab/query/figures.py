@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from itertools import cycle
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from stnlab.viz.panels import MARGIN, OUTLINE, to_pil, write_gif
+from stnlab.viz.panels import OUTLINE, outlined, to_pil, write_gif
 from stnlab.viz.trace import STView, trace_sts
 
 # One outline colour per ST, in forward order (the first is the visualize panels' green).
@@ -47,17 +48,8 @@ def figure(
     display: Image.Image, views: Sequence[STView], outlines: Sequence[torch.Tensor], i: int, caption: str
 ) -> Image.Image:
     """Image ``i`` of a traced batch: [``display`` with the ST outlines | each ST's output], ``caption`` above."""
-    w, h = display.size
-    side = max(w, h)
-    m = side // 8
-    canvas = Image.new("RGB", (w + 2 * m, h + 2 * m), MARGIN)
-    canvas.paste(display, (m, m))
-    draw = ImageDraw.Draw(canvas)
-    for k, points in enumerate(outlines):
-        # Normalised (x, y) -> pixels: -1/+1 are the outer edges of the border pixels (as viz.panels).
-        xy = ((points[i] + 1) / 2 * torch.tensor([w, h]) - 0.5 + m).tolist()
-        draw.line([tuple(p) for p in xy], fill=COLOURS[k % len(COLOURS)], width=2)
-    panels = [(canvas, "input")]
+    side = max(display.size)
+    panels = [(outlined(display, side // 8, [points[i] for points in outlines], cycle(COLOURS), 2), "input")]
     for view in views:
         out = view.outputs[i]
         scale = max(1, side // out.shape[-1])

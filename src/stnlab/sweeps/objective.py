@@ -24,7 +24,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from stnlab.config import compose_train
 from stnlab.config.schema import RUN_METRICS, VAL_EPOCH_METRICS, sense
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described, first_line
 from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import RUNG, TimeLimitGuard, duplicate_of, rung_of
 from stnlab.sweeps.space import overrides_of, suggest_all
@@ -42,7 +42,7 @@ def _keys(overrides: list[str]) -> set[str]:
     try:
         return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
     except HydraException as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {first_line(e, 400, type(e).__name__)}") from None
+        raise ConfigError(f"bad override in {' '.join(overrides)}: {first_line(e, 400)}") from None
 
 
 def check(spec: SweepSpec, overrides: list[str]) -> None:
@@ -233,7 +233,7 @@ class Objective:
             trial.set_user_attr("fail_reason", "interrupted; queued again for the next run")
             raise KeyboardInterrupt from e
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {first_line(e, 400, type(e).__name__)}")
+            trial.set_user_attr("fail_reason", described(e, 400))
             raise
 
     def _full_epochs(self, cfg: DictConfig) -> int:

@@ -23,7 +23,9 @@ from optuna.trial import TrialState
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.config.schema import VAL_EPOCH_METRICS
 from stnlab.evaluation.compare import read_curve
-from stnlab.files import write_text_whole, written_whole
+from stnlab.evaluation.plots import committee_line, save
+from stnlab.files import write_text_whole
+from stnlab.markdown import table as markdown_table
 from stnlab.sweeps.callbacks import describe
 from stnlab.sweeps.spec import SweepSpec
 from stnlab.tracking.wandb_logger import open_run
@@ -150,10 +152,7 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         "",
     ]
     columns, cells = table(table_rows, spec.metric)
-    lines += ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
-    if not cells:
-        lines.append("| " + " | ".join(["—"] * len(columns)) + " |")
+    lines += markdown_table(columns, cells or [["—"] * len(columns)])
     if chart is not None:
         lines += ["", f"![{spec.study}]({chart.name})"]
     lines += trial_table(study, spec)
@@ -162,21 +161,16 @@ def markdown(study: optuna.Study, spec: SweepSpec, table_rows: list[Row], chart:
         lines += ["", f"![validation against wall minutes]({curves.name})"]
     others = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
     if others:
-        lines += [
-            "",
-            "## Pruned and failed trials",
-            "",
-            "| trial | state | params | epochs | reason |",
-            "| --- | --- | --- | --- | --- |",
-        ]
+        rows = []
         for t in others:
             reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
             if t.state == TrialState.FAIL and not reason:
                 reason = "worker died (heartbeat stale)"
-            lines.append(
-                f"| {t.number} | {t.state.name} | {describe(t.params)} | {len(t.intermediate_values)} | "
-                f"{reason.replace('|', '/')} |"
+            rows.append(
+                [t.number, t.state.name, describe(t.params), len(t.intermediate_values), reason.replace("|", "/")]
             )
+        lines += ["", "## Pruned and failed trials", ""]
+        lines += markdown_table(["trial", "state", "params", "epochs", "reason"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -197,19 +191,18 @@ def trial_table(study: optuna.Study, spec: SweepSpec) -> list[str]:
             else "."
         ),
         "",
-        f"| trial | state | rung | epochs | wall min | projected min | {spec.metric} (%) | params |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    rows = []
     for t in finished:
         a = t.user_attrs
         value = f"{100 * t.value:.2f}" if t.value is not None and "acc" in spec.metric else (t.value or "—")
         projected = a.get("projected_minutes")
-        lines.append(
-            f"| {t.number} | {t.state.name.lower()} | {a.get('rung', 0)} | {a.get('epochs', '—')} | "
-            f"{a.get('wall_minutes', '—')} | {'—' if projected is None else f'{projected:.1f}'} | {value} | "
-            f"{describe(t.params)} |"
+        rows.append(
+            [t.number, t.state.name.lower(), a.get("rung", 0), a.get("epochs", "—"), a.get("wall_minutes", "—")]
+            + ["—" if projected is None else f"{projected:.1f}", value, describe(t.params)]
         )
-    return lines
+    columns = ["trial", "state", "rung", "epochs", "wall min", "projected min", f"{spec.metric} (%)", "params"]
+    return lines + markdown_table(columns, rows, align="rlrrrrrl")
 
 
 def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | None:
@@ -236,7 +229,7 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
         ax.plot(xs, [100 * y for y in ys], marker=".", lw=1, alpha=0.75, color=colors[rung % len(colors)], label=label)
     gtsrb = all(t.user_attrs.get("data", "gtsrb") == "gtsrb" for t in study.get_trials(deepcopy=False))
     if gtsrb:
-        ax.axhline(IDSIA_COMMITTEE_ACC, color="tab:red", ls="--", lw=1, label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%")
+        committee_line(ax)
     finals = [100 * p[-1][1] for _, _, p in lines]
     top = max(100 * y for _, _, p in lines for _, y in p)
     ax.set_ylim(max(0.0, min(top - 6, sorted(finals)[len(finals) // 4] - 1)), min(100.0, top + 0.5))
@@ -245,7 +238,7 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
     ax.set_title(f"sweep {spec.study}: {metric} of {len(lines)} trials against wall time")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None:
@@ -262,23 +255,14 @@ def bar_chart(table_rows: list[Row], spec: SweepSpec, path: Path) -> Path | None
     ax = fig.add_subplot()
     ax.errorbar(values, range(len(shown)), xerr=errors, fmt="o", color="tab:blue", capsize=3, label=spec.metric)
     if accuracy and all(r.gtsrb for r in shown):
-        ax.axvline(
-            IDSIA_COMMITTEE_ACC, color="tab:red", linestyle="--", label=f"IDSIA committee {IDSIA_COMMITTEE_ACC}%"
-        )
+        committee_line(ax, vertical=True)
     ax.set_yticks(range(len(shown)), [r.label[:90] for r in shown], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"{spec.metric}" + (" (%)" if accuracy else "") + ", mean ± std over the row's trials")
     ax.set_title(f"sweep {spec.study}: {len(shown)} configurations ranked by {spec.metric} (validation)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    with written_whole(path) as part:
-        fig.savefig(part, dpi=100, format=path.suffix.lstrip("."))
-    return path
+    return save(fig, path)
 
 
 def log_to_wandb(spec: SweepSpec, table_rows: list[Row], chart: Path | None, wandb_cfg: dict) -> None:

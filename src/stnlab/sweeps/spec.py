@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from stnlab.config import CONF_DIR
+from stnlab.config import CONF_DIR, checks
 from stnlab.errors import ConfigError
 from stnlab.sweeps.fidelity import Fidelity, TimeLimit, parse_fidelity, parse_time_limit
 from stnlab.sweeps.options import option_keys, split_args, sweep_defaults
@@ -182,11 +182,10 @@ def _heartbeat(node: Any) -> dict[str, int]:
 
 def build(cfg: DictConfig, name: str) -> SweepSpec:
     """Validate a merged sweep config into a ``SweepSpec``."""
-    if cfg.direction not in ("maximize", "minimize"):
-        raise ConfigError(f"direction={cfg.direction} must be maximize or minimize")
+    checks.one_of("direction", cfg.direction, ("maximize", "minimize"))
     for key in ("n_trials", "timeout"):
-        if cfg[key] is not None and (not isinstance(cfg[key], (int, float)) or cfg[key] <= 0):
-            raise ConfigError(f"{key}={cfg[key]} must be a positive number or null")
+        if cfg[key] is not None:
+            checks.positive_number(key, cfg[key], "a positive number or null")
     sampler = _named(cfg.sampler, cfg.samplers, "sampler")
     requires = sampler.pop("_requires_", None)
     if requires and importlib.util.find_spec(requires) is None:

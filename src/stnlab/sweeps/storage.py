@@ -19,7 +19,7 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described, first_line
 from stnlab.noise import optuna_experimental
 from stnlab.sweeps.fidelity import constraints
 from stnlab.sweeps.spec import SweepSpec, target_class
@@ -91,11 +91,9 @@ def make_storage(
             if "timeout" in first.lower() or "timed out" in first.lower():
                 raise ConfigError(
                     f"the study storage {url} did not answer within {connect_timeout:g} s "
-                    f"({type(e).__name__}: {first}); check that the server is up, or storage="
+                    f"({described(e, 300)}); check that the server is up, or storage="
                 ) from None
-            raise ConfigError(
-                f"cannot open the study storage {url}: {type(e).__name__}: {first}; check storage="
-            ) from None
+            raise ConfigError(f"cannot open the study storage {url}: {described(e, 300)}; check storage=") from None
     raise AssertionError("unreachable")
 
 

@@ -40,5 +40,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with written_whole(path) as part:
                 super().save_checkpoint(checkpoint, part, storage_options)
         except (OSError, RuntimeError) as e:  # torch reports some write failures as RuntimeError
-            reason = getattr(e, "strerror", None) or first_line(e, 200, empty=type(e).__name__)
+            reason = getattr(e, "strerror", None) or first_line(e, 200)
             raise no_room(path.parent.parent, path, reason) from None

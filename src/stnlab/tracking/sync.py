@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described
 from stnlab.tracking.runfile import read_run
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def find_offline_runs(outputs: Path) -> list[OfflineRun]:
         try:
             runs.append(_offline_run(folder))
         except Exception as e:  # noqa: BLE001 - a corrupt, cut or doubled file: that run is skipped, the others listed
-            problem = f"{type(e).__name__}: {first_line(e, 200)}"
+            problem = described(e, 200)
             log.warning("sync: skipping %s: its W&B run file is unreadable (%s)", folder, problem)
             runs.append(OfflineRun(folder, _kind(folder, ""), "", "unreadable", False, False, problem))
     return runs

@@ -153,7 +153,7 @@ def make_wandb_logger(save_dir: str | Path, settings: dict | None = None, identi
             raise
         log.warning(
             "W&B online start failed (%s): logging offline; `wandb sync` the run later",
-            first_line(e, 200, empty=type(e).__name__),
+            first_line(e, 200),
         )
         return make_wandb_logger(save_dir, {**wb, "mode": "offline"}, identity)
     for key in SUMMARY_MAX:

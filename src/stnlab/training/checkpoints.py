@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 
 from stnlab.data.classes import NUM_CLASSES, class_names
 from stnlab.data.gtsrb import Split
-from stnlab.errors import ConfigError, StnlabError, first_line
+from stnlab.errors import ConfigError, StnlabError, described
 from stnlab.training.module import build_module
 
 SPLITS = ("train", "val", "test")
@@ -64,7 +64,7 @@ def load_failure(path: Path | str, error: BaseException) -> str:
                 return (
                     f"it would build Python objects ({', '.join(names[:3])}), which could run code and are never loaded"
                 )
-    return f"{type(error).__name__}: {first_line(error, 200)}"
+    return described(error, 200)
 
 
 def pick_device(name: str | None = "auto") -> torch.device:

@@ -38,7 +38,7 @@ def build(node: dict | None, section: str, fix: str | None = None, **kwargs):
         if cause is not None and isinstance(
             cause, (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
         ):
-            first = first_line(cause, empty=type(cause).__name__)
+            first = first_line(cause)
             raise ConfigError(f"{section}: {first}; {fix or f'fix the {section}.* override'}") from None
         raise
 

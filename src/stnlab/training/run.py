@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stnlab import IDSIA_COMMITTEE_ACC, committee_delta
 from stnlab.config.schema import no_validation, sense, validate
-from stnlab.errors import ConfigError, first_line
+from stnlab.errors import ConfigError, described
 from stnlab.files import write_text_whole
 from stnlab.noise import silence_known_noise
 from stnlab.run_dirs import claim_run, holds_run, refusal, release_run, resolve_resume, run_dir_of, runs_dir_of
@@ -194,7 +194,7 @@ def _close_wandb(loggers: list, exit_code: int) -> None:
 
 
 def _wandb_trouble(what: str, e: Exception, complete: str) -> None:
-    log.warning("W&B: %s (%s: %s); %s", what, type(e).__name__, first_line(e, 300), complete)
+    log.warning("W&B: %s (%s); %s", what, described(e, 300), complete)
 
 
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):

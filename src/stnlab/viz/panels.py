@@ -4,7 +4,7 @@ animated GIF of grids."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,19 +27,26 @@ def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
     return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST) if scale != 1 else img
 
 
-def panel(view: STView, i: int, scale: int = 4) -> Image.Image:
-    """Image ``i`` of ``view``: [input with the outline of the sampled region | output].
+def outlined(
+    image: Image.Image, m: int, outlines: Sequence[torch.Tensor], colours: Iterable[tuple], width: int
+) -> Image.Image:
+    """``image`` on a grey margin of ``m`` pixels, each outline (P, 2) in the image's normalised coordinates drawn
+    in its colour: the margin keeps a region reaching outside the image (a zoom-out, a large shift) visible."""
+    canvas = Image.new("RGB", (image.width + 2 * m, image.height + 2 * m), MARGIN)
+    canvas.paste(image, (m, m))
+    draw = ImageDraw.Draw(canvas)
+    for points, colour in zip(outlines, colours):
+        xy = (to_pixels(points, (image.height, image.width)) + m).tolist()
+        draw.line([tuple(p) for p in xy], fill=colour, width=width)
+    return canvas
 
-    The input sits on a grey margin of a quarter of its size, so that a region reaching
-    outside the image (a zoom-out, a large shift) stays visible.
-    """
+
+def panel(view: STView, i: int, scale: int = 4) -> Image.Image:
+    """Image ``i`` of ``view``: [input with the outline of the sampled region, on a margin of a quarter of its
+    size | output]."""
     src, dst = to_pil(view.inputs[i], scale), to_pil(view.outputs[i], scale)
-    w, h = src.size
-    m = w // 4
-    canvas = Image.new("RGB", (w + 2 * m, h + 2 * m), MARGIN)
-    canvas.paste(src, (m, m))
-    xy = (to_pixels(view.outline[i], (h, w)) + m).tolist()
-    ImageDraw.Draw(canvas).line([tuple(p) for p in xy], fill=OUTLINE, width=max(1, scale // 2))
+    w, m = src.width, src.width // 4
+    canvas = outlined(src, m, [view.outline[i]], [OUTLINE], max(1, scale // 2))
     out = Image.new("RGB", (canvas.width + GAP + w, canvas.height), (255, 255, 255))
     out.paste(canvas, (0, 0))
     out.paste(dst, (canvas.width + GAP, m))
