@@ -28,7 +28,7 @@ import filelock
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from stnlab.errors import ConfigError
+from stnlab.errors import ConfigError, described
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def check_checkpoint(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-        bad = f"{type(e).__name__}: {e}"
+        bad = described(e)
     if bad is not None:
         raise ConfigError(
             f"resume: checkpoint {path} is truncated or corrupt ({bad}); resume from another "

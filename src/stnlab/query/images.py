@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stnlab.data.gtsrb import MAX_PIXELS, ImageTooLarge, network_pixels, open_image
-from stnlab.errors import StnlabError
+from stnlab.errors import StnlabError, described
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def decode_image(data: bytes, name: str) -> Image.Image:
         raise InputError(f"{name} is not an image in a format Pillow reads; pass a PPM, PNG, JPEG, ... file") from None
     except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as e:  # truncated, corrupt, bomb
         raise InputError(
-            f"{name} is not a readable image ({type(e).__name__}: {e}); pass an intact PPM, PNG, JPEG, ... file"
+            f"{name} is not a readable image ({described(e)}); pass an intact PPM, PNG, JPEG, ... file"
         ) from None
     check_size(rgb, name)
     return rgb
@@ -236,7 +236,7 @@ def _video_frames(
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as e:
         raise InputError(
-            f"{path} is not a readable video ({type(e).__name__}: {e}); pass an MP4, AVI, MKV, MOV or WebM file"
+            f"{path} is not a readable video ({described(e)}); pass an MP4, AVI, MKV, MOV or WebM file"
         ) from None
     if not container.streams.video:
         container.close()
