@@ -344,8 +344,9 @@ def test_check_rejects_bad_choices_and_searched_keys_before_any_trial():
         check(bad, [])
 
 
-def test_ablation_spec_composes_every_variant():
-    spec, overrides = spec_mod.load(["sweep=ablation"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_every_committed_spec_composes_every_variant(name):
+    spec, overrides = spec_mod.load([f"sweep={name}"])
     check(spec, overrides)  # raises if any variant's overrides fail to compose
 
 
