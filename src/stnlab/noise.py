@@ -64,7 +64,7 @@ def silence_exporters() -> None:
 @contextlib.contextmanager
 def optuna_experimental() -> Iterator[None]:
     """Around the Optuna features stnlab relies on that Optuna marks experimental (heartbeats and retries,
-    TPE constraints, metric names): its ExperimentalWarning concerns Optuna's API, not the user's sweep."""
+    metric names): its ExperimentalWarning concerns Optuna's API, not the user's sweep."""
     from optuna.exceptions import ExperimentalWarning  # only where sweeps run: training alone loads no Optuna
 
     with warnings.catch_warnings():

@@ -17,6 +17,7 @@ from stnlab.config import compose_train
 from stnlab.errors import ConfigError
 from stnlab.sweeps import snapshot
 from stnlab.sweeps.fidelity import (
+    OVER_LIMIT,
     OVERHEAD_MIN,
     Fidelity,
     Promote,
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LR = {"optim.lr": FloatDistribution(0.001, 1.0)}
 
 
-def _finished(study, lr: float, value: float, rung: int = 0, **attrs):
+def _finished(study, lr: float, value: float, rung: int = 0, constraints=None, **attrs):
     study.add_trial(
         create_trial(
             state=TrialState.COMPLETE,
@@ -43,6 +44,7 @@ def _finished(study, lr: float, value: float, rung: int = 0, **attrs):
             distributions=LR,
             value=value,
             user_attrs={"rung": rung, **attrs},
+            constraints=constraints,
         )
     )
 
@@ -67,7 +69,7 @@ def test_the_best_of_each_rung_are_promoted_once_and_infeasible_ones_never():
     f = Fidelity("trainer.max_epochs", (0.25, 0.5, 1.0), eta=2)
     study = optuna.create_study(direction="maximize")
     _finished(study, 0.1, 0.90)
-    _finished(study, 0.2, 0.95, constraints=[3.0])  # over the time limit: never promoted
+    _finished(study, 0.2, 0.95, constraints={OVER_LIMIT: 3.0})  # over the time limit: never promoted
     _finished(study, 0.3, 0.80)
     _finished(study, 0.4, 0.85)
     assert [t.number for t in due_promotions(study, f)] == [0, 3]  # the best feasible half of 4 finished
@@ -177,7 +179,7 @@ def test_configurations_over_the_time_limit_are_violations_and_never_promoted(tm
     assert all(
         t.user_attrs["projected_minutes"] == pytest.approx(4 * 100 / 1.5 / 60 + 1, abs=0.01) for t in study.trials
     )
-    assert all(t.user_attrs["constraints"][0] > 0 for t in study.trials)
+    assert all(t.constraints[OVER_LIMIT] > 0 for t in study.trials)
     assert len(study.trials) == 4  # nothing feasible, nothing promoted
 
 
@@ -261,7 +263,7 @@ def test_a_trial_projected_far_over_the_time_limit_stops_after_its_first_batches
         train(cfg, extra_callbacks=[guard])
     assert guard.batches == 3  # of 15 (3 epochs of 5 batches)
     attrs = study.trials[0].user_attrs
-    assert attrs["projected_minutes"] > 1e-4 and attrs["constraints"][0] > 0
+    assert attrs["projected_minutes"] > 1e-4 and study.trials[0].constraints[OVER_LIMIT] > 0
     assert attrs["prune_reason"].startswith("over the time limit: full run projected at")
 
 

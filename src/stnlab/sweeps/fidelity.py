@@ -18,8 +18,8 @@ finished trial (a promoted configuration's longer run counts as one more good ob
 The time limit: a configuration is feasible when its full run, on every training image and at the
 speed of a whole machine, is projected to fit ``minutes``. The projection takes the trial's measured
 training speed (images per second of its CPU time), times ``speedup`` (a 1-thread trial against the
-machine's cores), over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (TPE's
-``constraints_func``) and are never promoted.
+machine's cores), over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (``Trial.set_constraint``,
+which TPE reads) and are never promoted.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 RUNG, PARENT = "rung", "parent"
 # Minutes a full run spends beside its training epochs (start, data, checkpoints, the test of 12,630 images).
 OVERHEAD_MIN = 1.0
+# The constraint's name: projected minutes of the full run minus the limit.
+OVER_LIMIT = "minutes_over_limit"
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,9 @@ class TimeLimit:
     speedup: float
 
     def record(self, trial: optuna.Trial, projected: float) -> None:
-        """The trial's projected minutes, and its constraint for TPE (over the limit: > 0)."""
+        """The trial's projected minutes, and its constraint for the sampler (over the limit: > 0)."""
         trial.set_user_attr("projected_minutes", round(projected, 2))
-        trial.set_user_attr("constraints", [projected - self.minutes])
+        trial.set_constraint(OVER_LIMIT, projected - self.minutes)
 
     def projected_minutes(self, metrics: dict[str, Any], full_epochs: int) -> float | None:
         """The full run's minutes: its epochs over every training image (a refit: no validation) at the trial's
@@ -153,13 +155,10 @@ class TimeLimitGuard(pl.Callback):
             raise optuna.TrialPruned("over the time limit")
 
 
-def constraints(trial: FrozenTrial) -> list[float]:
-    """TPE's ``constraints_func``: <= 0 is feasible (projected minutes minus the limit)."""
-    return list(trial.user_attrs.get("constraints", [0.0]))
-
-
 def feasible(trial: FrozenTrial) -> bool:
-    return all(c <= 0 for c in constraints(trial))
+    """No constraint over 0. Studies started before Optuna 5 keep theirs in the old format, which
+    ``FrozenTrial.constraints`` reads too."""
+    return all(c <= 0 for c in trial.constraints.values())
 
 
 def rung_of(trial: FrozenTrial | optuna.Trial) -> int:

@@ -8,7 +8,6 @@ Every worker beats a heartbeat while its trial runs; a trial whose worker died (
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import random
 import time
 from pathlib import Path
@@ -21,8 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from stnlab.errors import ConfigError, described, first_line
 from stnlab.noise import optuna_experimental
-from stnlab.sweeps.fidelity import constraints
-from stnlab.sweeps.spec import SweepSpec, target_class
+from stnlab.sweeps.spec import SweepSpec
 
 
 def with_driver(url: str) -> str:
@@ -100,14 +98,7 @@ def make_storage(
 def sampler_of(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if spec.is_grid:
         return instantiate(spec.sampler, search_space=spec.grid_space())
-    extra = {}
-    if (
-        spec.time_limit is not None
-        and "constraints_func" in inspect.signature(target_class(spec.sampler["_target_"])).parameters
-    ):
-        extra["constraints_func"] = constraints  # configurations over the time limit are violations
-    with optuna_experimental():  # constraints_func
-        return instantiate(spec.sampler, **extra)
+    return instantiate(spec.sampler)
 
 
 def open_study(spec: SweepSpec, storage: RDBStorage) -> optuna.Study:
