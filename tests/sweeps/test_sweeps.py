@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -116,6 +117,14 @@ def test_three_trial_sweep_storage_runs_wandb_and_report(sweep_args, tmp_path, c
     assert report_path.read_text() == text
     (again,) = study_dir.glob("wandb/offline-run-*")
     assert read_run(again).run_id == record.run_id
+
+    # A study moved with its storage still draws every trial's curve.
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "sweeps", moved)
+    (moved / "three" / "curves.png").unlink()
+    args = [a for a in sweep_args if not a.startswith("out_dir=")]
+    sweep([f"sweep={spec}", "report_only=true", f"out_dir={moved}", *args])
+    assert (moved / "three" / "curves.png").stat().st_size > 1000
 
 
 # --- pruning and failures -----------------------------------------------------------------------

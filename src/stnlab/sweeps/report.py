@@ -213,7 +213,8 @@ def curves_chart(study: optuna.Study, spec: SweepSpec, path: Path) -> Path | Non
     lines = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         run_dir = t.user_attrs.get("run_dir")
-        points = read_curve(Path(run_dir), "minutes", metric=metric) if run_dir else []
+        # By name in the study folder: the recorded path is relative to the worker's folder, and studies move.
+        points = read_curve(spec.study_dir / Path(run_dir).name, "minutes", metric=metric) if run_dir else []
         if points:
             lines.append((int(t.user_attrs.get("rung", 0)), t.number, points))
     if not lines:
