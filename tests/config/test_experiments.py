@@ -24,3 +24,26 @@ def test_plain_ema_is_the_refit_command_it_names():
     assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_e12_ema", "modified": ""}
     assert named == long
     assert list(named["callbacks"])[-1] == "ema" and named["trainer"]["max_epochs"] == 12
+
+
+def test_plain_fast_is_plain_ema_with_the_searched_configuration():
+    """experiment=plain_fast is sweeps/cpu30b.yaml's trial 16 (rounded) on plain_ema, run for 3 epochs."""
+    named = OmegaConf.to_container(compose_train(["experiment=plain_fast"]), resolve=False)
+    spelled = [
+        "experiment=plain_ema",
+        "data.crop_roi=true",
+        "model.backbone.fc=512",
+        "model.backbone.dropout=0.374",
+        "augment.brightness=0.027",
+        "augment.contrast=0.122",
+        "augment.rotation=17.8",
+        "augment.scale=[0.8,1.2]",
+        "augment.translation=0.080",
+        "optim.lr=0.0347",
+        "optim.weight_decay=0.00117",
+        "module.label_smoothing=0.011",
+        "trainer.max_epochs=3",
+    ]
+    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
+    assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_fast", "modified": ""}
+    assert named == long
