@@ -18,8 +18,8 @@ finished trial (a promoted configuration's longer run counts as one more good ob
 The time limit: a configuration is feasible when its full run, on every training image and at the
 speed of a whole machine, is projected to fit ``minutes``. The projection takes the trial's measured
 training speed (images per second of its CPU time), times ``speedup`` (a 1-thread trial against the
-machine's cores), over the full run's epochs of every training image. Infeasible trials are reported to the sampler as violated constraints (``Trial.set_constraint``,
-which TPE reads) and are never promoted.
+machine's cores), over the full run's epochs of every training image. Infeasible trials are reported to
+the sampler as violated constraints (``Trial.set_constraint``, which TPE reads) and are never promoted.
 """
 
 from __future__ import annotations
