@@ -10,14 +10,55 @@ import signal
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import compose
 from stnlab.errors import ConfigError
 from stnlab.training.module import build_module
-from stnlab.training.run import train
+from stnlab.training.run import checkpoint_callbacks, train
 from tiny_runs import FINAL, Crash, CrashAt, epoch_metrics, step_losses, tiny_run, train_cli
+
+
+class Declining(pl.LightningModule):
+    """A model whose monitored val/acc only falls: its best epoch is the first, its last is the last."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).square().mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", 1.0 - self.current_epoch / 10)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("monitor, every", [("val/acc", 0), ("val/acc", 2), (None, 0)])
+def test_last_ckpt_holds_the_last_epoch_when_the_best_is_earlier(tmp_path, monitor, every):
+    """Lightning 2.6 rewrites save_last's last.ckpt only where a best checkpoint is saved: resume=last would have
+    gone back to the best epoch. The run's checkpoints keep last.ckpt at the last epoch, the best one beside it."""
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        callbacks=checkpoint_callbacks(str(tmp_path), monitor, every),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **({} if monitor else {"limit_val_batches": 0}),
+    )
+    trainer.fit(Declining(), loader, loader if monitor else None)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == (["best-00.ckpt", "last.ckpt"] if monitor else ["epoch-02.ckpt", "last.ckpt"])
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    if monitor:
+        assert torch.load(tmp_path / "best-00.ckpt", weights_only=True)["epoch"] == 0
 
 
 @pytest.mark.e2e

@@ -197,6 +197,33 @@ def _wandb_trouble(what: str, e: Exception, complete: str) -> None:
     log.warning("W&B: %s (%s); %s", what, described(e, 300), complete)
 
 
+def checkpoint_callbacks(folder: str, monitor: str | None, every: int = 0) -> list[ModelCheckpoint]:
+    """The run's checkpoints in ``folder``: the first keeps ``best-<epoch>.ckpt`` by ``monitor`` (without one,
+    ``epoch-<epoch>.ckpt``, the latest), the one the test measures; ``last.ckpt`` is rewritten after every epoch
+    and, with ``every`` > 0, every ``every`` training steps too, so that a killed run resumes mid-epoch."""
+    best = ModelCheckpoint(
+        dirpath=folder,
+        filename="best-{epoch:02d}" if monitor else "epoch-{epoch:02d}",
+        monitor=monitor,
+        mode="min" if monitor and sense(monitor) == "minimize" else "max",
+        save_last=monitor is None,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks = [best]
+    if monitor:
+        # Lightning 2.6 writes save_last's last.ckpt only at a step where a best checkpoint is saved: it froze at the
+        # best epoch, and resume=last lost every epoch after it. Unmonitored, this one saves after every epoch.
+        callbacks.append(ModelCheckpoint(dirpath=folder, filename="last", enable_version_counter=False))
+    if every:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every, enable_version_counter=False
+            )
+        )
+    return callbacks
+
+
 def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, speed, extra_callbacks):
     settings = resolved.get("checkpoint") or {}
     folder = str(run_dir / "checkpoints")
@@ -204,23 +231,8 @@ def _fit_and_test(resolved, module, datamodule, run_dir, ckpt_path, loggers, spe
     monitor = None if no_validation(resolved) else settings.get("monitor") or "val/acc"
     if monitor is None:
         log.info("no validation split: checkpointing the last epoch (checkpoints/epoch-NN.ckpt), which the test uses")
-    checkpoint = ModelCheckpoint(
-        dirpath=folder,
-        filename="best-{epoch:02d}" if monitor else "epoch-{epoch:02d}",
-        monitor=monitor,
-        mode="min" if monitor and sense(monitor) == "minimize" else "max",
-        save_last=True,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    callbacks = [checkpoint]
-    every = int(settings.get("every_n_train_steps") or 0)
-    if every:  # last.ckpt also every N training steps, so that a killed run resumes mid-epoch (resume=last)
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every, enable_version_counter=False
-            )
-        )
+    callbacks = checkpoint_callbacks(folder, monitor, int(settings.get("every_n_train_steps") or 0))
+    checkpoint = callbacks[0]
     if settings.get("every_epoch"):  # for curves of accuracy against time, afterwards
         callbacks.append(EpochCheckpoints(str(run_dir / "checkpoints" / "epochs")))
     stop = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
