@@ -47,3 +47,25 @@ def test_plain_fast_is_plain_ema_with_the_searched_configuration():
     long = OmegaConf.to_container(compose_train(spelled), resolve=False)
     assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_fast", "modified": ""}
     assert named == long
+
+
+def test_plain_tuned_is_plain_ema_with_the_searched_configuration():
+    """experiment=plain_tuned is sweeps/cpu30b.yaml's trial 25 (rounded) on plain_ema, at its 12 epochs."""
+    named = OmegaConf.to_container(compose_train(["experiment=plain_tuned"]), resolve=False)
+    spelled = [
+        "experiment=plain_ema",
+        "data.crop_roi=true",
+        "model.backbone.fc=512",
+        "model.backbone.dropout=0.277",
+        "augment.brightness=0.00595",
+        "augment.contrast=0.171",
+        "augment.rotation=13.6",
+        "augment.scale=[0.8,1.2]",
+        "augment.translation=0.0834",
+        "optim.lr=0.0414",
+        "optim.weight_decay=0.00108",
+        "module.label_smoothing=0.0467",
+    ]
+    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
+    assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_tuned", "modified": ""}
+    assert named == long and named["trainer"]["max_epochs"] == 12
