@@ -26,46 +26,37 @@ def test_plain_ema_is_the_refit_command_it_names():
     assert list(named["callbacks"])[-1] == "ema" and named["trainer"]["max_epochs"] == 12
 
 
-def test_plain_fast_is_plain_ema_with_the_searched_configuration():
-    """experiment=plain_fast is sweeps/cpu30b.yaml's trial 16 (rounded) on plain_ema, run for 3 epochs."""
-    named = OmegaConf.to_container(compose_train(["experiment=plain_fast"]), resolve=False)
-    spelled = [
-        "experiment=plain_ema",
-        "data.crop_roi=true",
-        "model.backbone.fc=512",
+# The searched experiments: sweeps/cpu30b.yaml's trial 16 (3 epochs) and trial 25 (12), rounded, on plain_ema.
+SEARCHED = {
+    "plain_fast": [
         "model.backbone.dropout=0.374",
         "augment.brightness=0.027",
         "augment.contrast=0.122",
         "augment.rotation=17.8",
-        "augment.scale=[0.8,1.2]",
         "augment.translation=0.080",
         "optim.lr=0.0347",
         "optim.weight_decay=0.00117",
         "module.label_smoothing=0.011",
         "trainer.max_epochs=3",
-    ]
-    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
-    assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_fast", "modified": ""}
-    assert named == long
-
-
-def test_plain_tuned_is_plain_ema_with_the_searched_configuration():
-    """experiment=plain_tuned is sweeps/cpu30b.yaml's trial 25 (rounded) on plain_ema, at its 12 epochs."""
-    named = OmegaConf.to_container(compose_train(["experiment=plain_tuned"]), resolve=False)
-    spelled = [
-        "experiment=plain_ema",
-        "data.crop_roi=true",
-        "model.backbone.fc=512",
+    ],
+    "plain_tuned": [
         "model.backbone.dropout=0.277",
         "augment.brightness=0.00595",
         "augment.contrast=0.171",
         "augment.rotation=13.6",
-        "augment.scale=[0.8,1.2]",
         "augment.translation=0.0834",
         "optim.lr=0.0414",
         "optim.weight_decay=0.00108",
         "module.label_smoothing=0.0467",
-    ]
-    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
-    assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_tuned", "modified": ""}
-    assert named == long and named["trainer"]["max_epochs"] == 12
+    ],
+}
+
+
+@pytest.mark.parametrize("name, epochs", [("plain_fast", 3), ("plain_tuned", 12)])
+def test_searched_experiments_are_plain_ema_with_the_searched_configuration(name, epochs):
+    """Each searched experiment is plain_ema with ROI crops, FC 512, zoom of 20% and its trial's values."""
+    named = OmegaConf.to_container(compose_train([f"experiment={name}"]), resolve=False)
+    common = ["experiment=plain_ema", "data.crop_roi=true", "model.backbone.fc=512", "augment.scale=[0.8,1.2]"]
+    long = OmegaConf.to_container(compose_train(common + SEARCHED[name]), resolve=False)
+    assert named.pop("identity") == {**long.pop("identity"), "experiment": name, "modified": ""}
+    assert named == long and named["trainer"]["max_epochs"] == epochs
