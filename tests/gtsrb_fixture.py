@@ -18,10 +18,10 @@ HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (200, 200, 30), (200, 30, 200), (30, 200, 200)]
 
 
-def _image(rng, class_id: int, w: int, h: int, roi, shrink: int = 2) -> bytes:
+def _image(rng, class_id: int, w: int, h: int, roi, shrink: int = 2, colour_shift: int = 0) -> bytes:
     arr = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
     x1, y1, x2, y2 = roi
-    arr[y1 : y2 + 1, x1 : x2 + 1] = COLOURS[class_id % len(COLOURS)]
+    arr[y1 : y2 + 1, x1 : x2 + 1] = COLOURS[(class_id + colour_shift) % len(COLOURS)]
     cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
     arr[cy - 2 : cy + 3, cx - 2 : cx + 3] = 255
     im = Image.fromarray(arr).resize((w // shrink, h // shrink), Image.Resampling.BILINEAR)
@@ -45,9 +45,11 @@ def make_archives(
     with_test: bool = True,
     with_gt: bool = True,
     seed: int = 0,
+    colour_shift: int = 0,
 ) -> Path:
     """Write GTSRB_Final_Training_Images.zip (+ test and GT archives) into ``folder``; ``tracks`` per class may be
-    one number or one per class (uneven class frequencies)."""
+    one number or one per class (uneven class frequencies). ``colour_shift`` paints each class in the colour of
+    the class that many further on: the same files, labels and tracks, with other pixels."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(folder / "GTSRB_Final_Training_Images.zip", "w", zipfile.ZIP_DEFLATED) as zf:
@@ -58,7 +60,7 @@ def make_archives(
                 for f in range(frames):
                     name = f"{t:05d}_{f:05d}.ppm"
                     w, h, roi = _dims(rng)
-                    zf.writestr(d + name, _image(rng, c, w, h, roi))
+                    zf.writestr(d + name, _image(rng, c, w, h, roi, colour_shift=colour_shift))
                     lines.append(f"{name};{w};{h};{roi[0]};{roi[1]};{roi[2]};{roi[3]};{c}")
             zf.writestr(d + f"GT-{c:05d}.csv", "\n".join(lines) + "\n")
     if with_test:
@@ -68,7 +70,7 @@ def make_archives(
                 c = i % classes
                 name = f"{i:05d}.ppm"
                 w, h, roi = _dims(rng)
-                zf.writestr("GTSRB/Final_Test/Images/" + name, _image(rng, c, w, h, roi))
+                zf.writestr("GTSRB/Final_Test/Images/" + name, _image(rng, c, w, h, roi, colour_shift=colour_shift))
                 row = f"{name};{w};{h};{roi[0]};{roi[1]};{roi[2]};{roi[3]}"
                 test_lines.append(row)
                 gt_lines.append(f"{row};{c}")

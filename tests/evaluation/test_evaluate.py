@@ -14,13 +14,16 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT, run_app
+from gtsrb_fixture import make_archives
 from short_runs import single_thread
 from stnlab.data.classes import GTSRB_CLASSES
 from stnlab.errors import ConfigError
 from stnlab.evaluation import ReportBuilder, evaluate
+from stnlab.evaluation.checkpoint_report import evaluate_checkpoint
 from stnlab.evaluation.files import write_report
 from stnlab.evaluation.metrics import group_interval
 from stnlab.tracking.runfile import read_run
+from stnlab.training.checkpoints import load_checkpoint_file
 
 # Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0 (softmax confidence of the prediction
 # rises with the index, so image 5 is the most confident error).
@@ -282,6 +285,36 @@ def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     assert vs["difference"]["low"] <= vs["difference"]["estimate"] <= vs["difference"]["high"]
     printed = capsys.readouterr().out
     assert "minus baseline custom-no_st-affine-gtsrb32-s2" in printed and "paired over 3 resampled tracks" in printed
+
+
+def _with_data(ckpt: str, out: Path, **data) -> Path:
+    """A copy of ``ckpt`` whose run config says it was trained on ``data`` (same weights)."""
+    saved = load_checkpoint_file(ckpt)
+    saved["hyper_parameters"]["cfg"]["data"].update(data)
+    torch.save(saved, out)
+    return out
+
+
+def test_a_baseline_is_scored_on_the_images_its_own_run_prepared(short_runs, tmp_path):
+    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
+    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    # The baseline's run read its images from another mirror: the same files, labels and tracks, other colours.
+    recoloured = make_archives(tmp_path / "mirror", colour_shift=1)
+    base = _with_data(b, tmp_path / "base.ckpt", mirror=str(recoloured), root=str(tmp_path / "data"))
+    own, _ = evaluate_checkpoint(base, "val", out_dir=tmp_path / "own")
+    on_a_images, _ = evaluate_checkpoint(b, "val", out_dir=tmp_path / "b")
+    assert own.accuracy != on_a_images.accuracy  # the premise: the two sets of pixels score differently
+    paired, _ = evaluate_checkpoint(a, "val", baseline=base, out_dir=tmp_path / "paired")
+    assert paired.comparison["accuracy"] == own.accuracy
+    assert paired.comparison["difference"]["estimate"] == pytest.approx(paired.accuracy - own.accuracy)
+
+
+def test_a_baseline_with_another_validation_split_is_refused(short_runs, tmp_path):
+    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
+    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    other = _with_data(b, tmp_path / "other_split.ckpt", split_seed=7)
+    with pytest.raises(ConfigError, match="has another val split .*same data.val_tracks_per_class and data.split_seed"):
+        evaluate_checkpoint(a, "val", baseline=other, out_dir=tmp_path / "paired")
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def evaluate_checkpoint(
     """Evaluate ``ckpt`` (a file, or a run folder: its chosen checkpoint) on ``split`` of its own data (``data``
     overrides it); write to ``out_dir`` (default ``<run_dir>/eval/<checkpoint name>``, beside the test stage's
     report in ``<run_dir>/eval``, which is never overwritten). With ``baseline``, a second checkpoint is scored on the same
-    images and the report gets the paired difference. Returns the report and the written paths."""
+    images, each prepared as its own run did, and the report gets the paired difference. Returns the report and the written paths."""
     dev = pick_device(device)
     ckpt = resolve_checkpoint(ckpt)
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval" / ckpt.stem
@@ -96,9 +96,7 @@ def evaluate_checkpoint(
         names=info.class_names,
     )
     if baseline is not None:
-        report.comparison = compare_on_same_images(
-            module, load_module(baseline, dev), baseline, images_split, report, batch_size, dev
-        )
+        report.comparison = compare_on_same_images(report, images_split, baseline, split, data, batch_size, dev)
     meta = {"source": SOURCE, "checkpoint": str(ckpt.resolve()), "run": run_name(module.cfg)}
     paths = write_report(report, out, split, meta)
     if wandb_mode != "disabled":
@@ -140,19 +138,31 @@ def refuse_test_stage_report(out: Path, split: str) -> None:
 
 
 def compare_on_same_images(
-    module, base_module, base_ckpt, images_split, report: Report, batch_size: int, device
+    report: Report,
+    images_split: Split,
+    base_ckpt: str | Path,
+    split: str,
+    data: dict[str, Any] | None,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """The baseline's accuracy on the images ``report`` was computed on, and the paired difference."""
-    size, base_size = config_of(module).image_size, config_of(base_module).image_size
-    if size != base_size:
+    """The baseline checkpoint's accuracy on the same images as ``report``, and the paired difference over
+    tracks. Each network sees the images as its own run prepared them (its size, ROI crop, ...), since a network
+    fed another run's preprocessing scores below its own figure; the two splits must hold the same images in the
+    same order, which their labels and tracks check."""
+    base_module, base_split = load_scored(resolve_checkpoint(base_ckpt), split, data, device)
+    if not (
+        torch.equal(base_split.labels, images_split.labels) and torch.equal(base_split.tracks, images_split.tracks)
+    ):
         raise ConfigError(
-            f"baseline {base_ckpt} takes {base_size}px images, the checkpoint {size}px; "
-            "compare checkpoints trained at the same data.image_size"
+            f"baseline {base_ckpt} has another {split} split ({len(base_split)} images, "
+            f"the checkpoint {len(images_split)}); compare checkpoints trained with the same "
+            "data.val_tracks_per_class and data.split_seed"
         )
     base = evaluate(
         base_module,
-        images_split.images,
-        images_split.labels,
+        base_split.images,
+        base_split.labels,
         base_module.num_classes,
         batch_size=batch_size,
         max_errors=0,
