@@ -277,7 +277,7 @@ def test_evaluate_takes_a_run_folder_says_images_for_the_test_set_and_keeps_the_
 def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
     a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
     b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
-    run_app("evaluate", [f"ckpt={a}", f"baseline={b}", "split=val", f"out={tmp_path}"])
+    run_app("evaluate", [f"ckpt={a}", f"baseline={short_runs['run_b']}", "split=val", f"out={tmp_path}"])  # a folder
     report = json.loads((tmp_path / "val_report.json").read_text())
     vs = report["vs_baseline"]
     assert vs["checkpoint"] == str(Path(b).resolve()) and vs["run"] == "custom-no_st-affine-gtsrb32-s2"

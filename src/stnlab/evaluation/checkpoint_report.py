@@ -150,7 +150,8 @@ def compare_on_same_images(
     tracks. Each network sees the images as its own run prepared them (its size, ROI crop, ...), since a network
     fed another run's preprocessing scores below its own figure; the two splits must hold the same images in the
     same order, which their labels and tracks check."""
-    base_module, base_split = load_scored(resolve_checkpoint(base_ckpt), split, data, device)
+    base_ckpt = resolve_checkpoint(base_ckpt)  # a run folder: its chosen checkpoint, recorded by name below
+    base_module, base_split = load_scored(base_ckpt, split, data, device)
     if not (
         torch.equal(base_split.labels, images_split.labels) and torch.equal(base_split.tracks, images_split.tracks)
     ):
@@ -170,7 +171,7 @@ def compare_on_same_images(
     )
     diff = group_interval(report.correct, images_split.tracks, baseline=base.correct)
     return {
-        "checkpoint": str(Path(base_ckpt).resolve()),
+        "checkpoint": str(base_ckpt.resolve()),
         "run": run_name(base_module.cfg),
         "accuracy": base.accuracy,
         "difference": diff.as_dict(),
