@@ -26,6 +26,17 @@ def test_plain_ema_is_the_refit_command_it_names():
     assert list(named["callbacks"])[-1] == "ema" and named["trainer"]["max_epochs"] == 12
 
 
+def test_tuned_two_st_is_the_ablation_command_it_names():
+    """experiment=tuned_two_st is the command the two-ST arm on plain_tuned ran with: the same run, apart from its
+    name, with plain_tuned's backbone (FC 512) under the two STs."""
+    named = OmegaConf.to_container(compose_train(["experiment=tuned_two_st"]), resolve=False)
+    spelled = ["experiment=plain_tuned", "model=compact_two_st", "module.locnet_lr_scale=0.1"]
+    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
+    assert named.pop("identity") == {**long.pop("identity"), "experiment": "tuned_two_st", "modified": ""}
+    assert named == long
+    assert set(named["model"]["transformers"]) == {"input", "conv1"} and named["model"]["backbone"]["fc"] == 512
+
+
 # The searched experiments: sweeps/cpu30b.yaml's trial 16 (3 epochs) and trial 25 (12), rounded, on plain_ema.
 SEARCHED = {
     "plain_fast": [
