@@ -76,8 +76,9 @@ def evaluate_checkpoint(
 ) -> tuple[Report, dict[str, Path]]:
     """Evaluate ``ckpt`` (a file, or a run folder: its chosen checkpoint) on ``split`` of its own data (``data``
     overrides it); write to ``out_dir`` (default ``<run_dir>/eval/<checkpoint name>``, beside the test stage's
-    report in ``<run_dir>/eval``, which is never overwritten). With ``baseline``, a second checkpoint is scored on the same
-    images, each prepared as its own run did, and the report gets the paired difference. Returns the report and the written paths."""
+    report in ``<run_dir>/eval``, which is never overwritten). With ``baseline``, a second checkpoint is scored on
+    the same images, each prepared as its own run did, and the report gets the paired difference. Returns the
+    report and the written paths."""
     dev = pick_device(device)
     ckpt = resolve_checkpoint(ckpt)
     out = Path(out_dir) if out_dir else run_dir_of_checkpoint(ckpt) / "eval" / ckpt.stem
