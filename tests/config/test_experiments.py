@@ -16,24 +16,28 @@ def test_every_experiment_composes_into_a_valid_run(name):
     assert cfg.identity.experiment and cfg.identity.modified == ""
 
 
+def composed_as_spelled(name: str, spelled: list[str], identity: str) -> dict:
+    """Asserts that experiment=``name`` composes the run that the ``spelled`` command line does, apart from its
+    identity (``identity.experiment`` = ``identity``, nothing modified); returns that run config, unresolved."""
+    named = OmegaConf.to_container(compose_train([f"experiment={name}"]), resolve=False)
+    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
+    assert named.pop("identity") == {**long.pop("identity"), "experiment": identity, "modified": ""}
+    assert named == long
+    return named
+
+
 def test_plain_ema_is_the_refit_command_it_names():
     """experiment=plain_ema is the command the refit seeds ran with: the same run, apart from its name."""
-    named = OmegaConf.to_container(compose_train(["experiment=plain_ema"]), resolve=False)
     spelled = ["experiment=plain", "trainer.max_epochs=12", "callbacks=[default,ema]"]
-    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
-    assert named.pop("identity") == {**long.pop("identity"), "experiment": "plain_e12_ema", "modified": ""}
-    assert named == long
+    named = composed_as_spelled("plain_ema", spelled, "plain_e12_ema")
     assert list(named["callbacks"])[-1] == "ema" and named["trainer"]["max_epochs"] == 12
 
 
 def test_tuned_two_st_is_the_ablation_command_it_names():
     """experiment=tuned_two_st is the command the two-ST arm on plain_tuned ran with: the same run, apart from its
     name, with plain_tuned's backbone (FC 512) under the two STs."""
-    named = OmegaConf.to_container(compose_train(["experiment=tuned_two_st"]), resolve=False)
     spelled = ["experiment=plain_tuned", "model=compact_two_st", "module.locnet_lr_scale=0.1"]
-    long = OmegaConf.to_container(compose_train(spelled), resolve=False)
-    assert named.pop("identity") == {**long.pop("identity"), "experiment": "tuned_two_st", "modified": ""}
-    assert named == long
+    named = composed_as_spelled("tuned_two_st", spelled, "tuned_two_st")
     assert set(named["model"]["transformers"]) == {"input", "conv1"} and named["model"]["backbone"]["fc"] == 512
 
 
@@ -66,8 +70,6 @@ SEARCHED = {
 @pytest.mark.parametrize("name, epochs", [("plain_fast", 3), ("plain_tuned", 12)])
 def test_searched_experiments_are_plain_ema_with_the_searched_configuration(name, epochs):
     """Each searched experiment is plain_ema with ROI crops, FC 512, zoom of 20% and its trial's values."""
-    named = OmegaConf.to_container(compose_train([f"experiment={name}"]), resolve=False)
     common = ["experiment=plain_ema", "data.crop_roi=true", "model.backbone.fc=512", "augment.scale=[0.8,1.2]"]
-    long = OmegaConf.to_container(compose_train(common + SEARCHED[name]), resolve=False)
-    assert named.pop("identity") == {**long.pop("identity"), "experiment": name, "modified": ""}
-    assert named == long and named["trainer"]["max_epochs"] == epochs
+    named = composed_as_spelled(name, common + SEARCHED[name], name)
+    assert named["trainer"]["max_epochs"] == epochs

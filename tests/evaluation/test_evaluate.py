@@ -54,6 +54,11 @@ def _images(n: int = 6) -> torch.Tensor:
     return torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 3, 8, 8).contiguous()
 
 
+def best_checkpoint(run: Path) -> str:
+    """The checkpoint a finished run chose (its metrics.json's ``best_checkpoint``)."""
+    return json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+
+
 def test_report_of_fixed_predictions_matches_hand_computed_figures():
     report = evaluate(FixedLogits(), _images(), LABELS, batch_size=4, max_errors=10)  # two batches
     assert report.num_images == 6
@@ -255,7 +260,7 @@ def test_evaluate_takes_a_run_folder_says_images_for_the_test_set_and_keeps_the_
     short_runs, tmp_path, capsys
 ):
     run = short_runs["run_b"]
-    best = Path(json.loads((run / "metrics.json").read_text())["best_checkpoint"])
+    best = Path(best_checkpoint(run))
     stage = (run / "eval" / "test_report.json").read_text()
     run_app("evaluate", [f"ckpt={run}", "split=test"])  # a run folder, as resume= takes: its best checkpoint
     printed = capsys.readouterr().out
@@ -275,8 +280,8 @@ def test_evaluate_takes_a_run_folder_says_images_for_the_test_set_and_keeps_the_
 
 
 def test_evaluate_against_a_baseline_checkpoint(short_runs, tmp_path, capsys):
-    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
-    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    a = best_checkpoint(short_runs["run_a"])
+    b = best_checkpoint(short_runs["run_b"])
     run_app("evaluate", [f"ckpt={a}", f"baseline={short_runs['run_b']}", "split=val", f"out={tmp_path}"])  # a folder
     report = json.loads((tmp_path / "val_report.json").read_text())
     vs = report["vs_baseline"]
@@ -296,8 +301,8 @@ def _with_data(ckpt: str, out: Path, **data) -> Path:
 
 
 def test_a_baseline_is_scored_on_the_images_its_own_run_prepared(short_runs, tmp_path):
-    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
-    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    a = best_checkpoint(short_runs["run_a"])
+    b = best_checkpoint(short_runs["run_b"])
     # The baseline's run read its images from another mirror: the same files, labels and tracks, other colours.
     recoloured = make_archives(tmp_path / "mirror", colour_shift=1)
     base = _with_data(b, tmp_path / "base.ckpt", mirror=str(recoloured), root=str(tmp_path / "data"))
@@ -310,8 +315,8 @@ def test_a_baseline_is_scored_on_the_images_its_own_run_prepared(short_runs, tmp
 
 
 def test_a_baseline_with_another_validation_split_is_refused(short_runs, tmp_path):
-    a = json.loads((short_runs["run_a"] / "metrics.json").read_text())["best_checkpoint"]
-    b = json.loads((short_runs["run_b"] / "metrics.json").read_text())["best_checkpoint"]
+    a = best_checkpoint(short_runs["run_a"])
+    b = best_checkpoint(short_runs["run_b"])
     other = _with_data(b, tmp_path / "other_split.ckpt", split_seed=7)
     with pytest.raises(ConfigError, match="has another val split .*same data.val_tracks_per_class and data.split_seed"):
         evaluate_checkpoint(a, "val", baseline=other, out_dir=tmp_path / "paired")
