@@ -41,6 +41,13 @@ def test_tuned_two_st_is_the_ablation_command_it_names():
     assert set(named["model"]["transformers"]) == {"input", "conv1"} and named["model"]["backbone"]["fc"] == 512
 
 
+def test_plain_wide_is_plain_tuned_with_the_wider_backbone():
+    """experiment=plain_wide is the command its validation and refit runs used: plain_tuned, widths 48-96-192."""
+    spelled = ["experiment=plain_tuned", "model.backbone.widths=[48,96,192]"]
+    named = composed_as_spelled("plain_wide", spelled, "plain_wide")
+    assert named["model"]["backbone"]["widths"] == [48, 96, 192] and named["model"]["backbone"]["fc"] == 512
+
+
 # The searched experiments: sweeps/cpu30b.yaml's trial 16 (3 epochs) and trial 25 (12), rounded, on plain_ema.
 SEARCHED = {
     "plain_fast": [
