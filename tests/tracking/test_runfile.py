@@ -74,3 +74,31 @@ def test_unfinished_file_is_reported_incomplete(tmp_path):
     (tmp_path / "bad.wandb").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a W&B run file"):
         read_run(tmp_path / "bad.wandb")
+
+
+def test_a_file_read_mid_write_gives_the_records_before_the_torn_chunk(tmp_path, monkeypatch):
+    """W&B's service appends while a finished run's file is read (a CI run caught the tail cut short):
+    every prefix of a real run file, and one with a corrupted last chunk, must read as an unfinished run."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = wandb.init(
+        project="stnlab-test", dir=str(tmp_path), settings=wandb.Settings(x_disable_stats=True, silent=True)
+    )
+    for step in range(3):
+        run.log({"loss": 1.0 / (step + 1)})
+    run.finish()
+    (offline,) = tmp_path.glob("wandb/offline-run-*")
+    whole = read_run(offline)
+    assert whole.complete and whole.metric("loss") == [1.0, 0.5, 1.0 / 3]
+    data = next(offline.glob("run-*.wandb")).read_bytes()
+    cut = tmp_path / "cut" / "run-cut.wandb"
+    cut.parent.mkdir()
+    for end in range(7, len(data), max(1, len(data) // 97)):
+        cut.write_bytes(data[:end])
+        part = read_run(cut, wait_s=0)
+        assert not part.complete and part.metric("loss") == whole.metric("loss")[: len(part.history)]
+    flipped = bytearray(data)
+    flipped[-2] ^= 0xFF
+    cut.write_bytes(bytes(flipped))
+    assert not read_run(cut, wait_s=0).complete

@@ -1,9 +1,9 @@
 """Reading back what an offline W&B run recorded: the ``.wandb`` file that ``wandb sync`` uploads.
 
 The file is W&B's LevelDB-style log: a 7-byte header (``:W&B``, magic 0xBEE1,
-version 0), then 32 KiB blocks of chunks, each with a 7-byte header (CRC-32,
-little-endian length, type FULL=1/FIRST=2/MIDDLE=3/LAST=4); chunks join into
-``wandb_internal_pb2.Record`` protobuf messages.
+version 0), then 32 KiB blocks of chunks, each with a 7-byte header (CRC-32 of the type
+byte then the data, little-endian length, type FULL=1/FIRST=2/MIDDLE=3/LAST=4); chunks
+join into ``wandb_internal_pb2.Record`` protobuf messages.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def iter_records(path: Path):
-    """Yield every ``Record`` protobuf in a ``.wandb`` file, in order."""
+    """Yield every ``Record`` protobuf in a ``.wandb`` file, in order.
+
+    Reading stops at the first chunk that is cut short or fails its CRC: W&B's service may be
+    mid-write (a torn tail), and :func:`read_run` reads again until the exit record is there.
+    """
     from wandb.proto import wandb_internal_pb2 as pb  # loads wandb (seconds): only a run file's reader needs it
 
     data = Path(path).read_bytes()
@@ -33,12 +38,14 @@ def iter_records(path: Path):
         if room < 7:  # block trailer padding
             pos += room
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
             pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
             continue
+        if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
+            return
         if kind in (FULL, FIRST):
             pending = chunk
         else:
