@@ -48,6 +48,20 @@ def test_plain_wide_is_plain_tuned_with_the_wider_backbone():
     assert named["model"]["backbone"]["widths"] == [48, 96, 192] and named["model"]["backbone"]["fc"] == 512
 
 
+def test_wide_two_st_is_the_ablation_command_it_names():
+    """experiment=wide_two_st is the command the two-ST arm on plain_wide ran with: the wider backbone stays
+    under the two STs that the model preset brings."""
+    spelled = [
+        "experiment=plain_tuned",
+        "model=compact_two_st",
+        "module.locnet_lr_scale=0.1",
+        "model.backbone.widths=[48,96,192]",
+    ]
+    named = composed_as_spelled("wide_two_st", spelled, "wide_two_st")
+    assert set(named["model"]["transformers"]) == {"input", "conv1"}
+    assert named["model"]["backbone"]["widths"] == [48, 96, 192] and named["model"]["backbone"]["fc"] == 512
+
+
 # The searched experiments: sweeps/cpu30b.yaml's trial 16 (3 epochs) and trial 25 (12), rounded, on plain_ema.
 SEARCHED = {
     "plain_fast": [
