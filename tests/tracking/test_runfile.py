@@ -78,7 +78,8 @@ def test_unfinished_file_is_reported_incomplete(tmp_path):
 
 def test_a_file_read_mid_write_gives_the_records_before_the_torn_chunk(tmp_path, monkeypatch):
     """W&B's service appends while a finished run's file is read (a CI run caught the tail cut short):
-    every prefix of a real run file, and one with a corrupted last chunk, must read as an unfinished run."""
+    about a hundred prefixes of a real run file, cut through headers and chunks alike, and a copy with a corrupted
+    last chunk must each read as an unfinished run holding the records before the cut."""
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
